@@ -1,0 +1,1 @@
+"""PostgreSQL store of papers, taxonomy labels, model labels, model versions and runs."""
