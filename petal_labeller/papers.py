@@ -1,0 +1,199 @@
+"""The paper record and the validation of the import format (one JSON object a line).
+
+A line becomes a `Paper` or a `Rejection` naming the line, the field and the
+reason, so one bad record is quarantined while the rest of the file goes on.
+Format: `doi` (str|null), `title` (str, required), `abstract` (str|null),
+`venue` (list of str, str, or null), `url` (str|null), `labels` (list of
+taxonomy ids, optional). Other keys (e.g. the pipeline's `paper_id`) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from petal_labeller.taxonomy import Taxonomy
+
+# A DOI is "10.<registrant>/<suffix>" (DOI Handbook 2.2); suffixes may hold any
+# printable character, so only the prefix shape and the absence of spaces are checked.
+_DOI_SHAPE = re.compile(r"^10\.\d{4,9}(\.\d+)*/\S+$")
+_DOI_PREFIXES = re.compile(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
+
+
+class PaperError(ValueError):
+    """One field of one record is invalid; `field` names it for reports."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"field {field!r}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A validated paper; `labels` is None when the record carried no `labels` key."""
+
+    title: str
+    doi: str | None = None
+    abstract: str | None = None
+    venue: tuple[str, ...] = ()
+    url: str | None = None
+    labels: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity within the store: the DOI when known, else the case-folded title."""
+        return f"doi:{self.doi}" if self.doi else f"title:{self.title.casefold()}"
+
+    def to_record(self) -> dict[str, object]:
+        """The import-format dict (labels only when present)."""
+        record: dict[str, object] = {
+            "doi": self.doi,
+            "title": self.title,
+            "abstract": self.abstract,
+            "venue": list(self.venue),
+            "url": self.url,
+        }
+        if self.labels is not None:
+            record["labels"] = list(self.labels)
+        return record
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record that was not imported: where it was, which field, and why."""
+
+    line: int
+    field: str | None
+    reason: str
+    raw: str
+
+    def to_record(self) -> dict[str, object]:
+        return {"line": self.line, "field": self.field, "reason": self.reason, "record": self.raw}
+
+
+def normalise_doi(value: str) -> str:
+    """Lower-case and strip resolver prefixes (`https://doi.org/`, `doi:`); raise if not a DOI."""
+    doi = _DOI_PREFIXES.sub("", value.strip()).strip().lower()
+    if not _DOI_SHAPE.match(doi):
+        raise PaperError("doi", f"{value!r} is not a DOI (expected 10.<registrant>/<suffix>)")
+    return doi
+
+
+def _text(record: Mapping[str, object], field: str, *, required: bool = False) -> str | None:
+    value = record.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise PaperError(field, "is missing or empty")
+        return None
+    if not isinstance(value, str):
+        raise PaperError(field, f"must be a string or null, not {type(value).__name__}")
+    return _storable(field, value.strip())
+
+
+def _storable(field: str, value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate (JSON "\ud800") is not
+    # UTF-8: both would fail the whole batch later, so they are caught per record.
+    if "\x00" in value:
+        raise PaperError(field, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PaperError(field, "is not valid UTF-8 text (lone surrogate escape)") from None
+    return value
+
+
+def _venue(record: Mapping[str, object]) -> tuple[str, ...]:
+    value = record.get("venue")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PaperError("venue", "must be a list of strings, a string or null")
+    names = [_storable("venue", item.strip()) for item in value]
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def _labels(record: Mapping[str, object], taxonomy: Taxonomy | None) -> tuple[str, ...] | None:
+    if "labels" not in record or record["labels"] is None:
+        return None
+    value = record["labels"]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PaperError("labels", "must be a list of label id strings")
+    if taxonomy is not None:
+        unknown = taxonomy.unknown(value)
+        if unknown:
+            raise PaperError("labels", f"unknown label ids {sorted(set(unknown))}")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_paper(record: object, taxonomy: Taxonomy | None = None) -> Paper:
+    """Validate one decoded JSON record; raise `PaperError` naming the first bad field."""
+    if not isinstance(record, dict):
+        raise PaperError("record", f"must be a JSON object, not {type(record).__name__}")
+    doi = _text(record, "doi")
+    return Paper(
+        title=_text(record, "title", required=True) or "",
+        doi=normalise_doi(doi) if doi else None,
+        abstract=_text(record, "abstract"),
+        venue=_venue(record),
+        url=_text(record, "url"),
+        labels=_labels(record, taxonomy),
+    )
+
+
+def read_papers(
+    path: str | Path, taxonomy: Taxonomy | None = None
+) -> Iterator[tuple[int, Paper | Rejection]]:
+    """Yield `(line_number, Paper or Rejection)` for every non-blank line of a JSONL file.
+
+    The file is read as bytes line by line, so invalid UTF-8 or broken JSON on
+    one line rejects only that line. The second and later copies of a paper
+    (same DOI, or same title when there is no DOI) are rejected as duplicates.
+    """
+    seen: dict[str, int] = {}
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            shown = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    Rejection(
+                        number,
+                        None,
+                        f"not valid UTF-8 text: {exc.reason} at byte {exc.start}",
+                        shown,
+                    ),
+                )
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield (
+                    number,
+                    Rejection(
+                        number, None, f"not valid JSON: {exc.msg} at column {exc.colno}", shown
+                    ),
+                )
+                continue
+            try:
+                paper = parse_paper(record, taxonomy)
+            except PaperError as exc:
+                yield number, Rejection(number, exc.field, str(exc), shown)
+                continue
+            first = seen.setdefault(paper.key, number)
+            if first != number:
+                field = "doi" if paper.doi else "title"
+                yield (
+                    number,
+                    Rejection(number, field, f"duplicate of the paper on line {first}", shown),
+                )
+                continue
+            yield number, paper

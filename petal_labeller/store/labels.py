@@ -1,0 +1,270 @@
+"""Model labels in, every label out.
+
+API:
+- `upsert_model_labels(conn, rows, model_version, run_id=None, *, paper_ids=(),
+  commit=True) -> UpsertReport`: rows are `(paper_id, label_id, score)`. One
+  transaction: the rows are COPYed into a temporary table, then merged with one
+  `INSERT ... ON CONFLICT DO UPDATE`; for every paper in the batch (those in
+  `rows` plus `paper_ids`, which names papers the model gave no label) the model
+  labels of the same version that are not in the new set are deleted, and the
+  paper is marked labelled by that version (so it is no longer pending). Curator
+  labels are never touched. Writing the same batch again changes nothing; any
+  bad row (unknown paper, label, version or run; score outside [0, 1]) raises
+  `StoreError` and leaves every table as it was.
+- `model_labels(conn, model_version=None, paper_id=None) -> list[tuple]`:
+  `(paper_id, label_id, score, model_version, run_id)` sorted.
+- `export_papers(conn, *, curated_only=False) -> Iterator[dict]`: every paper in the
+  import format plus `labels` (curator ids, taxonomy order) and `predicted`
+  (`[{label, score, model_version}]`), streamed through a server-side cursor.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.extensions
+
+from petal_labeller.store.unit import StoreError, one_line, write_unit
+
+#: Rows fetched per round trip when exporting.
+EXPORT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    papers: int
+    inserted: int
+    updated: int
+    deleted: int
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+
+def _copy_field(value: str) -> str:
+    # COPY text format escapes: backslash first, then the separators.
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def _copy_lines(rows: Iterable[tuple[int, str, float]]) -> Iterator[str]:
+    for index, row in enumerate(rows):
+        try:
+            paper_id, label_id, score = row
+            paper_id, score = int(paper_id), float(score)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"label row {index}: expected (paper_id, label_id, score), got {row!r}"
+            ) from exc
+        if not isinstance(label_id, str) or not label_id:
+            raise StoreError(
+                f"label row {index}: field 'label_id' must be a non-empty string, got {label_id!r}"
+            )
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise StoreError(
+                f"label row {index} (paper {paper_id}, {label_id}): "
+                f"field 'score' {score} is not in [0, 1]"
+            )
+        yield f"{paper_id}\t{_copy_field(label_id)}\t{score!r}\n"
+
+
+class _LinesReader(io.TextIOBase):
+    """A read-only file over a line generator: COPY streams rows without building one big string.
+
+    psycopg2's copy_expert wants a file object; no stdlib class adapts an iterator.
+    """
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines = lines
+        self._buffer = ""
+        #: The exception a line raised: psycopg2 reports it only as a cancelled COPY.
+        self.error: Exception | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        want = size if size is not None and size >= 0 else math.inf
+        parts = [self._buffer]
+        length = len(self._buffer)
+        try:
+            for line in self._lines:
+                parts.append(line)
+                length += len(line)
+                if length >= want:
+                    break
+        except Exception as exc:
+            self.error = exc
+            raise
+        text = "".join(parts)
+        if want is math.inf:
+            self._buffer = ""
+            return text
+        self._buffer = text[int(want) :]
+        return text[: int(want)]
+
+
+def upsert_model_labels(
+    conn: psycopg2.extensions.connection,
+    rows: Iterable[tuple[int, str, float]],
+    model_version: str,
+    run_id: str | None = None,
+    *,
+    paper_ids: Iterable[int] = (),
+    commit: bool = True,
+) -> UpsertReport:
+    """Replace the model labels of `model_version` for every paper in the batch; see module doc."""
+    suffix = uuid.uuid4().hex[:12]
+    incoming, batch = f"incoming_labels_{suffix}", f"batch_papers_{suffix}"
+    params = {"version": model_version, "run": run_id, "papers": [int(p) for p in paper_ids]}
+    reader = _LinesReader(_copy_lines(rows))
+    try:
+        with write_unit(conn, commit), conn.cursor() as cur:
+            cur.execute(
+                f"""CREATE TEMP TABLE {incoming}
+                        (paper_id bigint NOT NULL, label_id text NOT NULL, score real NOT NULL)
+                    ON COMMIT DROP"""
+            )
+            cur.copy_expert(f"COPY {incoming} FROM STDIN", reader)
+            # Temporary tables are never auto-analysed; without statistics the
+            # planner guesses badly on the joins below.
+            cur.execute(
+                f"""CREATE INDEX ON {incoming} (paper_id, label_id);
+                    ANALYZE {incoming};
+                    CREATE TEMP TABLE {batch} ON COMMIT DROP AS
+                        SELECT paper_id FROM {incoming}
+                        UNION SELECT unnest(%(papers)s::bigint[]);
+                    ALTER TABLE {batch} ADD PRIMARY KEY (paper_id);
+                    ANALYZE {batch};""",
+                params,
+            )
+            cur.execute(
+                f"""DELETE FROM paper_labels AS pl USING {batch} AS b
+                    WHERE pl.paper_id = b.paper_id AND pl.origin = 'model'
+                      AND pl.model_version = %(version)s
+                      AND NOT EXISTS (
+                          SELECT 1 FROM {incoming} AS i
+                          WHERE i.paper_id = pl.paper_id AND i.label_id = pl.label_id)""",
+                params,
+            )
+            deleted = cur.rowcount
+            # Unchanged rows are skipped, so writing the same run twice is a no-op.
+            cur.execute(
+                f"""WITH written AS (
+                        INSERT INTO paper_labels
+                            (paper_id, label_id, origin, score, model_version, run_id)
+                        SELECT DISTINCT ON (paper_id, label_id)
+                               paper_id, label_id, 'model', score, %(version)s, %(run)s
+                        FROM {incoming} ORDER BY paper_id, label_id, score DESC
+                        ON CONFLICT (paper_id, label_id, model_version) WHERE origin = 'model'
+                        DO UPDATE SET score = EXCLUDED.score, run_id = EXCLUDED.run_id,
+                                      labelled_at = EXCLUDED.labelled_at
+                        WHERE (paper_labels.score, paper_labels.run_id)
+                              IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.run_id)
+                        RETURNING (xmax = 0) AS inserted)
+                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                    FROM written""",
+                params,
+            )
+            inserted, updated = cur.fetchone()
+            cur.execute(
+                f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
+                    SELECT b.paper_id, %(version)s, %(run)s,
+                           (SELECT count(DISTINCT i.label_id) FROM {incoming} AS i
+                            WHERE i.paper_id = b.paper_id)
+                    FROM {batch} AS b
+                    ON CONFLICT (paper_id, model_version) DO UPDATE
+                    SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
+                        labelled_at = EXCLUDED.labelled_at
+                    WHERE (paper_labelling.run_id, paper_labelling.label_count)
+                          IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
+                params,
+            )
+            cur.execute(f"SELECT count(*) FROM {batch}")
+            papers = cur.fetchone()[0]
+            cur.execute(f"DROP TABLE {incoming}, {batch}")
+    except psycopg2.Error as exc:
+        if reader.error is not None:
+            raise reader.error from None
+        if isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
+            raise StoreError(
+                f"model labels for version {model_version!r} not written: {one_line(exc)}"
+            ) from exc
+        raise
+    return UpsertReport(papers=papers, inserted=inserted, updated=updated, deleted=deleted)
+
+
+def model_labels(
+    conn: psycopg2.extensions.connection,
+    model_version: str | None = None,
+    paper_id: int | None = None,
+) -> list[tuple[int, str, float, str, str | None]]:
+    """Stored model labels as `(paper_id, label_id, score, model_version, run_id)`, sorted."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT paper_id, label_id, score, model_version, run_id FROM paper_labels
+               WHERE origin = 'model'
+                 AND (%(version)s::text IS NULL OR model_version = %(version)s)
+                 AND (%(paper)s::bigint IS NULL OR paper_id = %(paper)s)
+               ORDER BY paper_id, model_version, label_id""",
+            {"version": model_version, "paper": paper_id},
+        )
+        return cur.fetchall()
+
+
+def curator_labels(conn: psycopg2.extensions.connection, paper_id: int) -> list[str]:
+    """A paper's curator label ids, in taxonomy order."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT pl.label_id FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+               WHERE pl.paper_id = %s AND pl.origin = 'curator' ORDER BY t.position""",
+            (paper_id,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def export_papers(
+    conn: psycopg2.extensions.connection, *, curated_only: bool = False
+) -> Iterator[dict]:
+    """Every paper with its curator labels and model predictions, in paper id order."""
+    cursor = conn.cursor(name=f"export_{uuid.uuid4().hex[:12]}")
+    cursor.itersize = EXPORT_BATCH
+    try:
+        cursor.execute(
+            """SELECT p.doi, p.title, p.abstract, p.venue, p.url,
+                   coalesce(curated.ids, '{}'), coalesce(predicted.items, '[]')
+               FROM papers p
+               LEFT JOIN LATERAL (
+                   SELECT array_agg(pl.label_id ORDER BY t.position) AS ids
+                   FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+                   WHERE pl.paper_id = p.id AND pl.origin = 'curator') curated ON true
+               LEFT JOIN LATERAL (
+                   SELECT json_agg(json_build_object('label', pl.label_id, 'score', pl.score,
+                                                     'model_version', pl.model_version)
+                                   ORDER BY pl.model_version, pl.score DESC, pl.label_id) AS items
+                   FROM paper_labels pl
+                   WHERE pl.paper_id = p.id AND pl.origin = 'model') predicted ON true
+               WHERE NOT %s OR curated.ids IS NOT NULL
+               ORDER BY p.id""",
+            (curated_only,),
+        )
+        for doi, title, abstract, venue, url, labels, predicted in cursor:
+            yield {
+                "doi": doi,
+                "title": title,
+                "abstract": abstract,
+                "venue": list(venue),
+                "url": url,
+                "labels": list(labels),
+                "predicted": predicted,
+            }
+    finally:
+        if not cursor.closed and not conn.closed:
+            cursor.close()

@@ -1,0 +1,193 @@
+"""Papers in the database: import from JSONL, stream the ones a model has not labelled.
+
+API:
+- `import_papers(conn, path, taxonomy, rejects_path=None, *, source=None, commit=True)
+  -> ImportReport`
+  validates every line (`petal_labeller.papers.read_papers`), writes bad ones to
+  `rejects_path` (JSONL: line, field, reason, record) and imports the good ones
+  in one transaction. A paper already stored (same DOI, or same title without
+  DOI) is updated in place and keeps its `ingested_at`; a record with `labels`
+  replaces that paper's curator labels, one without leaves them alone.
+- `pending_papers(conn, since, until, model_version=None, limit=None) -> Iterator[dict]`
+  streams papers with `since <= ingested_at < until` that `model_version` (default:
+  the production model) has not labelled: dicts with paper_id, doi, title,
+  abstract, venue (list), url, ingested_at.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from petal_labeller.papers import Paper, Rejection, read_papers
+from petal_labeller.store.unit import write_unit
+from petal_labeller.taxonomy import Taxonomy
+
+#: Rows per round trip when writing papers, and per fetch when streaming them.
+BATCH_SIZE = 1000
+
+
+@dataclass
+class ImportReport:
+    """What one import did; `rejections` are also in the rejects file when one was given."""
+
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    curator_labels: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
+
+    @property
+    def imported(self) -> int:
+        return self.inserted + self.updated
+
+
+def _batches(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def import_papers(
+    conn: psycopg2.extensions.connection,
+    path: str | Path,
+    taxonomy: Taxonomy,
+    rejects_path: str | Path | None = None,
+    *,
+    source: str | None = None,
+    commit: bool = True,
+) -> ImportReport:
+    """Import a JSONL file of papers; bad records are reported, never imported."""
+    report = ImportReport()
+    source = source or f"import:{Path(path).name}"
+    rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None  # noqa: SIM115
+
+    def good_papers() -> Iterator[Paper]:
+        for _, item in read_papers(path, taxonomy):
+            report.read += 1
+            if isinstance(item, Rejection):
+                report.rejections.append(item)
+                if rejects:
+                    rejects.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+            else:
+                yield item
+
+    try:
+        with write_unit(conn, commit), conn.cursor() as cur:
+            for batch in _batches(good_papers(), BATCH_SIZE):
+                _write_batch(cur, batch, source, report)
+    finally:
+        if rejects:
+            rejects.close()
+    return report
+
+
+def _write_batch(cur, batch: list[Paper], source: str, report: ImportReport) -> None:
+    # The row number travels with each record so returned ids map back to papers
+    # whatever order RETURNING uses; xmax = 0 only for rows this statement inserted.
+    rows = execute_values(
+        cur,
+        """WITH input (n, doi, title, abstract, venue, url, source) AS (VALUES %s),
+           written AS (
+               INSERT INTO papers (doi, title, abstract, venue, url, source)
+               SELECT doi, title, abstract, venue, url, source FROM input ORDER BY n
+               ON CONFLICT (identity_key) DO UPDATE SET title = EXCLUDED.title,
+                   abstract = EXCLUDED.abstract, venue = EXCLUDED.venue, url = EXCLUDED.url
+               RETURNING id, (xmax = 0) AS inserted, identity_key)
+           SELECT input.n, written.id, written.inserted
+           FROM written JOIN input ON written.identity_key = CASE
+               WHEN input.doi IS NOT NULL THEN 'doi:' || input.doi
+               ELSE 'title:' || md5(lower(input.title)) END
+           ORDER BY input.n""",
+        [
+            (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source)
+            for n, p in enumerate(batch)
+        ],
+        template="(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text)",
+        page_size=len(batch),
+        fetch=True,
+    )
+    report.inserted += sum(1 for _, _, inserted in rows if inserted)
+    report.updated += sum(1 for _, _, inserted in rows if not inserted)
+    labelled = [(paper_id, batch[n]) for n, paper_id, _ in rows if batch[n].labels is not None]
+    if not labelled:
+        return
+    cur.execute(
+        "DELETE FROM paper_labels WHERE origin = 'curator' AND paper_id = ANY(%s)",
+        ([paper_id for paper_id, _ in labelled],),
+    )
+    label_rows = [(paper_id, label) for paper_id, paper in labelled for label in paper.labels or ()]
+    if label_rows:
+        execute_values(
+            cur,
+            "INSERT INTO paper_labels (paper_id, label_id, origin) VALUES %s",
+            label_rows,
+            template="(%s, %s, 'curator')",
+            page_size=BATCH_SIZE * 10,
+        )
+    report.curator_labels += len(label_rows)
+
+
+def _utc(moment: datetime | str) -> datetime:
+    """Accept ISO strings and naive datetimes (read as UTC) for interval bounds."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def pending_papers(
+    conn: psycopg2.extensions.connection,
+    since: datetime | str,
+    until: datetime | str,
+    model_version: str | None = None,
+    limit: int | None = None,
+) -> Iterator[dict]:
+    """Stream papers ingested in `[since, until)` not yet labelled by `model_version`.
+
+    Uses a server-side cursor, so a backlog of any size is read `BATCH_SIZE`
+    rows at a time. Consume it before committing on the same connection (a
+    commit closes the cursor). With no `model_version` the production model is
+    used; with no production model every paper in the window is pending.
+    """
+    if model_version is None:
+        from petal_labeller.store.models import production_model
+
+        production = production_model(conn)
+        model_version = production.version if production else None
+    cursor = conn.cursor(name=f"pending_{uuid.uuid4().hex[:12]}")
+    cursor.itersize = BATCH_SIZE
+    try:
+        cursor.execute(
+            """SELECT p.id, p.doi, p.title, p.abstract, p.venue, p.url, p.ingested_at
+               FROM papers p
+               WHERE p.ingested_at >= %(since)s AND p.ingested_at < %(until)s
+                 AND NOT EXISTS (SELECT 1 FROM paper_labelling l
+                                 WHERE l.paper_id = p.id AND l.model_version = %(version)s)
+               ORDER BY p.ingested_at, p.id
+               LIMIT %(limit)s""",
+            {"since": _utc(since), "until": _utc(until), "version": model_version, "limit": limit},
+        )
+        for paper_id, doi, title, abstract, venue, url, ingested_at in cursor:
+            yield {
+                "paper_id": paper_id,
+                "doi": doi,
+                "title": title,
+                "abstract": abstract,
+                "venue": list(venue),
+                "url": url,
+                "ingested_at": ingested_at,
+            }
+    finally:
+        if not cursor.closed and not conn.closed:
+            cursor.close()
