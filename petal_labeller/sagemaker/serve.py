@@ -1,0 +1,333 @@
+"""`serve`: SageMaker's inference HTTP contract on uvicorn, around the same inference.py.
+
+SageMaker starts a hosting or batch-transform container as `<image> serve` and
+talks to port 8080: `GET /ping` (200 once the model is loaded), `POST /invocations`
+(here `application/jsonlines` in and out, many papers a request) and, for batch
+transform, the optional `GET /execution-parameters`. The work itself is
+`model_fn`/`input_fn`/`predict_fn`/`output_fn` from
+`petal_labeller.sagemaker.inference`, the functions the local backend and the
+tests run, so every path labels a paper the same way.
+
+Hand-written on Starlette because the alternative, SageMaker's inference toolkit,
+runs a Java model server (MMS/TorchServe) for what is five small handlers here.
+
+Settings come from the environment (SageMaker passes a model's `Environment`):
+    SM_MODEL_DIR / PETAL_SERVE_MODEL   unpacked model folder or a model.tar.gz
+                                       (default /opt/ml/model, SageMaker's)
+    PETAL_SERVE_MAX_BODY_BYTES         request size limit (413 above it); else
+    SAGEMAKER_MAX_PAYLOAD_IN_MB        in MiB; default 6 MiB, SageMaker's own limit
+    PETAL_SERVE_MAX_CONCURRENCY        predictions run at once per worker (default 1:
+                                       torch already spreads one batch over every core)
+    SAGEMAKER_MODEL_SERVER_WORKERS     uvicorn worker processes (default 1)
+    SAGEMAKER_BIND_TO_PORT             port (default 8080)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+INFERENCE_MODULE = "petal_labeller.sagemaker.inference"
+JSONLINES = "application/jsonlines"
+#: Other spellings of JSON Lines that clients send; all mean JSONLINES.
+JSONLINES_ALIASES = frozenset({JSONLINES, "application/jsonl", "application/x-jsonlines"})
+ANY_MEDIA = frozenset({"*/*", "application/*"})
+MIB = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 6 * MIB
+DEFAULT_PORT = 8080
+
+
+class BadRequest(Exception):
+    """The request cannot be served; carries the HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything the server reads from the environment, read once."""
+
+    model_path: Path
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_concurrency: int = 1
+    workers: int = 1
+    host: str = "0.0.0.0"  # a container must listen on every interface
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
+        environ = os.environ if environ is None else environ
+        base = Path(environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
+        model = environ.get("PETAL_SERVE_MODEL") or environ.get("SM_MODEL_DIR")
+        max_body = _int_setting(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 0, minimum=0) * MIB
+        return cls(
+            model_path=Path(model) if model else base / "model",
+            max_body_bytes=_int_setting(
+                environ, "PETAL_SERVE_MAX_BODY_BYTES", max_body or DEFAULT_MAX_BODY_BYTES
+            ),
+            max_concurrency=_int_setting(environ, "PETAL_SERVE_MAX_CONCURRENCY", 1),
+            workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
+            port=_int_setting(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
+        )
+
+
+def _model_dir(model_path: Path) -> Path:
+    """A folder to hand model_fn: the path itself, or a model.tar.gz unpacked safely."""
+    if model_path.is_dir():
+        return model_path
+    if not model_path.exists():
+        raise FileNotFoundError(f"model not found: {model_path}")
+    from petal_labeller.model.artefact import unpack  # only tarballs need it
+
+    target = Path(tempfile.mkdtemp(prefix="petal-serve-model-"))
+    return unpack(model_path, target)
+
+
+class ModelHolder:
+    """The model, loaded once in a background thread so /ping can answer 503 meanwhile."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+        self._loaded = threading.Event()
+        self.model: Any = None
+        self.error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded.is_set() and self.error is None
+
+    def load(self) -> None:
+        try:
+            self.model = self._load()
+        except Exception as exc:
+            log.exception("model failed to load")
+            self.error = f"{type(exc).__name__}: {exc}"
+        else:
+            log.info("model loaded")
+        finally:
+            self._loaded.set()
+
+    def status(self) -> tuple[int, str]:
+        if not self._loaded.is_set():
+            return 503, "model is loading"
+        if self.error is not None:
+            return 503, f"model failed to load: {self.error}"
+        return 200, "ok"
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _check_content_type(header: str | None) -> None:
+    if _media_type(header) not in JSONLINES_ALIASES:
+        shown = header or "none"
+        raise BadRequest(415, f"Content-Type {shown} is not supported: send {JSONLINES}")
+
+
+def _response_type(accept: str | None) -> str:
+    """The media type to answer in; only JSON Lines exists, so Accept can only refuse it."""
+    if not accept:
+        return JSONLINES
+    offered = {_media_type(part) for part in accept.split(",")}
+    if offered & (JSONLINES_ALIASES | ANY_MEDIA):
+        return JSONLINES
+    raise BadRequest(406, f"Accept {accept} cannot be met: this model answers in {JSONLINES}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    too_large = BadRequest(413, f"request body exceeds the limit of {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    # Counted while streaming too: a chunked request declares no length.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_jsonlines(body: bytes) -> None:
+    """Refuse a body that is not JSON Lines at all, before it reaches the model.
+
+    A batch with some bad lines is served: inference.py answers each bad line with
+    an error naming it, so one malformed paper never fails a whole transform job.
+    Lines are judged one by one, as inference.py does (a bad byte spoils one line).
+    """
+    lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+    if not lines:
+        raise BadRequest(400, f"empty body: send one JSON object per line ({JSONLINES})")
+    first_error = None
+    for number, line in lines:
+        try:
+            json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            first_error = first_error or f"line {number} is not UTF-8 (offset {exc.start})"
+        except json.JSONDecodeError as exc:
+            first_error = first_error or f"line {number} is not valid JSON: {exc}"
+        else:
+            return
+    raise BadRequest(400, f"body is not JSON Lines: {first_error}")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _predict(handler: ModuleType, model: Any, body: bytes, content_type: str, accept: str) -> Any:
+    data = handler.input_fn(body, content_type)
+    prediction = handler.predict_fn(data, model)
+    return handler.output_fn(prediction, accept)
+
+
+def _as_response(result: Any, accept: str) -> Response:
+    """output_fn may return the body, or (body, content type) as SageMaker's toolkits allow."""
+    if isinstance(result, tuple):
+        result, accept = result
+    if isinstance(result, str):
+        result = result.encode("utf-8")
+    return Response(result, media_type=accept)
+
+
+def create_app(
+    settings: ServeSettings | None = None,
+    *,
+    handler: ModuleType | None = None,
+    load: Callable[[], Any] | None = None,
+) -> Starlette:
+    """The ASGI app. `load` replaces the default `model_fn(<model dir>)`, e.g. to gate it."""
+    settings = settings or ServeSettings.from_environ()
+    handler = handler or importlib.import_module(INFERENCE_MODULE)
+    holder = ModelHolder(load or (lambda: handler.model_fn(str(_model_dir(settings.model_path)))))
+    limiter = anyio.CapacityLimiter(settings.max_concurrency)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Not awaited: the server must already answer /ping (503) while the model loads.
+        asyncio.get_running_loop().run_in_executor(None, holder.load)
+        yield
+
+    async def ping(request: Request) -> Response:
+        status, message = holder.status()
+        if status == 200:
+            return Response(status_code=200)
+        return _error(status, message)
+
+    async def execution_parameters(request: Request) -> Response:
+        # Batch transform asks this when the job leaves these unset.
+        return JSONResponse(
+            {
+                "MaxConcurrentTransforms": settings.max_concurrency * settings.workers,
+                "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": max(1, settings.max_body_bytes // MIB),
+            }
+        )
+
+    async def invocations(request: Request) -> Response:
+        status, message = holder.status()
+        if status != 200:
+            return _error(status, message)
+        try:
+            _check_content_type(request.headers.get("content-type"))
+            accept = _response_type(request.headers.get("accept"))
+            body = await _read_body(request, settings.max_body_bytes)
+            _check_jsonlines(body)
+        except BadRequest as exc:
+            return _error(exc.status, exc.message)
+        try:
+            result = await anyio.to_thread.run_sync(
+                _predict, handler, holder.model, body, JSONLINES, accept, limiter=limiter
+            )
+        except ValueError as exc:
+            # inference.py raises ValueError for a request it cannot read as a whole.
+            return _error(400, str(exc))
+        except Exception as exc:
+            log.exception("prediction failed")
+            return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+        return _as_response(result, accept)
+
+    app = Starlette(
+        routes=[
+            Route("/ping", ping, methods=["GET"]),
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/execution-parameters", execution_parameters, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.model_holder = holder
+    app.state.settings = settings
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server as SageMaker does: `serve` with no arguments, settings in the env."""
+    parser = argparse.ArgumentParser(prog="serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder or model.tar.gz (else SM_MODEL_DIR)")
+    parser.add_argument("--port", type=int, help="port (else SAGEMAKER_BIND_TO_PORT or 8080)")
+    args = parser.parse_args(argv)
+    # Workers are separate processes that build the app from the environment.
+    if args.model:
+        os.environ["PETAL_SERVE_MODEL"] = args.model
+    if args.port:
+        os.environ["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
+    settings = ServeSettings.from_environ()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    import uvicorn
+
+    uvicorn.run(
+        "petal_labeller.sagemaker.serve:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        # SageMaker stops a container with SIGTERM and waits; let requests finish.
+        timeout_graceful_shutdown=30,
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
