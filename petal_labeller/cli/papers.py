@@ -1,0 +1,81 @@
+"""`petal papers ...`: import papers and list the ones waiting for a model."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from petal_labeller.cli import EXIT_REJECTED, connection
+
+
+@click.group()
+def papers() -> None:
+    """Papers in the store."""
+
+
+@papers.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write rejected records here (JSONL: line, field, reason, record).",
+)
+@click.pass_context
+def import_(ctx: click.Context, path: Path, rejects: Path | None) -> None:
+    """Import a JSONL file of papers; exit 1 when any record was rejected."""
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    conn = connection(ctx)
+    report = import_papers(conn, path, read_taxonomy(conn), rejects)
+    click.echo(
+        f"read {report.read} records: {report.inserted} new, {report.updated} updated, "
+        f"{report.rejected} rejected; {report.curator_labels} curator labels"
+    )
+    for rejection in report.rejections[:20]:
+        click.echo(f"  rejected line {rejection.line}: {rejection.reason}", err=True)
+    if report.rejected > 20:
+        click.echo(f"  ... and {report.rejected - 20} more", err=True)
+    if report.rejected:
+        if rejects:
+            click.echo(f"rejected records written to {rejects}", err=True)
+        ctx.exit(EXIT_REJECTED)
+
+
+class IsoDateTime(click.ParamType):
+    """ISO 8601 date or date-time; offsets and `Z` allowed, naive means UTC."""
+
+    name = "ISO"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or date-time", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@papers.command()
+@click.option("--since", required=True, type=IsoDateTime())
+@click.option("--until", required=True, type=IsoDateTime())
+@click.option("--model-version", help="Default: the production model.")
+@click.option("--limit", type=click.IntRange(min=1))
+@click.pass_context
+def pending(
+    ctx: click.Context,
+    since: datetime,
+    until: datetime,
+    model_version: str | None,
+    limit: int | None,
+) -> None:
+    """List papers ingested in [SINCE, UNTIL) (UTC) that the model has not labelled, as JSONL."""
+    from petal_labeller.store.papers import pending_papers
+
+    for row in pending_papers(connection(ctx), since, until, model_version, limit):
+        row["ingested_at"] = row["ingested_at"].isoformat()
+        click.echo(json.dumps(row, ensure_ascii=False))
