@@ -1,3 +1,3 @@
 """Shared fixtures. Each area keeps its fixtures in tests/fixtures/<area>.py."""
 
-pytest_plugins = ["tests.fixtures.database"]
+pytest_plugins = ["tests.fixtures.database", "tests.fixtures.model", "tests.fixtures.airflow"]

@@ -1,0 +1,29 @@
+"""
+### PeTaL: relabel after a model promotion
+
+Runs when `petal_train_model` promotes a model (the Asset
+`petal_production_model` is updated): labels every paper the new production
+model has not labelled yet, whatever day it was ingested, so papers labelled
+by older versions get the new model's labels. Same tasks, Params, backends,
+cleanup and alerts as `petal_label_papers`; can also be triggered by hand.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG
+
+from petal_labeller.airflow.assets import PRODUCTION_MODEL
+from petal_labeller.airflow.defaults import dag_kwargs, start_date
+from petal_labeller.airflow.labelling import EVERYTHING, MACROS, labelling_flow
+from petal_labeller.airflow.params import run_params
+
+with DAG(
+    dag_id="petal_relabel_papers",
+    schedule=[PRODUCTION_MODEL],
+    start_date=start_date(),
+    catchup=False,
+    params=run_params(),
+    user_defined_macros=MACROS,
+    **dag_kwargs(__doc__, tags=["labelling", "model"]),
+):
+    labelling_flow(EVERYTHING)

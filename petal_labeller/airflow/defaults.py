@@ -1,0 +1,42 @@
+"""What every PeTaL DAG shares: owner, retries with exponential backoff, the failure alert."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+
+from petal_labeller.airflow.notifier import failure_notifier
+
+OWNER = "petal"
+TAGS = ["petal"]
+
+
+def start_date() -> pendulum.DateTime:
+    """First data interval of the daily schedule; PETAL_START_DATE (YYYY-MM-DD) moves it."""
+    return pendulum.parse(os.environ.get("PETAL_START_DATE", "2026-11-01"), tz="UTC")
+
+
+def default_args(retries: int = 2) -> dict[str, Any]:
+    """Task defaults: a transient failure (database restart, S3 hiccup) is retried with backoff."""
+    return {
+        "owner": OWNER,
+        "retries": retries,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(hours=8),
+        "on_failure_callback": failure_notifier(),
+    }
+
+
+def dag_kwargs(doc_md: str, tags: list[str]) -> dict[str, Any]:
+    """Keyword arguments for `DAG(...)` common to every PeTaL DAG."""
+    return {
+        "doc_md": doc_md,
+        "tags": [*TAGS, *tags],
+        "default_args": default_args(),
+        "max_active_runs": 1,
+    }

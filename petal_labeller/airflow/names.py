@@ -1,0 +1,31 @@
+"""SageMaker resource names that are unique per DAG run and per task try.
+
+A retry must never reuse the name of a half-finished job from the try before,
+and SageMaker names allow at most 63 characters of `[A-Za-z0-9-]`, while
+Airflow run ids are long and full of `:+.`; so the run is hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_NAME_LENGTH = 63
+_NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+
+
+def run_digest(dag_id: str, run_id: str, length: int = 12) -> str:
+    """A short stable hex digest of one DAG run."""
+    return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:length]
+
+
+def sagemaker_name(kind: str, dag_id: str, run_id: str, try_number: int | str) -> str:
+    """`petal-<kind>-<run digest>-t<try>`, at most 63 characters, SageMaker's alphabet."""
+    suffix = f"-{run_digest(dag_id, run_id)}-t{int(try_number)}"
+    slug = _NOT_ALLOWED.sub("-", f"petal-{kind}".lower()).strip("-")
+    return slug[: MAX_NAME_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def run_prefix(dag_id: str, run_id: str) -> str:
+    """A key prefix (S3 or local folder name) for everything one DAG run stages."""
+    return f"{_NOT_ALLOWED.sub('-', dag_id.lower()).strip('-')}/{run_digest(dag_id, run_id)}"

@@ -1,0 +1,60 @@
+"""S3 staging for the sagemaker backend, through the Amazon provider's S3Hook.
+
+AWS access comes only from the Airflow connection (`aws_default` unless
+configured), so credentials, region and endpoint live in Airflow, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from petal_labeller.pipeline.infer import local_path
+
+log = logging.getLogger(__name__)
+
+AWS_CONN_ID = "aws_default"
+
+
+def s3_hook(aws_conn_id: str = AWS_CONN_ID) -> S3Hook:
+    return S3Hook(aws_conn_id=aws_conn_id)
+
+
+def model_key(version: str) -> str:
+    return f"petal/models/{version}/model.tar.gz"
+
+
+def ensure_model_in_s3(hook: S3Hook, artefact_uri: str, bucket: str, version: str) -> str:
+    """The artefact's s3:// URI, uploading a local artefact once per model version."""
+    if artefact_uri.startswith("s3://"):
+        return artefact_uri
+    key = model_key(version)
+    if not hook.check_for_key(key, bucket_name=bucket):
+        log.info("Uploading model %s from %s to s3://%s/%s", version, artefact_uri, bucket, key)
+        hook.load_file(str(local_path(artefact_uri)), key, bucket_name=bucket, replace=True)
+    return f"s3://{bucket}/{key}"
+
+
+def upload(hook: S3Hook, path: Path, bucket: str, key: str) -> str:
+    hook.load_file(str(path), key, bucket_name=bucket, replace=True)
+    return f"s3://{bucket}/{key}"
+
+
+def download(hook: S3Hook, bucket: str, key: str, path: Path) -> Path:
+    if not hook.check_for_key(key, bucket_name=bucket):
+        raise FileNotFoundError(
+            f"s3://{bucket}/{key} does not exist: the transform wrote no output"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hook.get_key(key, bucket_name=bucket).download_file(str(path))
+    return path
+
+
+def delete_prefix(hook: S3Hook, bucket: str, prefix: str) -> int:
+    """Delete every object under `prefix/`; returns how many there were."""
+    keys = hook.list_keys(bucket_name=bucket, prefix=prefix.rstrip("/") + "/")
+    if keys:
+        hook.delete_objects(bucket=bucket, keys=keys)
+    return len(keys)

@@ -1,0 +1,265 @@
+"""The retraining flow of `petal_train_model`.
+
+export (setup) -> choose_path -> train_local | sagemaker.{upload_training_data ->
+train (SageMakerTrainingOperator) -> download_artefact} -> evaluate (candidate and
+production on the same held-out papers) -> quality_gate (short-circuit, numbers
+in the log) -> promote (registers the version, updates the PRODUCTION_MODEL
+Asset, which starts `petal_relabel_papers`); cleanup (teardown) always runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+from airflow.sdk import Param, TaskGroup, Variable, task
+
+from petal_labeller.airflow import s3_staging, sagemaker_configs
+from petal_labeller.airflow.assets import PRODUCTION_MODEL
+from petal_labeller.airflow.labelling import BUCKET_VARIABLE, ROLE_VARIABLE
+from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name
+from petal_labeller.airflow.params import (
+    DEFAULT_TRAINING_INSTANCE_TYPE,
+    resolve_backend,
+    run_params,
+)
+from petal_labeller.pipeline.workspace import workspace_for
+
+log = logging.getLogger(__name__)
+
+MACROS = {"sagemaker_name": sagemaker_name}
+TRAINING_IMAGE_VARIABLE = "petal_sagemaker_training_image"
+_UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_training_data')"
+
+
+def training_params() -> dict[str, Param]:
+    """The shared run Params, with `model_version` naming the new model, plus the recipe."""
+    params = run_params(instance_type=DEFAULT_TRAINING_INSTANCE_TYPE)
+    params["model_version"] = Param(
+        None,
+        type=["null", "string"],
+        description="Version name for the new model; empty = v<date>-<run digest>.",
+    )
+    params["max_papers"] = Param(
+        None,
+        type=["null", "integer"],
+        minimum=2,
+        description="Use at most this many curator-labelled papers; empty = all.",
+    )
+    params["dry_run"] = Param(
+        False, type="boolean", description="Train and evaluate, but promote nothing."
+    )
+    params["preset"] = Param("default", type="string", description="Training preset.")
+    params["train_options"] = Param(
+        {}, type="object", description='TrainConfig overrides, e.g. {"epochs": 4}.'
+    )
+    return params
+
+
+@task
+def export(**context: Any) -> dict[str, Any]:
+    """Write the curator-labelled papers, split into training and held-out, to the workspace."""
+    from petal_labeller.pipeline.training import export_training_set
+
+    params, dag_run = context["params"], context["dag_run"]
+    key = run_prefix(dag_run.dag_id, dag_run.run_id)
+    workspace = workspace_for(key).create()
+    exported = export_training_set(workspace.root, limit=params["max_papers"])
+    version = params["model_version"] or (
+        f"v{context['logical_date'] or dag_run.run_after:%Y%m%d}-"
+        f"{run_digest(dag_run.dag_id, dag_run.run_id, 6)}"
+    )
+    log.info(
+        "Exported %d training and %d held-out papers for model %s",
+        exported.train_papers, exported.heldout_papers, version,
+    )  # fmt: skip
+    return {
+        "backend": resolve_backend(params["backend"]),
+        "run_key": key,
+        "workdir": str(workspace.root),
+        "train_dir": str(exported.train_dir),
+        "heldout": str(exported.heldout_path),
+        "train_papers": exported.train_papers,
+        "heldout_papers": exported.heldout_papers,
+        "version": version,
+    }
+
+
+@task.branch
+def choose_path(exported: dict[str, Any]) -> str:
+    return "train_local" if exported["backend"] == "local" else "sagemaker.upload_training_data"
+
+
+@task
+def train_local(exported: dict[str, Any], **context: Any) -> str:
+    """The training entry point's library call, on the worker."""
+    from petal_labeller.model.config import preset
+    from petal_labeller.model.train import train_artefact
+
+    params = context["params"]
+    train_dir = Path(exported["train_dir"])
+    artefact = train_artefact(
+        train_dir / "papers.jsonl",
+        train_dir / "taxonomy.json",
+        Path(exported["workdir"]) / "candidate",
+        preset(params["preset"], **params["train_options"]),
+        progress=False,
+        version=exported["version"],
+    )
+    return str(artefact)
+
+
+@task
+def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """The `train` channel in S3, and the hyperparameters as SageMaker wants them."""
+    hook = s3_staging.s3_hook()
+    bucket = Variable.get(BUCKET_VARIABLE)
+    prefix = f"petal/training/{exported['run_key']}"
+    for name in ("papers.jsonl", "taxonomy.json"):
+        s3_staging.upload(
+            hook, Path(exported["train_dir"]) / name, bucket, f"{prefix}/train/{name}"
+        )
+    params = context["params"]
+    hyperparameters = {"preset": params["preset"], **params["train_options"]}
+    return {
+        "bucket": bucket,
+        "prefix": prefix,
+        "train_uri": f"s3://{bucket}/{prefix}/train/",
+        "output_uri": f"s3://{bucket}/{prefix}/output/",
+        "hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
+    }
+
+
+@task
+def download_artefact(exported: dict[str, Any], **context: Any) -> str:
+    trained = context["ti"].xcom_pull(task_ids="sagemaker.train")["Training"]
+    bucket, key = s3_staging.s3_hook().parse_s3_url(trained["ModelArtifacts"]["S3ModelArtifacts"])
+    target = Path(exported["workdir"]) / "candidate" / "model.tar.gz"
+    return str(s3_staging.download(s3_staging.s3_hook(), bucket, key, target))
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def evaluate(**context: Any) -> dict[str, Any]:
+    """Candidate and production model on the same held-out papers (XCom: no setup edge)."""
+    from petal_labeller.pipeline.infer import local_path
+    from petal_labeller.pipeline.training import evaluate as score
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.models import production_model
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    ti = context["ti"]
+    exported = ti.xcom_pull(task_ids="export")
+    artefact = ti.xcom_pull(task_ids="train_local") or ti.xcom_pull(
+        task_ids="sagemaker.download_artefact"
+    )
+    with closing(connect()) as conn:
+        taxonomy = read_taxonomy(conn)
+        production = production_model(conn)
+    workdir, heldout = Path(exported["workdir"]), Path(exported["heldout"])
+    candidate = score(Path(artefact), heldout, taxonomy, workdir)
+    current = None
+    if production is not None:
+        uri = production.artefact_uri
+        if uri.startswith("s3://"):
+            bucket, key = s3_staging.s3_hook().parse_s3_url(uri)
+            uri = str(
+                s3_staging.download(s3_staging.s3_hook(), bucket, key, workdir / "prod.tar.gz")
+            )
+        current = score(local_path(uri), heldout, taxonomy, workdir)
+    log.info("Held-out papers: %d", exported["heldout_papers"])
+    log.info("Candidate %s: %s", exported["version"], json.dumps(candidate, sort_keys=True))
+    if production is not None:
+        log.info("Production %s: %s", production.version, json.dumps(current, sort_keys=True))
+    return {
+        "version": exported["version"],
+        "artefact": artefact,
+        "candidate": candidate,
+        "production": current,
+        "production_version": production.version if production else None,
+    }
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False)
+def quality_gate(evaluated: dict[str, Any], **context: Any) -> bool:
+    """Promote only if the candidate beats production; the numbers go to the task log."""
+    from petal_labeller.pipeline.training import quality_gate as decide
+
+    decision = decide(evaluated["candidate"], evaluated["production"])
+    log.info("Quality gate: %s -> %s", decision.reason, "PROMOTE" if decision.promote else "KEEP")
+    if decision.promote and context["params"]["dry_run"]:
+        log.info("Dry run: not promoting %s", evaluated["version"])
+        return False
+    return decision.promote
+
+
+@task(outlets=[PRODUCTION_MODEL])
+def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Register the version as production; the Asset update starts relabelling."""
+    from petal_labeller.model.artefact import read_card
+    from petal_labeller.pipeline.training import promote_model
+
+    card = read_card(evaluated["artefact"])
+    model = promote_model(
+        evaluated["version"],
+        Path(evaluated["artefact"]),
+        evaluated["candidate"],
+        base_model=str(card.get("base_model", "unknown")),
+    )
+    context["outlet_events"][PRODUCTION_MODEL].extra = {
+        "version": model.version,
+        "previous": evaluated["production_version"],
+    }
+    log.info("Promoted %s (was %s)", model.version, evaluated["production_version"])
+    return {"version": model.version, "artefact_uri": model.artefact_uri}
+
+
+@task
+def cleanup(exported: dict[str, Any]) -> None:
+    """Remove the workspace and the S3 training data; the promoted artefact was copied out."""
+    workspace_for(exported["run_key"]).remove()
+    if exported["backend"] == "sagemaker":
+        bucket = Variable.get(BUCKET_VARIABLE)
+        s3_staging.delete_prefix(
+            s3_staging.s3_hook(), bucket, f"petal/training/{exported['run_key']}"
+        )
+
+
+def _sagemaker_group(exported: Any) -> tuple[Any, Any]:
+    with TaskGroup("sagemaker") as group:
+        uploaded = upload_training_data(exported)
+        train = SageMakerTrainingOperator(
+            task_id="train",
+            config=sagemaker_configs.training_config(
+                job_name="{{ sagemaker_name('train', dag.dag_id, run_id, ti.try_number) }}",
+                image_uri="{{ var.value." + TRAINING_IMAGE_VARIABLE + " }}",
+                role_arn="{{ var.value." + ROLE_VARIABLE + " }}",
+                train_uri=_UPLOADED + "['train_uri'] }}",
+                output_uri=_UPLOADED + "['output_uri'] }}",
+                instance_type="{{ params.instance_type }}",
+            )
+            | {"HyperParameters": _UPLOADED + "['hyperparameters'] }}"},
+            check_interval=60,
+            print_log=False,
+            action_if_job_exists="fail",
+        )
+        downloaded = download_artefact(exported)
+        uploaded >> train >> downloaded
+    return group, downloaded
+
+
+def training_flow() -> None:
+    """Add the retraining tasks to the DAG being defined (call inside `with DAG(...)`)."""
+    exported = export()
+    route = choose_path(exported)
+    local = train_local(exported)
+    group, downloaded = _sagemaker_group(exported)
+    evaluated = evaluate()
+    route >> [local, group]
+    [local, downloaded] >> evaluated
+    promoted = promote(evaluated)
+    quality_gate(evaluated) >> promoted
+    promoted >> cleanup(exported).as_teardown(setups=exported, on_failure_fail_dagrun=True)

@@ -1,0 +1,75 @@
+"""Select the papers a model has not labelled yet and write them as model-input JSONL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2.extensions
+
+from petal_labeller.store.models import ModelVersion, get_model_version, production_model
+from petal_labeller.store.papers import pending_papers
+
+#: The fields the model reads; the pipeline adds `paper_id` to bring results home.
+STAGED_FIELDS = ("paper_id", "doi", "title", "abstract", "venue", "url")
+
+#: Bounds for "every paper, whenever ingested" (relabelling after a promotion).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class NoModelError(LookupError):
+    """No model to label with: no production model, or an unknown version was asked for."""
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """What `stage_pending` wrote: how many papers, which ones, for which model."""
+
+    path: Path
+    paper_ids: list[int]
+    model_version: str
+
+    @property
+    def count(self) -> int:
+        return len(self.paper_ids)
+
+
+def resolve_model(conn: psycopg2.extensions.connection, version: str | None) -> ModelVersion:
+    """The requested model version, or the production model when none is requested."""
+    model = get_model_version(conn, version) if version else production_model(conn)
+    if model is None:
+        if version:
+            raise NoModelError(f"model version {version!r} is not registered")
+        raise NoModelError(
+            "no production model is registered: run the petal_train_model DAG "
+            "or register and promote a model version first"
+        )
+    return model
+
+
+def stage_pending(
+    conn: psycopg2.extensions.connection,
+    path: Path,
+    model_version: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+) -> StagedBatch:
+    """Write the papers ingested in `[since, until)` that `model_version` has not labelled.
+
+    No bounds means every paper. Nothing is written when there is nothing to do,
+    so an empty window leaves no file behind.
+    """
+    paper_ids: list[int] = []
+    lines: list[str] = []
+    for paper in pending_papers(conn, since or EARLIEST, until or LATEST, model_version, limit):
+        paper_ids.append(paper["paper_id"])
+        record = {name: paper[name] for name in STAGED_FIELDS}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    if lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(lines), encoding="utf-8")
+    return StagedBatch(path=path, paper_ids=paper_ids, model_version=model_version)

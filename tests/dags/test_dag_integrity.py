@@ -1,0 +1,98 @@
+"""Every DAG file imports cleanly and carries what operators need: tags, owner, retries, docs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.fixtures.airflow import DAGS_FOLDER
+
+DAG_FILES = sorted(path.name for path in DAGS_FOLDER.glob("*.py"))
+EXPECTED_DAGS = {"petal_label_papers", "petal_relabel_papers", "petal_train_model"}
+
+
+def test_every_dag_file_imports_without_errors(dag_bag):
+    assert dag_bag.import_errors == {}
+    assert set(dag_bag.dag_ids) >= EXPECTED_DAGS
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_has_tags_owner_retries_docs_and_alert(dag_bag, dag_id):
+    dag = dag_bag.get_dag(dag_id)
+    assert "petal" in dag.tags
+    assert dag.doc_md and len(dag.doc_md) > 200
+    assert dag.max_active_runs >= 1
+    for task in dag.tasks:
+        assert task.on_failure_callback, f"{task.task_id} must alert on failure"
+        assert task.owner == "petal", task.task_id
+        assert task.retries >= 1, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_offers_the_run_params(dag_bag, dag_id):
+    params = dag_bag.get_dag(dag_id).params
+    for name in ("model_version", "backend", "max_papers", "instance_type", "dry_run"):
+        assert name in params, name
+    assert params["backend"] is None or params["backend"] in ("local", "sagemaker")
+    assert params["dry_run"] is False
+
+
+def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    dag = dag_bag.get_dag("petal_label_papers")
+    assert dag.catchup is True
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+
+
+def test_cleanup_tasks_are_teardowns_that_fail_the_run(dag_bag):
+    dag = dag_bag.get_dag("petal_label_papers")
+    for task_id in ("cleanup", "sagemaker.delete_model"):
+        task = dag.get_task(task_id)
+        assert task.is_teardown and task.on_failure_fail_dagrun, task_id
+
+
+def test_relabelling_runs_on_the_production_model_asset(dag_bag):
+    from petal_labeller.airflow.assets import PRODUCTION_MODEL
+
+    relabel = dag_bag.get_dag("petal_relabel_papers")
+    assert PRODUCTION_MODEL in relabel.timetable.asset_condition.objects
+    promote = dag_bag.get_dag("petal_train_model").get_task("promote")
+    assert PRODUCTION_MODEL in promote.outlets
+
+
+PARSE_ONE_FILE = textwrap.dedent(
+    """
+    import json, sys, time
+    from airflow.dag_processing.dagbag import DagBag
+    started = time.perf_counter()
+    bag = DagBag(sys.argv[1])
+    seconds = time.perf_counter() - started
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+    print(json.dumps({"errors": bag.import_errors, "dags": bag.dag_ids, "seconds": seconds,
+                      "heavy": heavy[:5]}))
+    """
+)
+
+
+@pytest.mark.parametrize("name", DAG_FILES)
+def test_parsing_a_dag_file_is_light(airflow_db, name):
+    """A fresh interpreter parses the file: no torch/transformers, and quickly."""
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_ONE_FILE, str(DAGS_FOLDER / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert report["dags"]
+    assert report["heavy"] == [], f"{name} imports {report['heavy']} at parse time"
+    # A loose guard, not a benchmark: a heavy import at parse time costs seconds.
+    assert report["seconds"] < 2.0, f"{name} took {report['seconds']:.2f}s to parse"
