@@ -1,0 +1,125 @@
+"""`petal_label_papers` end to end with `dag.test()`: real Airflow, PostgreSQL and model."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import datetime
+
+import pytest
+
+from petal_labeller.store.connection import connect
+from tests.fixtures.airflow import RUN_DATE_ISO, load_dag
+
+pytestmark = pytest.mark.slow
+
+RUN_DATE = datetime.fromisoformat(RUN_DATE_ISO)
+
+
+def _query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with closing(connect(url)) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _model_labels(url: str) -> list[tuple]:
+    return _query(
+        url,
+        "SELECT paper_id, label_id, score, model_version, run_id, labelled_at FROM paper_labels "
+        "WHERE origin = 'model' ORDER BY paper_id, label_id",
+    )
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def test_new_papers_get_labels_bad_text_is_reported_and_a_rerun_changes_nothing(
+    airflow_db, labelling_database, petal_home
+):
+    url = labelling_database
+    dag = load_dag("petal_label_papers")
+
+    first = dag.test(logical_date=RUN_DATE)
+
+    assert first.state == "success", _states(first)
+    assert _states(first)["nothing_to_label"] == "skipped"
+    assert _states(first)["sagemaker.create_model"] == "skipped"
+    labelled = _query(url, "SELECT paper_id FROM paper_labelling WHERE model_version = 'tiny'")
+    assert len(labelled) == 11
+    bad = _query(url, "SELECT id FROM papers WHERE source = 'test:bad-text'")[0][0]
+    assert (bad,) not in labelled
+    labels = _model_labels(url)
+    assert {row[0] for row in labels} == {row[0] for row in labelled}
+    assert all(0.0 <= row[2] <= 1.0 for row in labels)
+    # Hierarchy-consistent: every chosen label's parent is chosen too.
+    parents = dict(_query(url, "SELECT id, parent FROM taxonomy_labels"))
+    chosen = {(row[0], row[1]) for row in labels}
+    assert all(
+        parents[label] is None or (paper, parents[label]) in chosen for paper, label in chosen
+    )
+
+    run_row = _query(
+        url,
+        "SELECT status, papers_selected, papers_labelled, papers_rejected, labels_written, "
+        "airflow_run_id, interval_start, interval_end FROM labelling_runs",
+    )
+    assert len(run_row) == 1
+    status, selected, done, rejected, written, airflow_run_id, start, end = run_row[0]
+    assert (status, selected, done, rejected, written) == ("success", 12, 11, 1, len(labels))
+    assert airflow_run_id == first.run_id
+    assert (start.isoformat(), end.isoformat()) == ("2026-11-02T00:00:00+00:00", RUN_DATE_ISO)
+
+    quarantine = list((petal_home / "quarantine").rglob("*.jsonl"))
+    assert len(quarantine) == 1
+    report = quarantine[0].read_text()
+    assert f'"paper_id": {bad}' in report and "both empty" in report
+    assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
+
+    second = dag.test(logical_date=RUN_DATE)
+
+    assert second.state == "success", _states(second)
+    assert _model_labels(url) == labels
+    again = _query(
+        url,
+        "SELECT papers_selected, papers_labelled, papers_rejected, labels_written "
+        "FROM labelling_runs WHERE airflow_run_id = %s",
+        (second.run_id,),
+    )
+    assert again == [(1, 0, 1, 0)], "only the unreadable paper is pending, and it is reported again"
+
+
+def test_empty_window_is_a_quick_success_that_writes_nothing(
+    airflow_db, labelling_database, petal_home
+):
+    dag = load_dag("petal_label_papers")
+
+    run = dag.test(logical_date=datetime.fromisoformat("2026-11-10T00:00:00+00:00"))
+
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["nothing_to_label"] == "success"
+    assert states["infer_local"] == "skipped"
+    assert states["write_labels"] == "skipped"
+    assert states["sagemaker.create_model"] == "skipped"
+    assert states["cleanup"] == "success"
+    assert _query(labelling_database, "SELECT count(*) FROM labelling_runs") == [(0,)]
+    assert _model_labels(labelling_database) == []
+
+
+def test_params_limit_the_batch_and_dry_run_writes_nothing(
+    airflow_db, labelling_database, petal_home
+):
+    url = labelling_database
+    dag = load_dag("petal_label_papers")
+
+    dry = dag.test(logical_date=RUN_DATE, run_conf={"dry_run": True, "max_papers": 3})
+    assert dry.state == "success", _states(dry)
+    assert _model_labels(url) == []
+    assert _query(url, "SELECT count(*) FROM labelling_runs") == [(0,)]
+
+    # dag.test() keeps the last run's params on the DAG object, so say dry_run again.
+    capped = dag.test(
+        logical_date=RUN_DATE, run_conf={"max_papers": 3, "backend": "local", "dry_run": False}
+    )
+    assert capped.state == "success", _states(capped)
+    assert _query(url, "SELECT count(*) FROM paper_labelling") == [(3,)]
