@@ -7,10 +7,12 @@ API:
   `INSERT ... ON CONFLICT DO UPDATE`; for every paper in the batch (those in
   `rows` plus `paper_ids`, which names papers the model gave no label) the model
   labels of the same version that are not in the new set are deleted, and the
-  paper is marked labelled by that version (so it is no longer pending). Curator
-  labels are never touched. Writing the same batch again changes nothing; any
-  bad row (unknown paper, label, version or run; score outside [0, 1]) raises
-  `StoreError` and leaves every table as it was.
+  paper is marked labelled by that version in `paper_labelling` (so it is no
+  longer pending; the mark carries the run id and label count). Curator labels
+  are never touched. Writers of one model version are serialised by an advisory
+  lock. Writing the same batch again changes nothing; any bad row (unknown
+  paper, label, version or run; score outside [0, 1]) raises `StoreError` and
+  leaves every table as it was.
 - `model_labels(conn, model_version=None, paper_id=None) -> list[tuple]`:
   `(paper_id, label_id, score, model_version, run_id)` sorted.
 - `export_papers(conn, *, curated_only=False) -> Iterator[dict]`: every paper in the
@@ -134,15 +136,32 @@ def upsert_model_labels(
             )
             cur.copy_expert(f"COPY {incoming} FROM STDIN", reader)
             # Temporary tables are never auto-analysed; without statistics the
-            # planner guesses badly on the joins below.
+            # planner guesses badly on the joins below. Papers named only in
+            # `paper_ids` (no label chosen) join the batch with a count of 0.
             cur.execute(
-                f"""CREATE INDEX ON {incoming} (paper_id, label_id);
-                    ANALYZE {incoming};
+                f"""ANALYZE {incoming};
                     CREATE TEMP TABLE {batch} ON COMMIT DROP AS
-                        SELECT paper_id FROM {incoming}
-                        UNION SELECT unnest(%(papers)s::bigint[]);
-                    ALTER TABLE {batch} ADD PRIMARY KEY (paper_id);
+                        SELECT paper_id, count(DISTINCT label_id)::integer AS label_count
+                        FROM (SELECT paper_id, label_id FROM {incoming}
+                              UNION ALL SELECT unnest(%(papers)s::bigint[]), NULL) AS s
+                        GROUP BY paper_id;
                     ANALYZE {batch};""",
+                params,
+            )
+            # Writers of one version take turns, so two runs never deadlock on shared papers.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('petal-labels:' || %(version)s))", params
+            )
+            # Marked first: model labels reference this row (and it checks the
+            # paper, version and run exist).
+            cur.execute(
+                f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
+                    SELECT paper_id, %(version)s, %(run)s, label_count FROM {batch}
+                    ON CONFLICT (paper_id, model_version) DO UPDATE
+                    SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
+                        labelled_at = EXCLUDED.labelled_at
+                    WHERE (paper_labelling.run_id, paper_labelling.label_count)
+                          IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
                 params,
             )
             cur.execute(
@@ -169,26 +188,12 @@ def upsert_model_labels(
                         WHERE (paper_labels.score, paper_labels.run_id)
                               IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.run_id)
                         RETURNING (xmax = 0) AS inserted)
-                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                           (SELECT count(*) FROM {batch})
                     FROM written""",
                 params,
             )
-            inserted, updated = cur.fetchone()
-            cur.execute(
-                f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
-                    SELECT b.paper_id, %(version)s, %(run)s,
-                           (SELECT count(DISTINCT i.label_id) FROM {incoming} AS i
-                            WHERE i.paper_id = b.paper_id)
-                    FROM {batch} AS b
-                    ON CONFLICT (paper_id, model_version) DO UPDATE
-                    SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
-                        labelled_at = EXCLUDED.labelled_at
-                    WHERE (paper_labelling.run_id, paper_labelling.label_count)
-                          IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
-                params,
-            )
-            cur.execute(f"SELECT count(*) FROM {batch}")
-            papers = cur.fetchone()[0]
+            inserted, updated, papers = cur.fetchone()
             cur.execute(f"DROP TABLE {incoming}, {batch}")
     except psycopg2.Error as exc:
         if reader.error is not None:
