@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "labels": "petal_labeller.cli.labels:labels",
     "stats": "petal_labeller.cli.stats:stats",
     "demo": "petal_labeller.cli.demo:demo",
-    # MODEL: "model": "petal_labeller.cli.model:model",
+    "model": "petal_labeller.cli.model:model",
 }
 
 EXIT_REJECTED = 1

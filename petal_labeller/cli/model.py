@@ -1,0 +1,125 @@
+"""`petal model train | predict | evaluate`: thin over petal_labeller.model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from petal_labeller.cli import EXIT_REJECTED, CommandError
+
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Our data/artefact/config errors become one line on stderr and exit code 2."""
+    from petal_labeller.model.artefact import UnsafeArtefactError
+    from petal_labeller.model.config import ConfigError
+    from petal_labeller.model.data import TrainingDataError
+    from petal_labeller.sagemaker.inference import ArtefactError
+
+    try:
+        yield
+    except (ArtefactError, UnsafeArtefactError, ConfigError, TrainingDataError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@click.group()
+def model() -> None:
+    """Train, apply and evaluate the multi-label classifier."""
+
+
+@model.command()
+@click.option("--papers", required=True, type=EXISTING_FILE, help="Labelled papers (JSONL).")
+@click.option("--taxonomy", required=True, type=EXISTING_FILE, help="taxonomy.json")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", type=int, default=None, help="Override the preset's epoch count.")
+@click.option("--base-model", default=None, help="HF name or local path (default: MiniLM).")
+@click.option("--preset", "preset_name", default="default", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KNOB=VALUE", help="Any config knob.")
+def train(papers, taxonomy, output, epochs, base_model, preset_name, overrides) -> None:
+    """Write OUTPUT/model.tar.gz and OUTPUT/evaluation/ (validation report)."""
+    from petal_labeller.model.config import from_hyperparameters
+    from petal_labeller.model.train import train_artefact
+
+    _logging()
+    with _user_errors():
+        values = dict(item.split("=", 1) for item in overrides if "=" in item)
+        values["preset"] = preset_name
+        if epochs is not None:
+            values["epochs"] = str(epochs)
+        if base_model is not None:
+            values["base_model"] = base_model
+        config = from_hyperparameters(values)
+        tar_path = train_artefact(papers, taxonomy, output, config)
+    click.echo(str(tar_path))
+
+
+@model.command()
+@click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--papers", required=True, type=EXISTING_FILE, help="Papers to label (JSONL).")
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--batch-size", default=32, show_default=True)
+def predict(model_path, papers, output, batch_size) -> None:
+    """One output line per input line; bad lines are reported and exit code is 1."""
+    from petal_labeller.model.predict import predict_file
+
+    _logging()
+    with _user_errors():
+        summary = predict_file(model_path, papers, output, batch_size=batch_size)
+    click.echo(
+        f"labelled {summary.labelled} of {summary.lines} papers in {summary.seconds:.1f} s "
+        f"({summary.precision}) -> {output}"
+    )
+    for error in summary.errors:
+        click.echo(f"{papers} line {error['line']}: {error['error']}", err=True)
+    if summary.errors:
+        raise SystemExit(EXIT_REJECTED)
+
+
+@model.command()
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--papers", required=True, type=EXISTING_FILE, help="Labelled papers (JSONL).")
+@click.option("--taxonomy", type=EXISTING_FILE, help="Needed without --model.")
+@click.option("--baseline-train", type=EXISTING_FILE, help="Fit TF-IDF+SVM on these papers too.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--split",
+    type=click.Choice(["fixed", "cv"]),
+    default=None,
+    help="Without --model: train the preset on the shared folds (fold 0, or all k).",
+)
+@click.option("--folds", default=5, show_default=True)
+@click.option("--preset", "preset_name", default="default", show_default=True)
+def evaluate(model_path, papers, taxonomy, baseline_train, report_dir, split, folds, preset_name):
+    """Print P@1/3/5, nDCG@3/5, micro/macro F1 and F1 per level (JSON)."""
+    from petal_labeller.model.config import preset
+    from petal_labeller.model.evaluate import evaluate_artefact, run_experiment
+
+    _logging()
+    with _user_errors():
+        if model_path is not None:
+            rows = evaluate_artefact(
+                model_path, papers, baseline_train=baseline_train, report_dir=report_dir
+            )
+        else:
+            if taxonomy is None or split is None or report_dir is None:
+                raise CommandError("without --model, give --taxonomy, --split and --report")
+            result = run_experiment(
+                papers,
+                taxonomy,
+                report_dir,
+                preset(preset_name),
+                folds=[0] if split == "fixed" else None,
+                n_folds=folds,
+            )
+            rows = result["rows"]
+    click.echo(json.dumps(rows, indent=2))

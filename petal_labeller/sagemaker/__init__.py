@@ -1,0 +1,1 @@
+"""What runs inside SageMaker (and, identically, on a local worker): inference and training."""
