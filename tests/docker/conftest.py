@@ -16,7 +16,7 @@ import uvicorn
 from petal_labeller.model.artefact import unpack
 
 STARTUP_SECONDS = 30
-MODEL_LOAD_SECONDS = 180
+MODEL_LOAD_SECONDS = 300
 
 
 @contextmanager
