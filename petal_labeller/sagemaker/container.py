@@ -88,22 +88,16 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return value
 
 
-def _decode_value(value: Any) -> Any:
-    """SageMaker sends every hyperparameter as a string; "3" means 3, "abc" stays "abc"."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 def read_hyperparameters(opt_ml: OptMl) -> dict[str, Any]:
-    """Hyperparameters with JSON values decoded, as SageMaker's training toolkit does."""
+    """Hyperparameters as SageMaker wrote them (every value a string).
+
+    Not JSON-decoded here, unlike SageMaker's toolkit: "2026.11" may be a version
+    string, and the entry point converts each value by its config field's type.
+    """
     path = opt_ml.config_dir / "hyperparameters.json"
     if not path.exists():
         return {}
-    return {name: _decode_value(value) for name, value in _read_json_object(path).items()}
+    return _read_json_object(path)
 
 
 def channels(opt_ml: OptMl) -> dict[str, Path]:
@@ -170,9 +164,10 @@ def run_training(environ: Mapping[str, str] | None = None) -> int:
     except SystemExit as exc:
         if exc.code in (None, 0):
             return 0
-        status = exc.code if isinstance(exc.code, int) else 1
-        write_failure(opt_ml, f"{TRAINING_MODULE} exited with {exc.code}")
-        return status
+        # The entry point may have written a better reason already; keep it.
+        if not opt_ml.failure_file.exists():
+            write_failure(opt_ml, f"{TRAINING_MODULE} exited with {exc.code}")
+        return exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # every failure, KeyboardInterrupt included, must reach SageMaker
         traceback.print_exc()
         # The traceback ends with the exception's own line, which the truncation keeps.

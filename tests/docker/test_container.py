@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from petal_labeller.sagemaker import inference
 from petal_labeller.sagemaker.container import (
     ContainerConfigError,
     OptMl,
@@ -37,17 +39,14 @@ def test_base_dir_defaults_to_opt_ml_and_moves_with_sagemaker_base_dir(tmp_path)
     assert OptMl.from_environ({"SAGEMAKER_BASE_DIR": str(tmp_path)}).base == tmp_path
 
 
-def test_hyperparameter_strings_are_decoded_like_the_training_toolkit(tmp_path):
-    opt_ml = make_tree(
-        tmp_path,
-        {"max_steps": "3", "knn_weight": "0.5", "include_venue": "false", "preset": "head-only"},
-    )
-    assert read_hyperparameters(opt_ml) == {
-        "max_steps": 3,
-        "knn_weight": 0.5,
-        "include_venue": False,
-        "preset": "head-only",
-    }
+def test_hyperparameters_reach_the_entry_point_as_sagemaker_wrote_them(tmp_path):
+    """Strings stay strings: the entry point converts each by its config field's type."""
+    written = {"max_steps": "3", "version": "2026.11", "include_venue": "false"}
+    opt_ml = make_tree(tmp_path, written)
+    assert read_hyperparameters(opt_ml) == written
+    env = training_environment(opt_ml, {})
+    assert json.loads(env["SM_HPS"]) == written
+    assert env["SM_HP_VERSION"] == "2026.11"
 
 
 def test_no_hyperparameters_file_means_none(tmp_path):
@@ -64,7 +63,7 @@ def test_environment_names_every_sagemaker_path(tmp_path):
     assert env["SM_CHANNEL_TRAIN"] == str(tmp_path / "input" / "data" / "train")
     assert env["SM_CHANNEL_VALIDATION_SET"] == str(tmp_path / "input" / "data" / "validation-set")
     assert json.loads(env["SM_CHANNELS"]) == ["train", "validation-set"]
-    assert json.loads(env["SM_HPS"]) == {"epochs": 2}
+    assert json.loads(env["SM_HPS"]) == {"epochs": "2"}
     assert env["SM_HP_EPOCHS"] == "2"
 
 
@@ -124,3 +123,40 @@ def test_train_command_reports_unreadable_config_in_failure_file(tmp_path):
     failure = opt_ml.failure_file.read_text()
     assert "hyperparameters.json" in failure
     assert "not valid JSON" in failure
+
+
+def fake_training_job(base: Path, papers: Path, taxonomy: Path) -> OptMl:
+    """/opt/ml for a tiny SageMaker training job: the `train` channel and string hyperparameters."""
+    opt_ml = make_tree(
+        base,
+        # As SageMaker sends them: every value a string.
+        {"max_length": "48", "batch_size": "8", "epochs": "1", "max_steps": "2", "knn_k": "3"},
+    )
+    shutil.copy(papers, opt_ml.data_dir / "train" / "papers.jsonl")
+    shutil.copy(taxonomy, opt_ml.data_dir / "train" / "taxonomy.json")
+    return opt_ml
+
+
+@pytest.mark.slow
+def test_train_command_leaves_a_servable_model_in_opt_ml_model(tmp_path, tiny_training_data):
+    opt_ml = fake_training_job(tmp_path, *tiny_training_data)
+    result = run_train_command(tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert not opt_ml.failure_file.exists()
+    # SageMaker tars /opt/ml/model as model.tar.gz; serving loads that same folder.
+    model = inference.model_fn(opt_ml.model_dir)
+    [answer] = inference.predict_fn(
+        inference.input_fn(b'{"title": "Gecko feet stick to walls", "paper_id": 1}\n'), model
+    )
+    assert answer["paper_id"] == 1 and answer["labels"]
+    assert json.loads((opt_ml.model_dir / "labeller.json").read_text())["max_length"] == 48
+
+
+@pytest.mark.slow
+def test_a_failed_training_job_explains_itself_in_the_failure_file(tmp_path, tiny_training_data):
+    opt_ml = fake_training_job(tmp_path, *tiny_training_data)
+    (opt_ml.data_dir / "train" / "papers.jsonl").unlink()
+    result = run_train_command(tmp_path)
+    assert result.returncode != 0
+    failure = opt_ml.failure_file.read_text()
+    assert "papers.jsonl" in failure, failure
