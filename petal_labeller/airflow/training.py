@@ -262,4 +262,4 @@ def training_flow() -> None:
     [local, downloaded] >> evaluated
     promoted = promote(evaluated)
     quality_gate(evaluated) >> promoted
-    promoted >> cleanup(exported).as_teardown(setups=exported, on_failure_fail_dagrun=True)
+    promoted >> cleanup(exported).as_teardown(setups=exported)

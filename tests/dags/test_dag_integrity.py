@@ -50,11 +50,14 @@ def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
 
 
-def test_cleanup_tasks_are_teardowns_that_fail_the_run(dag_bag):
+def test_cleanup_tasks_are_teardowns_that_do_not_hide_a_failure(dag_bag):
+    """Teardowns run whatever happened; left out of the run state, a failed run stays failed
+    (a failing teardown still alerts through its own on_failure_callback)."""
     dag = dag_bag.get_dag("petal_label_papers")
     for task_id in ("cleanup", "sagemaker.delete_model"):
         task = dag.get_task(task_id)
-        assert task.is_teardown and task.on_failure_fail_dagrun, task_id
+        assert task.is_teardown and not task.on_failure_fail_dagrun, task_id
+        assert task.on_failure_callback, task_id
 
 
 def test_relabelling_runs_on_the_production_model_asset(dag_bag):
