@@ -231,14 +231,11 @@ def _as_response(result: Any, accept: str) -> Response:
 
 
 def create_app(
-    settings: ServeSettings | None = None,
-    *,
-    handler: ModuleType | None = None,
-    load: Callable[[], Any] | None = None,
+    settings: ServeSettings | None = None, *, load: Callable[[], Any] | None = None
 ) -> Starlette:
     """The ASGI app. `load` replaces the default `model_fn(<model dir>)`, e.g. to gate it."""
     settings = settings or ServeSettings.from_environ()
-    handler = handler or importlib.import_module(INFERENCE_MODULE)
+    handler = importlib.import_module(INFERENCE_MODULE)
     holder = ModelHolder(load or (lambda: handler.model_fn(str(_model_dir(settings.model_path)))))
     limiter = anyio.CapacityLimiter(settings.max_concurrency)
 
