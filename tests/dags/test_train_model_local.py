@@ -1,0 +1,92 @@
+"""`petal_train_model` end to end with `dag.test()` on the local backend, with a tiny recipe."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import UTC, datetime
+
+import pytest
+
+from petal_labeller.store.connection import connect
+from tests.fixtures.airflow import load_dag
+
+pytestmark = pytest.mark.slow
+
+TINY = {"max_length": 48, "batch_size": 8, "epochs": 1, "max_steps": 3, "knn_k": 3}
+CURATED_PAPERS = 60
+
+
+@pytest.fixture
+def curated_database(migrated_database_url, tmp_path):
+    """Taxonomy and the first papers of the shared data with their curator labels."""
+    from petal_labeller.config import SHARED_DATA_DIR
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.taxonomy import load_taxonomy
+    from petal_labeller.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json")
+    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text(encoding="utf-8").splitlines()
+    papers = tmp_path / "curated.jsonl"
+    papers.write_text("\n".join(lines[:CURATED_PAPERS]) + "\n", encoding="utf-8")
+    with closing(connect(migrated_database_url)) as conn:
+        load_taxonomy(conn, taxonomy)
+        assert import_papers(conn, papers, taxonomy).imported == CURATED_PAPERS
+    return migrated_database_url
+
+
+def _versions(url):
+    with closing(connect(url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version, is_production, metrics FROM model_versions ORDER BY version")
+        return cur.fetchall()
+
+
+def _asset_events():
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return session.execute(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.name == "petal_production_model")
+        ).all()
+
+
+def test_first_model_is_promoted_and_announced_then_a_dry_run_promotes_nothing(
+    airflow_db, curated_database, petal_home
+):
+    url = curated_database
+    dag = load_dag("petal_train_model")
+    events_before = len(_asset_events())
+
+    run = dag.test(
+        logical_date=datetime(2026, 11, 8, tzinfo=UTC),
+        run_conf={"model_version": "cand-1", "train_options": TINY, "dry_run": False},
+    )
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states["sagemaker.train"] == "skipped"
+    assert states["promote"] == "success"
+    ((version, production, metrics),) = _versions(url)
+    assert (version, production) == ("cand-1", True)
+    assert {"micro_F1", "P@1", "papers"} <= set(metrics)
+    assert 0 < metrics["papers"] < CURATED_PAPERS  # scored on the held-out papers only
+    assert (petal_home / "models" / "cand-1" / "model.tar.gz").is_file()
+    events = _asset_events()
+    assert len(events) == events_before + 1
+    assert events[-1].extra["version"] == "cand-1"
+    assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
+
+    dry = load_dag("petal_train_model").test(
+        logical_date=datetime(2026, 11, 15, tzinfo=UTC),
+        run_conf={"model_version": "cand-2", "train_options": TINY, "dry_run": True},
+    )
+
+    dry_states = {ti.task_id: ti.state for ti in dry.get_task_instances()}
+    assert dry.state == "success", dry_states
+    assert dry_states["evaluate"] == "success"
+    assert dry_states["promote"] == "skipped"
+    assert [(v, p) for v, p, _ in _versions(url)] == [("cand-1", True)]
+    assert len(_asset_events()) == events_before + 1
