@@ -1,0 +1,74 @@
+"""The PeTaL page and its JSON, as a FastAPI app for the Airflow API server.
+
+Airflow mounts a plugin's FastAPI app with `app.mount()`, so the app inherits
+none of the API server's authentication: every route here depends on
+Airflow's own `requires_access_view(PLUGINS)`, declared once on the app, so a
+route added later is protected too. No token or cookie -> 401; a token the
+auth manager rejects -> 403; a user without access to plugin views -> 403.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+from airflow.api_fastapi.core_api.security import requires_access_view
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from petal_labeller.airflow.ui.data import dashboard
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+#: The chart shows this many labels, most used by the models first.
+CHART_LABELS = 25
+
+
+def _summary() -> dict[str, Any]:
+    from petal_labeller.store.connection import connect
+
+    with closing(connect()) as conn:
+        return dashboard(conn)
+
+
+def chart_rows(labels: list[dict[str, Any]], limit: int = CHART_LABELS) -> list[dict[str, Any]]:
+    """The most-used labels with bar widths (percent of the largest count)."""
+    used = [label for label in labels if label["model"] or label["curator"]]
+    top = sorted(used, key=lambda label: (-label["model"], -label["curator"], label["label_id"]))
+    top = top[:limit]
+    largest = max([max(label["model"], label["curator"]) for label in top] or [1])
+    return [
+        {
+            **label,
+            "model_pct": round(100 * label["model"] / largest, 1),
+            "curator_pct": round(100 * label["curator"] / largest, 1),
+        }
+        for label in top
+    ]
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="PeTaL labeller",
+        dependencies=[Depends(requires_access_view(AccessView.PLUGINS))],
+    )
+
+    @app.get("/api/summary")
+    def summary() -> dict[str, Any]:
+        """Everything the page shows, as JSON."""
+        return _summary()
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        data = _summary()
+        html = TEMPLATES.get_template("petal.html").render(
+            data=data, chart=chart_rows(data["labels"])
+        )
+        return HTMLResponse(html)
+
+    return app

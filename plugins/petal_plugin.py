@@ -1,0 +1,31 @@
+"""Adds the PeTaL page to the Airflow UI (nav entry "PeTaL") and its JSON under /petal.
+
+The page itself lives in `petal_labeller.airflow.ui`; it declares its own
+authentication, because Airflow mounts plugin apps without the API server's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+
+from petal_labeller.airflow.ui.app import create_app
+
+URL_PREFIX = "/petal"
+
+
+class PetalPlugin(AirflowPlugin):
+    name = "petal"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": create_app(), "url_prefix": URL_PREFIX, "name": "PeTaL labeller"}
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {
+            "name": "PeTaL",
+            "href": "petal/",
+            "destination": "nav",
+            "url_route": "petal",
+            "category": "browse",
+        }
+    ]

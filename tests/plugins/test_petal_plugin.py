@@ -1,0 +1,159 @@
+"""The PeTaL page in Airflow's API server: closed to anonymous users, full for signed-in ones."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from contextlib import closing
+
+import pytest
+
+from tests.fixtures.airflow import TEST_PASSWORD, TEST_USER, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def api_app(airflow_db):
+    """Airflow's whole API server app, plugins from this repo's plugins/ included."""
+    from airflow.api_fastapi.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(api_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(api_app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def dashboard_database(labelling_database):
+    """The labelling database after one tiny-model run: labels, a run row, a waiting paper."""
+    from petal_labeller.store import labels, runs
+    from petal_labeller.store.connection import connect
+
+    with closing(connect(labelling_database)) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM papers WHERE source <> 'test:bad-text' ORDER BY id")
+            papers = [row[0] for row in cur.fetchall()]
+        runs.start_run(conn, "petal_label_papers/r1", "tiny", airflow_run_id="scheduled__r1")
+        rows = [(paper, "move", 0.9) for paper in papers] + [(papers[0], "attach", 0.7)]
+        labels.upsert_model_labels(conn, rows, "tiny", "petal_label_papers/r1")
+        runs.finish_run(
+            conn, "petal_label_papers/r1", papers_selected=12, papers_labelled=11,
+            papers_rejected=1, labels_written=len(rows),
+        )  # fmt: skip
+    return labelling_database
+
+
+def _token(client) -> str:
+    response = client.post("/auth/token", json={"username": TEST_USER, "password": TEST_PASSWORD})
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+@pytest.mark.parametrize("path", ["/petal/", "/petal/api/summary"])
+def test_anonymous_requests_are_refused(client, path):
+    assert client.get(path).status_code == 401
+
+
+def test_a_forged_token_is_refused(client):
+    forged = {"Authorization": "Bearer eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJhZG1pbiJ9.bad"}
+    assert client.get("/petal/api/summary", headers=forged).status_code in (401, 403)
+    client.cookies.set("_token", "not-a-jwt")
+    assert client.get("/petal/").status_code in (401, 403)
+
+
+def test_signed_in_user_gets_the_numbers(client, dashboard_database):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+
+    summary = client.get("/petal/api/summary", headers=headers)
+
+    assert summary.status_code == 200, summary.text
+    data = summary.json()
+    assert data["papers"] == 12
+    assert data["production_version"] == "tiny"
+    assert data["labelled_by_production"] == 11
+    assert data["waiting"] == 1
+    assert data["coverage"] == pytest.approx(11 / 12, abs=1e-4)
+    assert [m["version"] for m in data["model_versions"]] == ["tiny"]
+    (run,) = data["runs"]
+    assert (run["status"], run["papers_labelled"], run["papers_rejected"]) == ("success", 11, 1)
+    per_label = {label["label_id"]: label["model"] for label in data["labels"]}
+    assert per_label["move"] == 11 and per_label["attach"] == 1
+
+
+def test_signed_in_user_gets_the_page(client, dashboard_database):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+
+    page = client.get("/petal/", headers=headers)
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "91.7%" in html and "papers waiting" in html
+    assert "scheduled__r1" in html and 'id="per-label"' in html
+    assert html.count('class="label-row"') == 2
+
+
+def test_plugin_adds_a_nav_entry(client):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+    plugins = client.get("/api/v2/plugins", headers=headers).json()["plugins"]
+    (petal,) = [plugin for plugin in plugins if plugin["name"] == "petal"]
+    assert petal["external_views"][0]["href"] == "petal/"
+    assert petal["fastapi_apps"][0]["url_prefix"] == "/petal"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def live_server(api_app, monkeypatch):
+    """The API server on a real port (uvicorn in a thread), for the browser."""
+    import uvicorn
+
+    # The browser signs in the way an all-admins deployment does: /auth/token/login
+    # sets the JWT cookie and redirects to the page.
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api_app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _dump_dom(url: str, tmp_path) -> str:
+    result = subprocess.run(
+        [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=5000",
+            "--dump-dom", url,
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
+def test_page_renders_in_a_real_browser(live_server, dashboard_database, tmp_path):
+    anonymous = _dump_dom(f"{live_server}/petal/", tmp_path)
+    assert "Not authenticated" in anonymous and "per-label" not in anonymous
+
+    dom = _dump_dom(f"{live_server}/auth/token/login?next=/petal/", tmp_path)
+
+    assert "<h1>PeTaL labeller</h1>" in dom
+    assert "91.7%" in dom
+    assert dom.count('class="label-row"') == 2
+    assert '<svg id="per-label"' in dom
