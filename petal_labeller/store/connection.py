@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +26,26 @@ def embedded_url(data_dir: Path | None = None) -> str:
     pgserver runs a real PostgreSQL binary shipped in a wheel, so a laptop needs
     no system install; the server keeps running for later commands.
     """
-    import pgserver  # imported lazily: only the embedded path needs it
-
     data_dir = data_dir or config.petal_home() / "pgdata"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode=None)
-    return server.get_uri()
+    try:
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir; on headless machines without
+            # XDG_RUNTIME_DIR it warns and falls back to /tmp, which is fine for a lock file.
+            warnings.simplefilter("ignore")
+            import pgserver  # imported lazily: only the embedded path needs it
+
+            data_dir.mkdir(parents=True, exist_ok=True)
+            server = pgserver.get_server(str(data_dir), cleanup_mode=None)
+            return server.get_uri()
+    except Exception as exc:  # pgserver raises plain exceptions from initdb/pg_ctl
+        raise DatabaseUnavailable(
+            f"cannot start embedded PostgreSQL in {data_dir}: {_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -44,8 +59,8 @@ def connect(url: str | None = None) -> psycopg2.extensions.connection:
     try:
         return psycopg2.connect(target, connect_timeout=10)
     except psycopg2.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot connect to {redact(target)}: {reason}") from exc
+        message = f"cannot connect to {redact(target)}: {_first_line(exc)}"
+        raise DatabaseUnavailable(message) from exc
 
 
 @contextmanager
