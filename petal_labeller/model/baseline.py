@@ -11,6 +11,8 @@ import numpy as np
 from petal_labeller.model.data import LabelledPaper, target_matrix
 from petal_labeller.taxonomy import Taxonomy
 
+UNSEEN_MARGIN = -100.0
+
 
 @dataclass
 class TfidfSvm:
@@ -19,13 +21,18 @@ class TfidfSvm:
     vectorizer: Any
     classifier: Any
     taxonomy: Taxonomy
+    unseen: np.ndarray  # labels with no training paper
 
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         from petal_labeller.sagemaker.inference import paper_text
 
-        return self.classifier.decision_function(
+        margins = self.classifier.decision_function(
             self.vectorizer.transform([paper_text(r) for r in records])
         )
+        # sklearn gives never-seen labels a constant margin of 0, which would
+        # outrank every real (mostly negative) margin; they can never be right.
+        margins[:, self.unseen] = UNSEEN_MARGIN
+        return margins
 
     def predicted(self, scores: np.ndarray) -> np.ndarray:
         """Positive margins, at least the best label, closed upwards like the main model."""
@@ -56,4 +63,4 @@ def fit_tfidf_svm(papers: list[LabelledPaper], taxonomy: Taxonomy, c: float = 0.
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         warnings.filterwarnings("ignore", message="Label not .* is present")
         classifier.fit(features, targets)
-    return TfidfSvm(vectorizer, classifier, taxonomy)
+    return TfidfSvm(vectorizer, classifier, taxonomy, targets.sum(axis=0) == 0)

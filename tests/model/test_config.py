@@ -1,0 +1,76 @@
+"""Config presets and SageMaker hyperparameter parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from petal_labeller.model.config import ConfigError, from_hyperparameters, preset
+from petal_labeller.model.data import TrainingDataError, load_labelled
+from petal_labeller.taxonomy import Taxonomy
+
+
+def test_v01_preset_is_the_original_recipe():
+    config = preset("v0.1")
+    assert (config.pooling, config.body_lr, config.head_lr) == ("pooler", 2e-5, 2e-5)
+    assert (config.batch_size, config.epochs, config.loss, config.knn_weight) == (32, 4, "bce", 0.0)
+    assert config.max_length == 256 and config.patience == 0
+
+
+def test_default_preset_uses_the_checkpoints_pooling_and_a_sparse_label_loss():
+    config = preset()
+    assert config.pooling == "mean" and config.loss == "asl" and config.patience > 0
+    assert config.head_lr > config.body_lr and config.base_model.endswith("model")
+
+
+def test_hyperparameters_arrive_as_strings():
+    config = from_hyperparameters(
+        {"preset": '"v0.1"', "epochs": "2", "knn-weight": "0.5", "include_venue": "false"}
+    )
+    assert config.preset == "v0.1" and config.epochs == 2 and config.knn_weight == 0.5
+    assert config.include_venue is False and config.pooling == "pooler"
+    assert from_hyperparameters({"knn_weight": "auto"}).knn_weight == "auto"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"learning_rate": "1"}, "unknown hyperparameter"),
+        ({"loss": "hinge"}, "loss must be one of"),
+        ({"preset": "v9"}, "unknown preset"),
+        ({"knn_weight": "2"}, "knn_weight"),
+    ],
+)
+def test_bad_hyperparameters_are_named(values, message):
+    with pytest.raises(ConfigError, match=message):
+        from_hyperparameters(values)
+
+
+TAXONOMY = Taxonomy.from_records(
+    [
+        {"id": "move", "name": "Move", "level": 1, "parent": None},
+        {"id": "swim", "name": "Swim", "level": 2, "parent": "move"},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            {"title": "Fish", "labels": ["fly"]},
+            r"line 2: field 'labels' has unknown label ids \['fly'\]",
+        ),
+        ({"title": "Fish", "labels": "swim"}, "line 2: field 'labels' must be a list"),
+        ({"title": 3, "labels": ["swim"]}, "line 2: field 'title' must be a string"),
+        ({"title": "", "abstract": None, "labels": ["swim"]}, "line 2: fields 'title' and"),
+    ],
+)
+def test_bad_training_records_are_named_by_line_and_field(tmp_path, line, message):
+    path = tmp_path / "papers.jsonl"
+    good = {"title": "Tuna", "labels": ["swim"]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(TrainingDataError, match=message):
+        load_labelled(path, TAXONOMY)
+    assert len(load_labelled(path, TAXONOMY, strict=False)) == 1
