@@ -1,0 +1,192 @@
+"""Reproduce the label-quality ablation table: `python -m benchmarks.ablation`.
+
+Every row uses the same 5 folds (KFold, shuffled, seed 0 — the folds of
+`petal model evaluate --split cv`). Embeddings and the stacker's inner-CV base
+scores are cached under `.petal/cache/ablation`, so a rerun takes minutes; the
+first run encodes the papers (~30-60 s) and fits the inner CV (~10 min on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from . import data as data_module
+from . import embeddings as emb
+from . import scorers as s
+from . import stacking as st
+from . import thresholds as th
+from .evaluate import Result, cross_validate, format_row, header
+
+ENCODER_VARIANTS = ("title_abstract", "title_abstract_venue", "title")
+
+
+def build_context(with_mpnet: bool) -> s.Context:
+    data = data_module.load()
+    ctx = s.Context(data, {v: emb.paper_embeddings(data, v, 256) for v in ENCODER_VARIANTS})
+    ctx.embeddings["title_abstract_512"] = emb.paper_embeddings(data, "title_abstract", 512)
+    ctx.label_vectors = emb.label_embeddings(data, with_ancestors=True)
+    if with_mpnet:
+        ctx.embeddings["mpnet"] = emb.paper_embeddings(data, "title_abstract", 256, encoder="mpnet")
+    return ctx
+
+
+def best_bases() -> dict[str, s.Scorer]:
+    """The base scorers of the recommended stack; names carry hyperparameters (cache keys)."""
+    return {
+        "svm_wc_C0.5": s.tfidf_svm(0.5, char=True),
+        "knn_minilm_k20_T0.1": s.knn(20, 0.1),
+        "logreg_minilm_C4": s.logreg(4.0),
+        "zeroshot_minilm": s.zero_shot(),
+        "venue_s2": s.venue(2.0),
+    }
+
+
+def threshold_metrics(stacker, parents: np.ndarray):
+    """micro/macro F1, thresholds fit on the training fold's inner out-of-fold combiner scores."""
+    from petal_labeller.model.metrics import macro_f1, micro_f1
+
+    def extra(
+        ctx: s.Context, train: np.ndarray, test: np.ndarray, scores: np.ndarray
+    ) -> dict[str, float]:
+        train_scores, y_train, y_test = stacker.train_scores, ctx.y[train], ctx.y[test]
+        t_global = th.fit_global(train_scores, y_train, parents)
+        t_label = th.fit_per_label(train_scores, y_train, parents)
+        out = {}
+        for name, t in (("", t_global), ("per-label ", t_label)):
+            predicted = th.select(scores, t, parents)
+            out[f"{name}micro-F1"] = micro_f1(predicted, y_test)
+            out[f"{name}macro-F1"] = macro_f1(predicted, y_test)
+        return out
+
+    return extra
+
+
+def rows(ctx: s.Context, quick: bool):
+    """(name, scorer, post-processing) for every row of the table, cheapest first."""
+    parents = s.parent_index(ctx.data)
+    propagate = lambda x: s.propagate_max(x, parents)  # noqa: E731
+    yield "label prior", s.prior, None
+    yield "TF-IDF word 1-2g + LinearSVC C=0.5", s.tfidf_svm(0.5, char=False), None
+    yield "TF-IDF word 1-2g + char_wb 2-5g + LinearSVC C=0.1", s.tfidf_svm(0.1), None
+    yield "TF-IDF word 1-2g + char_wb 2-5g + LinearSVC C=0.5", s.tfidf_svm(0.5), None
+    for k, t in ((10, 0.1), (20, 0.02), (20, 0.05), (20, 0.1), (20, 1.0), (40, 0.1)):
+        yield f"kNN MiniLM title+abstract k={k} T={t}", s.knn(k, t), None
+    yield "kNN MiniLM k=20 T=0.1 + parent=max(children)", s.knn(20, 0.1), propagate
+    yield "kNN MiniLM title+abstract+venue k=20 T=0.1", s.knn(20, 0.1, "title_abstract_venue"), None
+    yield "kNN MiniLM title only k=20 T=0.1", s.knn(20, 0.1, "title"), None
+    yield "kNN MiniLM 512 tokens k=20 T=0.1", s.knn(20, 0.1, "title_abstract_512"), None
+    if "mpnet" in ctx.embeddings:
+        yield "kNN all-mpnet-base-v2 k=20 T=0.1", s.knn(20, 0.1, "mpnet"), None
+        yield "logreg all-mpnet-base-v2 C=4", s.logreg(4.0, "mpnet"), None
+    yield "kNN TF-IDF cosine k=20 T=0.05", s.knn_tfidf(20, 0.05), None
+    for c in (1.0, 4.0, 16.0):
+        yield f"logistic regression on frozen MiniLM C={c:g}", s.logreg(c), None
+    yield "ridge on frozen MiniLM alpha=1", s.ridge(1.0), None
+    yield "zero-shot: cos(paper, label + ancestors' names)", s.zero_shot(), None
+    yield "venue: P(label | venue) smoothed to prior", s.venue(2.0), None
+
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    cache: dict = {}
+    bases = best_bases()
+    plain = st.stacked(bases, "logistic", cache, levels)
+    yield "STACK-LR (svm, knn, logreg, zero-shot, venue)", plain, None
+    best = st.stacked(bases, "logistic", cache, levels, parents)
+    yield (
+        "STACK-LR + hierarchy features  [recommended]",
+        best,
+        None,
+        threshold_metrics(best, parents),
+    )
+    yield (
+        "STACK-LR + hierarchy + parent=max(children)",
+        st.stacked(bases, "logistic", cache, levels, parents),
+        propagate,
+    )
+    if not quick:
+        yield (
+            "STACK-GBM + hierarchy features",
+            st.stacked(bases, "gbm", cache, levels, parents),
+            None,
+        )
+        for drop in bases:
+            rest = {k: v for k, v in bases.items() if k != drop}
+            yield (
+                f"STACK-LR + hierarchy, without {drop}",
+                st.stacked(rest, "logistic", cache, levels, parents),
+                None,
+            )
+
+
+def finetune_rows(data: data_module.Dataset) -> list[dict]:
+    """Fine-tuning results written by `python -m benchmarks.ablation.finetune`, a fold at a time."""
+    found = []
+    for path in sorted(data_module.cache_dir().glob(f"finetune_*_{data.digest}.json")):
+        found.append(json.loads(path.read_text()))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the GBM combiner and the leave-one-out stacks"
+    )
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
+    args = parser.parse_args()
+    with_mpnet = bool(os.environ.get("PETAL_MPNET_DIR"))
+    ctx = build_context(with_mpnet)
+    print(
+        f"# Ablation, {len(ctx.y)} papers, {ctx.y.shape[1]} labels, "
+        f"5-fold CV (seed {data_module.FOLD_SEED})"
+    )
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    print(header())
+    results: list[Result] = []
+    started = time.perf_counter()
+    for row in rows(ctx, args.quick):
+        name, scorer, post = row[:3]
+        extra = row[3] if len(row) > 3 else None
+        result = cross_validate(name, scorer, ctx, post, extra)
+        results.append(result)
+        print(format_row(result), flush=True)
+        if extra is not None:
+            summary = result.summary()
+            print(
+                f"|   ↳ per-label thresholds | | | | | | "
+                f"{summary['per-label micro-F1'][0]:.3f} ± "
+                f"{summary['per-label micro-F1'][1]:.3f} | "
+                f"{summary['per-label macro-F1'][0]:.3f} ± "
+                f"{summary['per-label macro-F1'][1]:.3f} | |"
+            )
+    for ft in finetune_rows(ctx.data):
+        m = ft["test"]
+        print(
+            f"| fine-tuned MiniLM ({ft['loss']}), fold {ft['fold']} only | "
+            + " | ".join(f"{m[c]:.3f}" for c in ("P@1", "P@3", "P@5", "nDCG@3", "nDCG@5"))
+            + f" | — | — | {ft['train_s']:.0f} s |"
+        )
+    print(f"# total {time.perf_counter() - started:.0f} s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {r.name: {"per_fold": r.per_fold, "fit_predict_s": r.train_s} for r in results},
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

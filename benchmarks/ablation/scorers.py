@@ -1,0 +1,194 @@
+"""Base scorers: each maps (train papers, test papers) to a (n_test, n_labels) score matrix.
+
+A scorer is `fit_predict(ctx, train_idx, test_idx) -> np.ndarray`; higher means
+more likely. They only ever see the training rows' labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .data import Dataset
+from .embeddings import paper_text
+
+Scorer = Callable[["Context", np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Context:
+    """The dataset plus precomputed, label-free inputs (embeddings, texts)."""
+
+    data: Dataset
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    label_vectors: np.ndarray | None = None  # label-name embeddings (n_labels, dim)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.data.y
+
+
+def prior(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Label frequency on the training papers: the score every model must beat."""
+    return np.tile(ctx.y[train].mean(0), (len(test), 1))
+
+
+def tfidf_svm(C: float = 0.5, char: bool = True, variant: str = "title_abstract_venue") -> Scorer:
+    """TF-IDF (word 1-2 grams, optionally char_wb 2-5 grams) + one-vs-rest LinearSVC margins."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from scipy.sparse import hstack
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.svm import LinearSVC
+
+        texts = [paper_text(p, variant) for p in ctx.data.papers]
+        vectorizers = [
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english")
+        ]
+        if char:
+            vectorizers.append(
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    min_df=2,
+                    sublinear_tf=True,
+                    max_features=100_000,
+                )
+            )
+        x_train = hstack([v.fit_transform([texts[i] for i in train]) for v in vectorizers]).tocsr()
+        x_test = hstack([v.transform([texts[i] for i in test]) for v in vectorizers]).tocsr()
+        y_train = ctx.y[train]
+        scores = np.full((len(test), y_train.shape[1]), -10.0, dtype=np.float32)
+        for j in range(y_train.shape[1]):
+            if 0 < y_train[:, j].sum() < len(train):
+                svm = LinearSVC(C=C, class_weight="balanced").fit(x_train, y_train[:, j])
+                scores[:, j] = svm.decision_function(x_test)
+        return scores
+
+    return fit_predict
+
+
+def knn(k: int = 20, temperature: float = 0.05, embedding: str = "title_abstract") -> Scorer:
+    """Nearest-neighbour label transfer: softmax(cos / T)-weighted vote of the k nearest papers."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        x = ctx.embeddings[embedding]
+        sims = x[test] @ x[train].T
+        kk = min(k, len(train))
+        nearest = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        near_sims = np.take_along_axis(sims, nearest, axis=1)
+        weights = np.exp((near_sims - near_sims.max(1, keepdims=True)) / temperature)
+        weights /= weights.sum(1, keepdims=True)
+        return np.einsum("nk,nkl->nl", weights, ctx.y[train][nearest])
+
+    return fit_predict
+
+
+def logreg(C: float = 4.0, embedding: str = "title_abstract") -> Scorer:
+    """One-vs-rest logistic regression on frozen embeddings (a linear head, no fine-tuning)."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        x = ctx.embeddings[embedding]
+        y_train = ctx.y[train]
+        scores = np.tile(y_train.mean(0), (len(test), 1)).astype(np.float32)
+        for j in range(y_train.shape[1]):
+            if 0 < y_train[:, j].sum() < len(train):
+                model = LogisticRegression(C=C, max_iter=2000).fit(x[train], y_train[:, j])
+                scores[:, j] = model.predict_proba(x[test])[:, 1]
+        return scores
+
+    return fit_predict
+
+
+def zero_shot(embedding: str = "title_abstract") -> Scorer:
+    """Cosine similarity between a paper and each label's name (with its ancestors' names)."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return ctx.embeddings[embedding][test] @ ctx.label_vectors.T
+
+    return fit_predict
+
+
+def venue(smoothing: float = 2.0) -> Scorer:
+    """P(label | venue) from training co-occurrence, shrunk to the prior; mean over venues."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        y_train = ctx.y[train]
+        base = y_train.mean(0)
+        counts: dict[str, np.ndarray] = {}
+        totals: dict[str, int] = {}
+        for row, i in enumerate(train):
+            for v in ctx.data.venues(i):
+                counts[v] = counts.get(v, 0) + y_train[row]
+                totals[v] = totals.get(v, 0) + 1
+        scores = np.tile(base, (len(test), 1))
+        for row, i in enumerate(test):
+            known = [v for v in ctx.data.venues(i) if v in counts]
+            if known:
+                scores[row] = np.mean(
+                    [(counts[v] + smoothing * base) / (totals[v] + smoothing) for v in known],
+                    axis=0,
+                )
+        return scores
+
+    return fit_predict
+
+
+def propagate_max(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Parent score = max(parent, children), bottom-up: a paper about a child is about its parent.
+
+    `parents[j]` is the column of label j's parent or -1; `levels` order is handled by
+    repeating twice (the tree is 3 levels deep).
+    """
+    out = scores.copy()
+    for _ in range(2):
+        for j, p in enumerate(parents):
+            if p >= 0:
+                out[:, p] = np.maximum(out[:, p], out[:, j])
+    return out
+
+
+def parent_index(data: Dataset) -> np.ndarray:
+    column = {label: j for j, label in enumerate(data.labels)}
+    return np.array([column.get(data.taxonomy.parent(label) or "", -1) for label in data.labels])
+
+
+def knn_tfidf(
+    k: int = 20, temperature: float = 0.05, variant: str = "title_abstract_venue"
+) -> Scorer:
+    """kNN label transfer over TF-IDF (word 1-2 gram) cosine instead of sentence embeddings."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = [paper_text(p, variant) for p in ctx.data.papers]
+        vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
+        )
+        x_train = vectorizer.fit_transform([texts[i] for i in train])
+        x_test = vectorizer.transform([texts[i] for i in test])
+        sims = (x_test @ x_train.T).toarray()
+        kk = min(k, len(train))
+        nearest = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        near_sims = np.take_along_axis(sims, nearest, axis=1)
+        weights = np.exp((near_sims - near_sims.max(1, keepdims=True)) / temperature)
+        weights /= weights.sum(1, keepdims=True)
+        return np.einsum("nk,nkl->nl", weights, ctx.y[train][nearest])
+
+    return fit_predict
+
+
+def ridge(alpha: float = 1.0, embedding: str = "title_abstract") -> Scorer:
+    """Multi-output ridge regression from embeddings to the 0/1 label matrix (one solve)."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from sklearn.linear_model import Ridge
+
+        x = ctx.embeddings[embedding]
+        return Ridge(alpha=alpha).fit(x[train], ctx.y[train]).predict(x[test])
+
+    return fit_predict
