@@ -22,6 +22,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,19 @@ def pack(model_dir: str | Path, tar_path: str | Path) -> Path:
     return tar_path
 
 
+def _check_member(tar_path: str | Path, member: tarfile.TarInfo, target: Path) -> None:
+    if member.name.startswith(("/", "\\")) or ":" in member.name.split("/")[0]:
+        # The data filter would quietly strip the slash; an artefact
+        # with absolute names was not made by us, so refuse it.
+        raise UnsafeArtefactError(f"{tar_path}: refusing member {member.name!r}: absolute path")
+    try:
+        # The stdlib's "data" filter rejects absolute paths, `..`, links
+        # leaving the target, devices; we only turn its verdict into our error.
+        tarfile.data_filter(member, str(target))
+    except tarfile.FilterError as exc:
+        raise UnsafeArtefactError(f"{tar_path}: refusing member {member.name!r}: {exc}") from exc
+
+
 def unpack(tar_path: str | Path, target_dir: str | Path) -> Path:
     """Extract after checking EVERY member first, so an unsafe archive writes nothing."""
     target = Path(target_dir)
@@ -70,22 +84,53 @@ def unpack(tar_path: str | Path, target_dir: str | Path) -> Path:
     with tarfile.open(tar_path, "r:*") as tar:
         members = tar.getmembers()
         for member in members:
-            if member.name.startswith(("/", "\\")) or ":" in member.name.split("/")[0]:
-                # The data filter would quietly strip the slash; an artefact
-                # with absolute names was not made by us, so refuse it.
-                raise UnsafeArtefactError(
-                    f"{tar_path}: refusing member {member.name!r}: absolute path"
-                )
-            try:
-                # The stdlib's "data" filter rejects absolute paths, `..`, links
-                # leaving the target, devices; we only turn its verdict into our error.
-                tarfile.data_filter(member, str(target))
-            except tarfile.FilterError as exc:
-                raise UnsafeArtefactError(
-                    f"{tar_path}: refusing member {member.name!r}: {exc}"
-                ) from exc
+            _check_member(tar_path, member, target)
         tar.extractall(target, members=members, filter="data")
     return target
+
+
+def verify_artefact(model_tar_or_dir: str | Path, taxonomy: Taxonomy) -> None:
+    """Refuse a corrupt, truncated, unsafe, incomplete or other-taxonomy artefact, cheaply.
+
+    Meant for before a run creates anything: it reads the archive once without
+    loading weights. Reading every member and the stream's end makes gzip check
+    its CRC and length, so truncation or a flipped bit shows here, not mid-run.
+    """
+    from petal_labeller.sagemaker.inference import REQUIRED_FILES, ArtefactError
+
+    path = Path(model_tar_or_dir)
+    if path.is_dir():
+        names = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+        labels_text = (path / "labels.json").read_bytes() if "labels.json" in names else None
+    elif path.is_file():
+        names, labels_text = set(), None
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar:
+                    _check_member(path, member, Path("/artefact-check"))
+                    if not member.isfile():
+                        continue
+                    name = member.name.removeprefix("./")
+                    names.add(name)
+                    handle = tar.extractfile(member)
+                    if name == "labels.json":
+                        labels_text = handle.read()
+                    while handle.read(1 << 20):
+                        pass
+                while tar.fileobj.read(1 << 20):  # the gzip trailer holds the CRC
+                    pass
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise ArtefactError(f"model artefact {path} is corrupt or truncated: {exc}") from exc
+    else:
+        raise FileNotFoundError(f"model artefact {path} does not exist")
+    missing = [name for name in REQUIRED_FILES if name not in names]
+    if missing:
+        raise ArtefactError(f"model artefact {path}: missing file(s) {', '.join(missing)}")
+    try:
+        labels = json.loads(labels_text.decode("utf-8"))
+    except ValueError as exc:
+        raise ArtefactError(f"model artefact {path}: labels.json is not valid JSON") from exc
+    _check_labels(labels, taxonomy)
 
 
 @contextlib.contextmanager
@@ -103,12 +148,17 @@ def model_folder(model_tar_or_dir: str | Path) -> Iterator[Path]:
 
 def check_taxonomy(model: Any, taxonomy: Taxonomy) -> None:
     """Refuse a model whose labels.json is not exactly this taxonomy (ids, order, tree)."""
-    from petal_labeller.sagemaker.inference import ArtefactError
+    _check_labels(model.labels, taxonomy)
 
-    ours = [label["id"] for label in model.labels]
+
+def _check_labels(labels: Any, taxonomy: Taxonomy) -> None:
+    from petal_labeller.sagemaker.inference import ArtefactError, check_label_records
+
+    labels = check_label_records(labels)
+    ours = [label["id"] for label in labels]
     if ours == taxonomy.ids:
         expected = {r["id"]: r.get("parent") for r in taxonomy.to_records()}
-        differ = [r["id"] for r in model.labels if r.get("parent") != expected[r["id"]]]
+        differ = [r["id"] for r in labels if r.get("parent") != expected[r["id"]]]
         if not differ:
             return
         raise ArtefactError(f"labels.json: parents differ from the taxonomy for {differ[:5]}")
