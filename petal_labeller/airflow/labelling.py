@@ -7,8 +7,9 @@ cleanup (teardown) removes the workspace and the S3 staging whatever happened.
 Teardowns run even when the work failed and do not hide that failure: they are
 left out of the run's state (no `on_failure_fail_dagrun`, which would make a
 successful cleanup turn a failed run green), so the run still fails and the
-notifier fires; a failing teardown alerts through its own callback. Each task is a few lines over
-`petal_labeller.pipeline`; SageMaker work goes through the provider's operators.
+notifier fires; a failing teardown alerts through its own callback. Each task
+is a few lines over `petal_labeller.pipeline`; SageMaker work goes through the
+provider's operators.
 """
 
 from __future__ import annotations
