@@ -1,0 +1,171 @@
+"""S3 and SageMaker misbehave (throttling, 5xx, a failed job, a job that never ends):
+transient errors are retried with backoff, lasting ones fail the run clearly, every
+resource the run made is removed, an alert goes out, and no label is half written.
+
+AWS is a moto server behind `faultproxy.FaultProxy`, which answers chosen calls
+with the errors AWS sends; everything of ours runs for real under `dag.test()`.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+from datetime import datetime
+
+import boto3
+import pytest
+
+from tests.fixtures.airflow import AWS_REGION, BUCKET, RUN_DATE_ISO, load_dag
+from tests.reliability.conftest import query
+from tests.reliability.faultproxy import FaultProxy, Rule
+
+pytestmark = pytest.mark.slow
+
+RUN_DATE = datetime.fromisoformat(RUN_DATE_ISO)
+SAGEMAKER = {"backend": "sagemaker", "instance_type": "ml.m5.large"}
+#: Client retries as a deployment should set them on `aws_default` (see docs/reliability.md).
+RETRIES = {"mode": "standard", "max_attempts": 4}
+
+
+@pytest.fixture
+def proxy(moto_sagemaker, monkeypatch):
+    """The fault proxy in front of moto, made the `aws_default` endpoint."""
+    fault_proxy = FaultProxy(moto_sagemaker.endpoint_url)
+    url = fault_proxy.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {
+                    "endpoint_url": url,
+                    "region_name": AWS_REGION,
+                    "config_kwargs": {"retries": RETRIES},
+                },
+            }
+        ),
+    )
+    try:
+        yield fault_proxy
+    finally:
+        fault_proxy.stop()
+
+
+def _client(service: str, container):
+    return boto3.client(service, endpoint_url=container.endpoint_url, region_name=AWS_REGION)
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def _no_resources_left(container) -> None:
+    assert _client("sagemaker", container).list_models()["Models"] == []
+    staged = _client("s3", container).list_objects_v2(Bucket=BUCKET, Prefix="petal/runs/")
+    assert staged.get("KeyCount", 0) == 0, "run staging must be deleted"
+
+
+def _no_labels(url: str) -> None:
+    assert query(url, "SELECT count(*) FROM paper_labels WHERE origin = 'model'") == [(0,)]
+    assert query(url, "SELECT count(*) FROM paper_labelling") == [(0,)]
+    assert query(url, "SELECT status FROM labelling_runs") == [("failed",)]
+
+
+def _alert(smtp_server) -> tuple[str, str]:
+    assert len(smtp_server) == 1, "exactly one alert"
+    message = email.message_from_bytes(smtp_server[0].original_content)
+    return message["Subject"], message.get_payload()[0].get_payload(decode=True).decode()
+
+
+def _first(operation: str):
+    return lambda op: op.startswith(operation)
+
+
+def test_transient_throttling_and_5xx_are_retried_and_the_run_completes(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy
+):
+    url = labelling_database
+    # The first call of each kind the run makes fails once, the way AWS does under load.
+    proxy.rules = [
+        Rule(_first("s3:PUT"), "SlowDown", times=2),
+        Rule(_first("sagemaker:CreateModel"), "ThrottlingException"),
+        Rule(_first("sagemaker:CreateTransformJob"), "ServiceUnavailable"),
+        Rule(_first("sagemaker:DescribeTransformJob"), "ThrottlingException"),
+        Rule(_first("s3:GET"), "InternalError"),
+        Rule(_first("sagemaker:DeleteModel"), "InternalFailure"),
+        Rule(_first("s3:POST"), "SlowDown"),  # DeleteObjects in cleanup
+    ]
+
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    assert run.state == "success", _states(run)
+    injected = proxy.injected()
+    assert len(injected) >= 7, [call.operation for call in injected]
+    operations = proxy.operations()
+    for call in injected:  # each failed call was made again, after a pause
+        later = [c for c in proxy.calls if c.operation == call.operation and c.at > call.at]
+        assert later, f"{call.operation} was not retried"
+    assert query(url, "SELECT status, papers_labelled FROM labelling_runs") == [("success", 11)]
+    assert query(url, "SELECT count(*) FROM paper_labelling") == [(11,)]
+    assert "sagemaker:DeleteModel" in operations
+    _no_resources_left(moto_sagemaker)
+
+
+def test_lasting_5xx_fails_the_run_clearly_cleans_up_and_alerts(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, smtp_server
+):
+    proxy.rules = [Rule(_first("sagemaker:CreateTransformJob"), "InternalFailure", times=None)]
+
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["sagemaker.transform"] == "failed"
+    assert states["sagemaker.delete_model"] == "success"
+    assert states["cleanup"] == "success"
+    attempts = proxy.operations().count("sagemaker:CreateTransformJob")
+    # botocore's `max_attempts` counts retries: the first call plus four more.
+    assert attempts == RETRIES["max_attempts"] + 1, "the client retries, then gives up"
+    _no_resources_left(moto_sagemaker)
+    _no_labels(labelling_database)
+    subject, body = _alert(smtp_server)
+    assert "sagemaker.transform" in subject
+    assert "InternalFailure" in body and "reached max retries" in body
+
+
+def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
+):
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create = SageMakerModelBackend.create_transform_job
+
+    def create_stuck_job(backend, *args, **kwargs):
+        job = create(backend, *args, **kwargs)
+        job.transform_job_status, job.failure_reason = "InProgress", None
+        return job
+
+    moto_sagemaker.fail_with = "never run: the job stays InProgress"  # skips the container
+    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_stuck_job)
+    # moto has no StopTransformJob; answer it as AWS does, so a stop request can be seen.
+    proxy.canned["sagemaker:StopTransformJob"] = {}
+    dag = load_dag("petal_label_papers")
+    dag.get_task("sagemaker.transform").max_ingestion_time = 3
+
+    run = dag.test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["sagemaker.transform"] == "failed"
+    assert states["sagemaker.delete_model"] == "success"
+    _no_resources_left(moto_sagemaker)
+    _no_labels(labelling_database)
+    subject, body = _alert(smtp_server)
+    assert "sagemaker.transform" in subject and "took more than 3 seconds" in body
+    if "sagemaker:StopTransformJob" not in proxy.operations():
+        pytest.xfail(
+            "known gap: a transform job that outlives max_ingestion_time keeps running in "
+            "SageMaker; the DAG has no teardown that stops it (see docs/reliability.md)"
+        )
