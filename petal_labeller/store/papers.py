@@ -54,7 +54,17 @@ class ImportReport:
         return self.inserted + self.updated
 
 
-def _batches(items: Iterable[Paper], size: int) -> Iterator[list[Paper]]:
+#: migrations/0001's `papers.identity_key`, over an `input` row. Duplicates are found by
+#: the database's own case folding: Python's differs (`"İ".casefold()` keeps a combining
+#: dot that PostgreSQL's lower() drops), and two rows with one key in one INSERT ... ON
+#: CONFLICT statement would fail the whole import instead of rejecting the second.
+IDENTITY_SQL = (
+    "CASE WHEN input.doi IS NOT NULL THEN 'doi:' || input.doi "
+    "ELSE 'title:' || md5(lower(input.title)) END"
+)
+
+
+def _batches(items: Iterable[tuple[int, Paper]], size: int) -> Iterator[list[tuple[int, Paper]]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -74,32 +84,62 @@ def import_papers(
     source = source or f"import:{Path(path).name}"
     rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None  # noqa: SIM115
 
-    def good_papers() -> Iterator[Paper]:
-        for _, item in read_papers(path, taxonomy):
+    def reject(item: Rejection) -> None:
+        report.rejections.append(item)
+        if rejects:
+            rejects.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+
+    def good_papers() -> Iterator[tuple[int, Paper]]:
+        for number, item in read_papers(path, taxonomy):
             report.read += 1
             if isinstance(item, Rejection):
-                report.rejections.append(item)
-                if rejects:
-                    rejects.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+                reject(item)
             else:
-                yield item
+                yield number, item
 
+    seen: dict[str, int] = {}  # identity key -> line of its first paper in this file
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
             for batch in _batches(good_papers(), BATCH_SIZE):
-                _write_batch(cur, batch, source, report)
+                _write_batch(cur, _unique(cur, batch, seen, reject), source, report)
     finally:
         if rejects:
             rejects.close()
+    report.rejections.sort(key=lambda item: item.line)
     return report
 
 
-def _write_batch(cur, batch: list[Paper], source: str, report: ImportReport) -> None:
+def _unique(cur, batch: list[tuple[int, Paper]], seen: dict[str, int], reject) -> list:
+    """The batch without papers whose database identity an earlier line already has."""
+    keys = execute_values(
+        cur,
+        f"SELECT {IDENTITY_SQL} FROM (VALUES %s) AS input (n, doi, title) ORDER BY n",
+        [(n, paper.doi, paper.title) for n, (_, paper) in enumerate(batch)],
+        template="(%s, %s::text, %s::text)",
+        page_size=len(batch),
+        fetch=True,
+    )
+    unique = []
+    for (number, paper), (key,) in zip(batch, keys, strict=True):
+        first = seen.setdefault(key, number)
+        if first == number:
+            unique.append((number, paper))
+            continue
+        record = json.dumps(paper.to_record(), ensure_ascii=False)
+        field = "doi" if paper.doi else "title"
+        reject(Rejection(number, field, f"duplicate of the paper on line {first}", record))
+    return unique
+
+
+def _write_batch(cur, batch: list[tuple[int, Paper]], source: str, report: ImportReport) -> None:
+    if not batch:
+        return
+    papers = [paper for _, paper in batch]
     # The row number travels with each record so returned ids map back to papers
     # whatever order RETURNING uses; xmax = 0 only for rows this statement inserted.
     rows = execute_values(
         cur,
-        """WITH input (n, doi, title, abstract, venue, url, source) AS (VALUES %s),
+        f"""WITH input (n, doi, title, abstract, venue, url, source) AS (VALUES %s),
            written AS (
                INSERT INTO papers (doi, title, abstract, venue, url, source)
                SELECT doi, title, abstract, venue, url, source FROM input ORDER BY n
@@ -107,21 +147,19 @@ def _write_batch(cur, batch: list[Paper], source: str, report: ImportReport) -> 
                    abstract = EXCLUDED.abstract, venue = EXCLUDED.venue, url = EXCLUDED.url
                RETURNING id, (xmax = 0) AS inserted, identity_key)
            SELECT input.n, written.id, written.inserted
-           FROM written JOIN input ON written.identity_key = CASE
-               WHEN input.doi IS NOT NULL THEN 'doi:' || input.doi
-               ELSE 'title:' || md5(lower(input.title)) END
+           FROM written JOIN input ON written.identity_key = {IDENTITY_SQL}
            ORDER BY input.n""",
         [
             (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source)
-            for n, p in enumerate(batch)
+            for n, p in enumerate(papers)
         ],
         template="(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text)",
-        page_size=len(batch),
+        page_size=len(papers),
         fetch=True,
     )
     report.inserted += sum(1 for _, _, inserted in rows if inserted)
     report.updated += sum(1 for _, _, inserted in rows if not inserted)
-    labelled = [(paper_id, batch[n]) for n, paper_id, _ in rows if batch[n].labels is not None]
+    labelled = [(paper_id, papers[n]) for n, paper_id, _ in rows if papers[n].labels is not None]
     if not labelled:
         return
     cur.execute(

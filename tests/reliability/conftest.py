@@ -6,6 +6,7 @@ database is exactly as before" compares what a run can change, row for row.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import closing
@@ -40,6 +41,7 @@ SNAPSHOT_QUERIES = {
 }
 
 
+@functools.cache
 def taxonomy() -> Taxonomy:
     return Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json")
 

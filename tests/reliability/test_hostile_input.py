@@ -1,0 +1,138 @@
+"""Property tests: hostile and malformed records never crash a batch; every bad record is
+reported with its line, every good one is imported (store) or labelled (inference handler).
+
+Examples are few (CI stays fast) but each batch mixes many record classes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from petal_labeller.store.papers import import_papers
+from tests.reliability.conftest import taxonomy
+
+# Text: any Unicode, control characters included, minus what a JSON text cannot carry
+# through UTF-8 (lone surrogates); NUL is allowed here and must be refused, not crash.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
+VISIBLE = st.text(st.characters(exclude_categories=("Cs", "Cc", "Z")), min_size=1, max_size=30)
+JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+ENORMOUS = st.integers(min_value=50_000, max_value=400_000).map(lambda n: "big " * (n // 4))
+
+
+@st.composite
+def good_record(draw, n: int, with_doi: bool) -> dict:
+    """A valid paper with hostile-but-legal content: control chars, huge text, extra junk."""
+    title = draw(TEXT.filter(lambda t: "\x00" not in t)) + " " + draw(VISIBLE) + f" #{n}"
+    record = {"title": title}
+    if with_doi:
+        record["doi"] = f"10.5555/hyp.{n}"
+    record["abstract"] = draw(st.none() | TEXT.filter(lambda t: "\x00" not in t) | ENORMOUS)
+    record["venue"] = draw(st.none() | st.just("Nature") | st.lists(VISIBLE, max_size=3))
+    if draw(st.booleans()):
+        record["extra"] = draw(JUNK)  # unknown keys are ignored
+    if draw(st.booleans()):
+        record["labels"] = draw(st.lists(st.sampled_from(taxonomy().ids[:20]), max_size=3))
+    return record
+
+
+#: Bad lines and the field each must be reported under (None: the line as a whole).
+BAD_LINES = st.one_of(
+    st.tuples(st.just(b"\xff\xfe not utf-8 " + b"\xc3"), st.none()),
+    st.tuples(TEXT.map(lambda t: ("{" + json.dumps(t)).encode()), st.none()),
+    st.tuples(JUNK.filter(lambda j: not isinstance(j, dict)).map(json.dumps).map(str.encode),
+              st.just("record")),
+    st.tuples(st.builds(lambda v: {"title": v}, JUNK.filter(lambda j: not isinstance(j, str)))
+              .map(json.dumps).map(str.encode), st.just("title")),
+    st.tuples(st.builds(lambda t: {"title": t}, st.sampled_from(["", "   ", "\t\n", "\u3000"]))
+              .map(json.dumps).map(str.encode), st.just("title")),
+    st.tuples(st.builds(lambda t: {"title": "a\x00" + t}, TEXT).map(json.dumps).map(str.encode),
+              st.just("title")),
+    st.tuples(st.just(b'{"title": "lone \\ud800 surrogate"}'), st.just("title")),
+    st.tuples(st.builds(lambda v: {"title": "ok", "venue": v},
+                        st.dictionaries(TEXT, JUNK, min_size=1)
+                        | st.lists(st.integers(), min_size=1))
+              .map(json.dumps).map(str.encode), st.just("venue")),
+    st.tuples(st.builds(lambda v: {"title": "ok", "labels": [v]}, VISIBLE.map(lambda s: "zz_" + s))
+              .map(json.dumps).map(str.encode), st.just("labels")),
+    st.tuples(st.builds(lambda d: {"title": "ok", "doi": d}, VISIBLE.map(lambda s: "nodoi" + s))
+              .map(json.dumps).map(str.encode), st.just("doi")),
+    st.tuples(st.builds(lambda a: {"title": "ok", "abstract": a}, st.integers() | st.lists(TEXT))
+              .map(json.dumps).map(str.encode), st.just("abstract")),
+)  # fmt: skip
+
+
+@st.composite
+def batch(draw):
+    """Lines of a JSONL file: (bytes, expected field or "good", the good record or None)."""
+    kinds = draw(st.lists(st.sampled_from(["doi", "title", "bad"]), min_size=1, max_size=25))
+    lines = []
+    for n, kind in enumerate(kinds):
+        if kind == "bad":
+            raw, field = draw(BAD_LINES)
+            lines.append((raw, field, None))
+        else:
+            record = draw(good_record(n, with_doi=kind == "doi"))
+            lines.append((json.dumps(record, ensure_ascii=draw(st.booleans())).encode(), "good",
+                          record))  # fmt: skip
+    return lines
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)  # fmt: skip
+@given(lines=batch())
+def test_import_reports_every_bad_record_and_imports_every_good_one(db_conn, tmp_path, lines):
+    from petal_labeller.store.taxonomy import load_taxonomy
+
+    with db_conn, db_conn.cursor() as cur:  # each example starts from an empty store
+        cur.execute("TRUNCATE papers, paper_labels, paper_labelling CASCADE")
+        cur.execute("SELECT count(*) FROM taxonomy_labels")
+        empty = cur.fetchone()[0] == 0
+    if empty:
+        load_taxonomy(db_conn, taxonomy())
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b"".join(raw + b"\n" for raw, _, _ in lines))
+
+    report = import_papers(db_conn, path, taxonomy(), tmp_path / "rejects.jsonl")
+
+    good = [record for _, kind, record in lines if kind == "good"]
+    bad = [(number, kind) for number, (_, kind, _) in enumerate(lines, 1) if kind != "good"]
+    assert report.read == len(lines)
+    assert [(r.line, r.field) for r in report.rejections] == bad
+    assert all(r.reason for r in report.rejections)
+    assert report.inserted == len(good)
+    rejects = (tmp_path / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sorted(json.loads(line)["line"] for line in rejects) == [number for number, _ in bad]
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT title, abstract FROM papers ORDER BY id")
+        stored = cur.fetchall()
+    assert stored == [
+        (record["title"].strip(), (record["abstract"] or "").strip() or None) for record in good
+    ]
+
+
+def test_titles_that_only_the_database_folds_together_are_reported_not_fatal(db_conn, tmp_path):
+    """Python's casefold keeps the dot of 'İ', PostgreSQL's lower() drops it: one identity."""
+    from petal_labeller.store.taxonomy import load_taxonomy
+
+    load_taxonomy(db_conn, taxonomy())
+    path = tmp_path / "folding.jsonl"
+    titles = ["İstanbul gecko adhesion", "istanbul gecko adhesion", "Another paper"]
+    path.write_text("".join(json.dumps({"title": t}) + "\n" for t in titles), encoding="utf-8")
+
+    report = import_papers(db_conn, path, taxonomy())
+
+    assert report.inserted == 2
+    assert [(r.line, r.field, r.reason) for r in report.rejections] == [
+        (2, "title", "duplicate of the paper on line 1")
+    ]
