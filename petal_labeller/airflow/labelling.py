@@ -26,6 +26,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 )
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import TaskGroup, Variable, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import s3_staging, sagemaker_configs
 from petal_labeller.airflow.names import run_prefix, sagemaker_name
@@ -56,7 +57,7 @@ def _labelling_run_id(dag_id: str, run_id: str) -> str:
 @task
 def stage(scope: str, **context: Any) -> dict[str, Any]:
     """Select the pending papers of this run and write them to the run's workspace."""
-    from petal_labeller.pipeline.stage import resolve_model, stage_pending
+    from petal_labeller.pipeline.stage import NoModelError, resolve_model, stage_pending
     from petal_labeller.store.connection import connect
 
     params, dag_run = context["params"], context["dag_run"]
@@ -67,7 +68,10 @@ def stage(scope: str, **context: Any) -> dict[str, Any]:
     key = run_prefix(dag_run.dag_id, dag_run.run_id)
     workspace = workspace_for(key)
     with closing(connect()) as conn:
-        model = resolve_model(conn, params["model_version"])
+        try:
+            model = resolve_model(conn, params["model_version"])
+        except NoModelError as exc:  # retrying cannot register a model: fail now
+            raise AirflowFailException(str(exc)) from exc
         batch = stage_pending(
             conn, workspace.input_path, model.version, since, until, params["max_papers"]
         )
@@ -143,7 +147,7 @@ def write_labels(**context: Any) -> dict[str, Any]:
     """
     from dataclasses import asdict
 
-    from petal_labeller.pipeline.validate import check_output, write_quarantine
+    from petal_labeller.pipeline.validate import OutputError, check_output, write_quarantine
     from petal_labeller.pipeline.write import write_labels as write
     from petal_labeller.store.connection import connect
     from petal_labeller.store.taxonomy import read_taxonomy
@@ -152,7 +156,10 @@ def write_labels(**context: Any) -> dict[str, Any]:
     workspace = workspace_for(staged["run_key"])
     with closing(connect()) as conn:
         known = read_taxonomy(conn).ids
-    checked = check_output(workspace.input_path, workspace.output_path, known)
+    try:
+        checked = check_output(workspace.input_path, workspace.output_path, known)
+    except OutputError as exc:  # the same output would fail the same way on a retry
+        raise AirflowFailException(str(exc)) from exc
     quarantine = write_quarantine(checked.rejected, quarantine_dir() / f"{staged['run_key']}.jsonl")
     for item in checked.rejected:
         log.warning("Rejected paper %s (%r): %s", item["paper_id"], item["title"], item["error"])

@@ -27,11 +27,14 @@ def test_recipients_come_from_the_environment(monkeypatch):
 def test_failing_labelling_run_emails_the_alert_address(
     airflow_db, migrated_database_url, petal_home, smtp_server
 ):
-    # No model is registered, so the stage task fails with a clear error.
-    dag = load_dag("petal_label_papers")
+    # No model is registered: the stage task fails with a clear error, at once
+    # (AirflowFailException: no retry can register a model).
+    dag = load_dag("petal_label_papers", retries=2)
     run = dag.test(logical_date=datetime(2026, 11, 3, tzinfo=UTC))
 
     assert run.state == "failed"
+    (stage,) = [ti for ti in run.get_task_instances() if ti.task_id == "stage"]
+    assert (stage.state, stage.try_number) == ("failed", 1)
     assert len(smtp_server) == 1
     envelope = smtp_server[0]
     assert envelope.mail_from == "airflow@petal.test"
