@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,3 +137,63 @@ def test_titles_that_only_the_database_folds_together_are_reported_not_fatal(db_
     assert [(r.line, r.field, r.reason) for r in report.rejections] == [
         (2, "title", "duplicate of the paper on line 1")
     ]
+
+
+# The inference handler (what SageMaker, the serve app and the local backend run) --------
+HANDLER_BAD = st.one_of(
+    st.just(b"\xff\xfe\xfd"),
+    TEXT.map(lambda t: ("[" + json.dumps(t)).encode()),
+    JUNK.filter(lambda j: not isinstance(j, dict)).map(json.dumps).map(str.encode),
+    st.builds(lambda v: {"title": v}, JUNK.filter(lambda j: not isinstance(j, str | None)))
+    .map(json.dumps).map(str.encode),
+    st.builds(lambda t: {"title": t, "abstract": t}, st.sampled_from(["", " ", "\n\t", None]))
+    .map(json.dumps).map(str.encode),
+    st.builds(lambda v: {"title": "ok", "venue": v}, st.dictionaries(TEXT, JUNK, min_size=1))
+    .map(json.dumps).map(str.encode),
+)  # fmt: skip
+
+
+@st.composite
+def handler_body(draw):
+    """(body bytes, per line: True when the line is a paper the model must label)."""
+    lines, good = [], []
+    for n in range(draw(st.integers(min_value=1, max_value=12))):
+        if draw(st.booleans()):
+            record = draw(good_record(n, with_doi=draw(st.booleans())))
+            record["paper_id"] = n
+            lines.append(json.dumps(record, ensure_ascii=draw(st.booleans())).encode())
+            good.append(True)
+        else:
+            lines.append(draw(HANDLER_BAD))
+            good.append(False)
+    return b"\n".join(lines) + draw(st.sampled_from([b"", b"\n"])), good
+
+
+@pytest.fixture(scope="module")
+def handler_model(tiny_model_tar):
+    from petal_labeller.model.artefact import load_model
+
+    return load_model(tiny_model_tar, precision="fp32")
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(case=handler_body())
+def test_inference_handler_labels_every_good_line_and_reports_every_bad_one(handler_model, case):
+    from petal_labeller.sagemaker.inference import JSONLINES, input_fn, output_fn, predict_fn
+
+    body, good = case
+    out = output_fn(predict_fn(input_fn(body, JSONLINES), handler_model), JSONLINES)
+
+    results = [json.loads(line) for line in out.splitlines()]
+    assert len(results) == len(good), "one output line per input line"
+    labels = set(handler_model.label_ids)
+    for number, (result, is_good) in enumerate(zip(results, good, strict=True), start=1):
+        if is_good:
+            assert result["paper_id"] == number - 1
+            assert set(result["scores"]) == labels
+            assert all(0.0 <= s <= 1.0 for s in result["scores"].values())
+            assert result["labels"] and set(result["labels"]) <= labels
+        else:
+            assert result["line"] == number and result["error"], result
