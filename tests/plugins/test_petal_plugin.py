@@ -62,6 +62,12 @@ def test_anonymous_requests_are_refused(client, path):
     assert client.get(path).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/petal/docs", "/petal/redoc", "/petal/openapi.json"])
+def test_fastapis_own_docs_routes_are_not_served(client, path):
+    """FastAPI serves these outside the app's dependencies, so the app switches them off."""
+    assert client.get(path).status_code in (401, 404)
+
+
 def test_a_forged_token_is_refused(client):
     forged = {"Authorization": "Bearer eyJhbGciOiJIUzUxMiJ9.eyJzdWIiOiJhZG1pbiJ9.bad"}
     assert client.get("/petal/api/summary", headers=forged).status_code in (401, 403)

@@ -3,8 +3,10 @@
 Airflow mounts a plugin's FastAPI app with `app.mount()`, so the app inherits
 none of the API server's authentication: every route here depends on
 Airflow's own `requires_access_view(PLUGINS)`, declared once on the app, so a
-route added later is protected too. No token or cookie -> 401; a token the
-auth manager rejects -> 403; a user without access to plugin views -> 403.
+route added later is protected too, and FastAPI's own /docs, /redoc and
+/openapi.json (served outside those dependencies) are switched off. No token
+or cookie -> 401; a token the auth manager rejects -> 403; a user without
+access to plugin views -> 403.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="PeTaL labeller",
         dependencies=[Depends(requires_access_view(AccessView.PLUGINS))],
+        # FastAPI serves these outside the app's dependencies: they would be public.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     @app.get("/api/summary")
