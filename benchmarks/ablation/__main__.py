@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cost
 from . import data as data_module
 from . import embeddings as emb
 from . import scorers as s
@@ -49,14 +50,14 @@ def best_bases() -> dict[str, s.Scorer]:
     }
 
 
-def threshold_metrics(stacker, parents: np.ndarray):
+def threshold_metrics(stacker, parents: np.ndarray, post):
     """micro/macro F1, thresholds fit on the training fold's inner out-of-fold combiner scores."""
     from petal_labeller.model.metrics import macro_f1, micro_f1
 
     def extra(
         ctx: s.Context, train: np.ndarray, test: np.ndarray, scores: np.ndarray
     ) -> dict[str, float]:
-        train_scores, y_train, y_test = stacker.train_scores, ctx.y[train], ctx.y[test]
+        train_scores, y_train, y_test = post(stacker.train_scores), ctx.y[train], ctx.y[test]
         t_global = th.fit_global(train_scores, y_train, parents)
         t_label = th.fit_per_label(train_scores, y_train, parents)
         out = {}
@@ -91,25 +92,53 @@ def rows(ctx: s.Context, quick: bool):
         yield f"logistic regression on frozen MiniLM C={c:g}", s.logreg(c), None
     yield "ridge on frozen MiniLM alpha=1", s.ridge(1.0), None
     yield "zero-shot: cos(paper, label + ancestors' names)", s.zero_shot(), None
-    yield "venue: P(label | venue) smoothed to prior", s.venue(2.0), None
+    yield "venue: P(label given venue), smoothed to prior", s.venue(2.0), None
 
     levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    cap = lambda x: s.cap_by_parent(x, parents)  # noqa: E731
     cache: dict = {}
     bases = best_bases()
     plain = st.stacked(bases, "logistic", cache, levels)
     yield "STACK-LR (svm, knn, logreg, zero-shot, venue)", plain, None
-    best = st.stacked(bases, "logistic", cache, levels, parents)
+    best = st.stacked(bases, "logistic", cache, levels)
     yield (
-        "STACK-LR + hierarchy features  [recommended]",
+        "STACK-LR + child=min(child, parent)  [recommended]",
         best,
-        None,
-        threshold_metrics(best, parents),
+        cap,
+        threshold_metrics(best, parents, cap),
     )
+    yield "STACK-LR + parent=max(children)", st.stacked(bases, "logistic", cache, levels), propagate
+    hier = st.stacked(bases, "logistic", cache, levels, parents)
+    yield "STACK-LR + hierarchy features", hier, None
+    yield "STACK-LR + hierarchy features + parent=max(children)", hier, propagate
+    weighted = st.weighted_sum({k: bases[k] for k in list(bases) if k != "zeroshot_minilm"}, cache)
+    yield "weighted sum of globally z-scored bases (weights by inner CV)", weighted, None
     yield (
-        "STACK-LR + hierarchy + parent=max(children)",
-        st.stacked(bases, "logistic", cache, levels, parents),
-        propagate,
+        "STACK-LR + cap, word-only SVM (no char n-grams)",
+        st.stacked(
+            {
+                **{k: v for k, v in bases.items() if not k.startswith("svm")},
+                "svm_w_C0.5": s.tfidf_svm(0.5, False),
+            },
+            "logistic",
+            cache,
+            levels,
+        ),
+        cap,
     )
+    extra = {"knn_tfidf_k20_T0.05": s.knn_tfidf(20, 0.05)}
+    yield (
+        "STACK-LR + kNN TF-IDF base, + child=min(child, parent)",
+        st.stacked({**bases, **extra}, "logistic", cache, levels),
+        cap,
+    )
+    if "mpnet" in ctx.embeddings:
+        extra = {"knn_mpnet_k20_T0.1": s.knn(20, 0.1, "mpnet")}
+        yield (
+            "STACK-LR + kNN mpnet base, + child=min(child, parent)",
+            st.stacked({**bases, **extra}, "logistic", cache, levels),
+            cap,
+        )
     if not quick:
         yield (
             "STACK-GBM + hierarchy features",
@@ -119,9 +148,9 @@ def rows(ctx: s.Context, quick: bool):
         for drop in bases:
             rest = {k: v for k, v in bases.items() if k != drop}
             yield (
-                f"STACK-LR + hierarchy, without {drop}",
-                st.stacked(rest, "logistic", cache, levels, parents),
-                None,
+                f"STACK-LR + cap, without {drop}",
+                st.stacked(rest, "logistic", cache, levels),
+                cap,
             )
 
 
@@ -179,6 +208,15 @@ def main() -> None:
             + f" | — | — | {ft['train_s']:.0f} s |"
         )
     print(f"# total {time.perf_counter() - started:.0f} s")
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    parents = s.parent_index(ctx.data)
+    costs = cost.measure(
+        ctx,
+        lambda: st.stacked(best_bases(), "logistic", {}, levels, persist=False),
+        lambda x: s.cap_by_parent(x, parents),
+    )
+    for key, value in costs.items():
+        print(f"# cost: {key} = {value:.1f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(

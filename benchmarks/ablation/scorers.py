@@ -192,3 +192,53 @@ def ridge(alpha: float = 1.0, embedding: str = "title_abstract") -> Scorer:
         return Ridge(alpha=alpha).fit(x[train], ctx.y[train]).predict(x[test])
 
     return fit_predict
+
+
+def tfidf_embedding_svm(
+    C: float = 0.5, weight: float = 1.0, embedding: str = "title_abstract"
+) -> Scorer:
+    """LinearSVC on [TF-IDF word+char | weight * sentence embedding]: lexical + semantic."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        from scipy.sparse import csr_matrix, hstack
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.svm import LinearSVC
+
+        texts = [paper_text(p, "title_abstract_venue") for p in ctx.data.papers]
+        vectorizers = [
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"),
+            TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(2, 5),
+                min_df=2,
+                sublinear_tf=True,
+                max_features=100_000,
+            ),
+        ]
+        x = ctx.embeddings[embedding] * weight
+        x_train = hstack(
+            [v.fit_transform([texts[i] for i in train]) for v in vectorizers]
+            + [csr_matrix(x[train])]
+        ).tocsr()
+        x_test = hstack(
+            [v.transform([texts[i] for i in test]) for v in vectorizers] + [csr_matrix(x[test])]
+        ).tocsr()
+        y_train = ctx.y[train]
+        scores = np.full((len(test), y_train.shape[1]), -10.0, dtype=np.float32)
+        for j in range(y_train.shape[1]):
+            if 0 < y_train[:, j].sum() < len(train):
+                svm = LinearSVC(C=C, class_weight="balanced").fit(x_train, y_train[:, j])
+                scores[:, j] = svm.decision_function(x_test)
+        return scores
+
+    return fit_predict
+
+
+def cap_by_parent(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Child score = min(child, parent), top-down (as `Taxonomy.cap_scores` does)."""
+    out = scores.copy()
+    for _ in range(2):
+        for j, p in enumerate(parents):
+            if p >= 0:
+                out[:, j] = np.minimum(out[:, j], out[:, p])
+    return out

@@ -20,7 +20,12 @@ INNER_SEED = 1
 
 
 def _base_scores(
-    bases: dict[str, Scorer], ctx: Context, train: np.ndarray, test: np.ndarray, cache: dict
+    bases: dict[str, Scorer],
+    ctx: Context,
+    train: np.ndarray,
+    test: np.ndarray,
+    cache: dict,
+    persist: bool = True,
 ):
     """Inner out-of-fold scores on `train` and refit scores on `test`, per base; memoised."""
     key = hashlib.sha256(train.tobytes() + b"|" + test.tobytes()).hexdigest()[:12]
@@ -29,7 +34,7 @@ def _base_scores(
         if (name, key) not in cache:
             # Base names carry their hyperparameters, so the disk cache is keyed by name + fold.
             path = cache_dir() / f"stack_{name}_{key}_{ctx.data.digest}.npz"
-            if path.exists():
+            if persist and path.exists():
                 saved = np.load(path)
                 cache[(name, key)] = (saved["inner"], saved["outer"])
             else:
@@ -37,7 +42,8 @@ def _base_scores(
                 for tr, te in folds(len(train), INNER_FOLDS, INNER_SEED):
                     oof[te] = scorer(ctx, train[tr], train[te])
                 cache[(name, key)] = (oof, scorer(ctx, train, test))
-                np.savez(path, inner=cache[(name, key)][0], outer=cache[(name, key)][1])
+                if persist:
+                    np.savez(path, inner=cache[(name, key)][0], outer=cache[(name, key)][1])
         inner[name], outer[name] = cache[(name, key)]
     return inner, outer
 
@@ -100,12 +106,13 @@ def stacked(
     cache: dict | None = None,
     levels=None,
     parents=None,
+    persist: bool = True,
 ) -> Scorer:
     """A scorer that stacks `bases` with a label-agnostic pairwise combiner fit by inner CV."""
     cache = {} if cache is None else cache
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        inner, outer = _base_scores(bases, ctx, train, test, cache)
+        inner, outer = _base_scores(bases, ctx, train, test, cache, persist)
         stats = {
             n: (inner[n].mean(0, keepdims=True), inner[n].std(0, keepdims=True) + 1e-6)
             for n in bases
@@ -154,7 +161,7 @@ def weighted_sum(
     cache = {} if cache is None else cache
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        inner, outer = _base_scores(bases, ctx, train, test, cache)
+        inner, outer = _base_scores(bases, ctx, train, test, cache, True)
         names = list(bases)
         z = {n: _standardise(inner[n], outer[n]) for n in names}
         y_train = ctx.y[train]
