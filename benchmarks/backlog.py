@@ -1,0 +1,298 @@
+"""A large backlog labelled in one run on the local backend: time and peak memory.
+
+    python -m benchmarks.backlog [--sizes 5000,20000,100000] [--single-sizes 5000,20000]
+                                 [--chunk 2000] [--model model.tar.gz]
+
+For each backlog size a throwaway PeTaL database gets that many new papers
+(the 630 shared PeTaL papers, then retitled copies), and a fresh process labels
+all of them with the product's own steps, the ones the labelling DAG's tasks
+call: `stage_pending` -> `predict_file` (inference.py) -> `check_output` ->
+`write_labels`. Two ways, each in its own process so its peak RSS is its own:
+
+- `single`: what the DAG does today: the whole backlog staged, inferred,
+  validated and written as one batch (one transaction);
+- `chunked`: the same functions over chunks of `--chunk` papers (each chunk
+  one transaction; `pending_papers` skips what earlier chunks labelled, so a
+  crash loses one chunk and a rerun carries on). The model is loaded once.
+
+Peak RSS (`ru_maxrss`) flat across sizes = memory bounded by the chunk, not the
+backlog. Without --model a tiny model (max length 48) is trained in seconds: it
+measures the pipeline's throughput; a production model's inference is slower
+per paper (see the pipeline section of docs/benchmarks.md) and adds nothing
+that grows with the backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+DAY = datetime(2026, 11, 2, tzinfo=UTC)
+SINCE, UNTIL = DAY, datetime(2026, 11, 3, tzinfo=UTC)
+VERSION = "backlog"
+RESULTS = Path(__file__).resolve().parent / "results" / "backlog.json"
+
+
+# The labelling itself (runs in the child process) ---------------------------------------
+def _label_batch(conn_url: str, model, work: Path, run_id: str, limit: int | None) -> dict:
+    """One batch through stage -> inference -> validation -> one-transaction write."""
+    from petal_labeller.model.predict import predict_file
+    from petal_labeller.pipeline.stage import stage_pending
+    from petal_labeller.pipeline.validate import check_output
+    from petal_labeller.pipeline.write import write_labels
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    staged, predicted = work / f"{run_id}.jsonl", work / f"{run_id}.out.jsonl"
+    with closing(connect(conn_url)) as conn:
+        batch = stage_pending(conn, staged, VERSION, SINCE, UNTIL, limit=limit)
+        known = read_taxonomy(conn).ids
+    if not batch.count:
+        return {"papers": 0, "labels": 0, "rejected": 0}
+    predict_file(None, staged, predicted, model=model)
+    checked = check_output(staged, predicted, known)
+    summary = write_labels(
+        run_id, checked, VERSION, papers_selected=batch.count, database_url=conn_url
+    )
+    staged.unlink()
+    predicted.unlink()
+    return {
+        "papers": summary.papers_labelled,
+        "labels": summary.labels_written,
+        "rejected": summary.papers_rejected,
+    }
+
+
+def label_backlog(
+    url: str, model_path: Path, mode: str, chunk: int, work: Path, heap: bool = False
+) -> dict:
+    """Label every pending paper; returns counts, seconds and this process's peak RSS.
+
+    With `heap`, tracemalloc also reports the peak of Python allocations after the
+    model is loaded: the lists and dicts that would grow with the backlog (slower).
+    """
+    from petal_labeller.model.artefact import load_model
+
+    started = time.perf_counter()
+    model = load_model(model_path)
+    loaded = time.perf_counter()
+    if heap:
+        tracemalloc.start()
+    totals = {"papers": 0, "labels": 0, "rejected": 0, "batches": 0}
+    while True:
+        limit = chunk if mode == "chunked" else None
+        done = _label_batch(url, model, work, f"backlog/{mode}-{totals['batches']}", limit)
+        if not done["papers"] and not done["rejected"]:
+            break
+        totals["batches"] += 1
+        for key in ("papers", "labels", "rejected"):
+            totals[key] += done[key]
+        if mode == "single":
+            break
+    finished = time.perf_counter()
+    if heap:
+        totals["python_heap_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+        tracemalloc.stop()
+    return {
+        **totals,
+        "seconds": round(finished - started, 2),
+        "model_load_seconds": round(loaded - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+# Setting up (parent process) ------------------------------------------------------------
+def write_papers(path: Path, count: int) -> Path:
+    """`count` real papers, cycling through the shared set; copies get their own title."""
+    from petal_labeller.config import SHARED_DATA_DIR
+
+    source = [
+        json.loads(line)
+        for line in (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text().splitlines()
+    ]
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(count):
+            record = dict(source[index % len(source)])
+            record.pop("labels", None)
+            if index >= len(source):
+                record["doi"] = None
+                record["title"] = f"{record['title']} [copy {index // len(source)}]"
+            out.write(json.dumps(record) + "\n")
+    return path
+
+
+def tiny_model(folder: Path) -> Path:
+    """A real trained artefact with a short max length: seconds to train, fast to run."""
+    from petal_labeller.config import SHARED_DATA_DIR
+    from petal_labeller.model.config import preset
+    from petal_labeller.model.train import train_artefact
+
+    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text().splitlines()[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "papers.jsonl").write_text("\n".join(lines) + "\n")
+    config = preset("default", max_length=48, batch_size=8, epochs=2, max_steps=4, knn_k=3)
+    return train_artefact(
+        folder / "papers.jsonl", SHARED_DATA_DIR / "taxonomy.json", folder, config,
+        progress=False, version=VERSION,
+    )  # fmt: skip
+
+
+def create_database(server: str, papers: Path, model: Path) -> str:
+    """A throwaway migrated database holding the papers and the model as production."""
+    import psycopg2
+
+    from petal_labeller.config import SHARED_DATA_DIR
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.migrations import upgrade
+    from petal_labeller.store.models import register_model_version
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.taxonomy import load_taxonomy
+    from petal_labeller.taxonomy import Taxonomy
+
+    name = f"petal_backlog_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')  # an identifier: cannot be a parameter
+    admin.close()
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    taxonomy = Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json")
+    with closing(connect(url)) as conn:
+        upgrade(conn)
+        load_taxonomy(conn, taxonomy)
+        report = import_papers(conn, papers, taxonomy)
+        if report.rejected:
+            raise RuntimeError(f"benchmark papers rejected: {report.rejections[:3]}")
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE papers SET ingested_at = %s", (DAY.replace(hour=12),))
+            cur.execute("ANALYZE papers")
+        register_model_version(
+            conn, VERSION, base_model="bench", artefact_uri=str(model), promote=True
+        )
+    return url
+
+
+def drop_database(server: str, url: str) -> None:
+    import psycopg2
+
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    admin.close()
+
+
+def check_complete(url: str, papers: int) -> dict:
+    """Every paper labelled exactly once by the model version, no duplicate label rows."""
+    from petal_labeller.store.connection import connect
+
+    with closing(connect(url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT paper_id) FROM paper_labelling")
+        marks, distinct = cur.fetchone()
+        cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM paper_labels GROUP BY paper_id, label_id, "
+            "model_version HAVING count(*) > 1) d"
+        )
+        duplicates = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM paper_labels WHERE origin = 'model'")
+        labels = cur.fetchone()[0]
+    if not (marks == distinct == papers and duplicates == 0):
+        raise RuntimeError(f"incomplete: {marks} marks, {distinct} papers, {duplicates} dupes")
+    return {"papers_marked": marks, "label_rows": labels}
+
+
+def measure(
+    server: str, size: int, mode: str, chunk: int, model: Path, work: Path, heap: bool = False
+) -> dict:
+    """Seed a database with `size` papers, label them in a fresh process, check, drop."""
+    papers = write_papers(work / f"papers-{size}.jsonl", size)
+    seeded = time.perf_counter()
+    url = create_database(server, papers, model)
+    seed_seconds = time.perf_counter() - seeded
+    papers.unlink()
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.backlog", "--child", mode, "--url", url,
+             "--model", str(model), "--chunk", str(chunk), "--work", str(work)]
+            + (["--heap"] if heap else []),
+            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        result.update(check_complete(url, size))
+    finally:
+        drop_database(server, url)
+    return {
+        "mode": mode, "backlog": size, "chunk": chunk if mode == "chunked" else None,
+        "seed_seconds": round(seed_seconds, 1), **result,
+        "papers_per_s": round(size / result["seconds"], 1),
+    }  # fmt: skip
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="5000,20000,100000", help="backlogs, chunked")
+    parser.add_argument("--single-sizes", default="5000,20000", help="backlogs, one batch")
+    parser.add_argument("--chunk", type=int, default=2000)
+    parser.add_argument("--model", type=Path, help="model.tar.gz (default: train a tiny one)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--child", choices=["single", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--heap", action="store_true", help="also trace Python heap (slower)")
+    args = parser.parse_args(argv)
+
+    if args.child:
+        result = label_backlog(
+            args.url, args.model, args.child, args.chunk, args.work, heap=args.heap
+        )
+        print(json.dumps(result))
+        return []
+
+    from petal_labeller.store.connection import resolve_url
+
+    work = Path(tempfile.mkdtemp(prefix="petal-bench-backlog-"))
+    server = resolve_url()
+    model = args.model or tiny_model(work / "model")
+    plan = [(size, "single") for size in _sizes(args.single_sizes)]
+    plan += [(size, "chunked") for size in _sizes(args.sizes)]
+    rows = []
+    for size, mode in sorted(plan):
+        row = measure(server, size, mode, args.chunk, model, work, heap=args.heap)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "load_average": os.getloadavg(),
+        "model": str(args.model) if args.model else "tiny (max_length 48, trained here)",
+        "runs": rows,
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(report, indent=2))
+    print("\n| mode | backlog | chunk | seconds | papers/s | peak RSS | labels |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['backlog']:,} | {r['chunk'] or '-'} | {r['seconds']} | "
+              f"{r['papers_per_s']} | {r['peak_rss_mb']} MB | {r['label_rows']:,} |")  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
