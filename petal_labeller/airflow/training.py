@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ def train_local(exported: dict[str, Any], **context: Any) -> str:
         preset(params["preset"], **params["train_options"]),
         progress=False,
         version=exported["version"],
+        # The workspace is deleted after the run; the gate's numbers go to the task log.
+        report=False,
     )
     return str(artefact)
 
@@ -242,7 +245,8 @@ def _sagemaker_group(exported: Any) -> tuple[Any, Any]:
                 instance_type="{{ params.instance_type }}",
             )
             | {"HyperParameters": _UPLOADED + "['hyperparameters'] }}"},
-            check_interval=60,
+            check_interval=int(os.environ.get("PETAL_SAGEMAKER_POLL_SECONDS", "60")),
+            # Status polling only: the training log stays in CloudWatch.
             print_log=False,
             action_if_job_exists="fail",
         )

@@ -8,30 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from petal_labeller.store.connection import connect
-from tests.fixtures.airflow import load_dag
+from tests.fixtures.airflow import CURATED_PAPERS, TINY_TRAINING, load_dag
 
 pytestmark = pytest.mark.slow
-
-TINY = {"max_length": 48, "batch_size": 8, "epochs": 1, "max_steps": 3, "knn_k": 3}
-CURATED_PAPERS = 60
-
-
-@pytest.fixture
-def curated_database(migrated_database_url, tmp_path):
-    """Taxonomy and the first papers of the shared data with their curator labels."""
-    from petal_labeller.config import SHARED_DATA_DIR
-    from petal_labeller.store.papers import import_papers
-    from petal_labeller.store.taxonomy import load_taxonomy
-    from petal_labeller.taxonomy import Taxonomy
-
-    taxonomy = Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json")
-    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text(encoding="utf-8").splitlines()
-    papers = tmp_path / "curated.jsonl"
-    papers.write_text("\n".join(lines[:CURATED_PAPERS]) + "\n", encoding="utf-8")
-    with closing(connect(migrated_database_url)) as conn:
-        load_taxonomy(conn, taxonomy)
-        assert import_papers(conn, papers, taxonomy).imported == CURATED_PAPERS
-    return migrated_database_url
 
 
 def _versions(url):
@@ -62,7 +41,7 @@ def test_first_model_is_promoted_and_announced_then_a_dry_run_promotes_nothing(
 
     run = dag.test(
         logical_date=datetime(2026, 11, 8, tzinfo=UTC),
-        run_conf={"model_version": "cand-1", "train_options": TINY, "dry_run": False},
+        run_conf={"model_version": "cand-1", "train_options": TINY_TRAINING, "dry_run": False},
     )
 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -81,7 +60,7 @@ def test_first_model_is_promoted_and_announced_then_a_dry_run_promotes_nothing(
 
     dry = load_dag("petal_train_model").test(
         logical_date=datetime(2026, 11, 15, tzinfo=UTC),
-        run_conf={"model_version": "cand-2", "train_options": TINY, "dry_run": True},
+        run_conf={"model_version": "cand-2", "train_options": TINY_TRAINING, "dry_run": True},
     )
 
     dry_states = {ti.task_id: ti.state for ti in dry.get_task_instances()}
