@@ -57,22 +57,36 @@ def _label_batch(conn_url: str, model, work: Path, run_id: str, limit: int | Non
     from petal_labeller.store.taxonomy import read_taxonomy
 
     staged, predicted = work / f"{run_id}.jsonl", work / f"{run_id}.out.jsonl"
+    clock = [time.perf_counter()]
+
+    def lap() -> float:
+        clock.append(time.perf_counter())
+        return clock[-1] - clock[-2]
+
     with closing(connect(conn_url)) as conn:
         batch = stage_pending(conn, staged, VERSION, SINCE, UNTIL, limit=limit)
         known = read_taxonomy(conn).ids
+    stage_s = lap()
     if not batch.count:
         return {"papers": 0, "labels": 0, "rejected": 0}
     predict_file(None, staged, predicted, model=model)
+    infer_s = lap()
     checked = check_output(staged, predicted, known)
+    check_s = lap()
     summary = write_labels(
         run_id, checked, VERSION, papers_selected=batch.count, database_url=conn_url
     )
+    write_s = lap()
     staged.unlink()
     predicted.unlink()
     return {
         "papers": summary.papers_labelled,
         "labels": summary.labels_written,
         "rejected": summary.papers_rejected,
+        "stage_s": stage_s,
+        "infer_s": infer_s,
+        "check_s": check_s,
+        "write_s": write_s,
     }
 
 
@@ -98,11 +112,13 @@ def label_backlog(
         if not done["papers"] and not done["rejected"]:
             break
         totals["batches"] += 1
-        for key in ("papers", "labels", "rejected"):
-            totals[key] += done[key]
+        for key, value in done.items():
+            totals[key] = totals.get(key, 0) + value
         if mode == "single":
             break
     finished = time.perf_counter()
+    for step in ("stage_s", "infer_s", "check_s", "write_s"):
+        totals[step] = round(totals.get(step, 0.0), 2)
     if heap:
         totals["python_heap_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
         tracemalloc.stop()

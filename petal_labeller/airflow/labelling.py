@@ -29,7 +29,7 @@ from airflow.sdk import TaskGroup, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import s3_staging, sagemaker_configs
-from petal_labeller.airflow.names import run_prefix, sagemaker_name
+from petal_labeller.airflow.names import run_prefix, sagemaker_name, sagemaker_name_prefix
 from petal_labeller.airflow.params import resolve_backend
 from petal_labeller.pipeline.workspace import quarantine_dir, workspace_for
 
@@ -187,26 +187,53 @@ def write_labels(**context: Any) -> dict[str, Any]:
 
 @task
 def cleanup(staged: dict[str, Any], **context: Any) -> None:
-    """Remove what this run staged; record the run as failed if it wrote nothing."""
+    """Remove what this run staged, stop any transform still running, and record the run
+    as failed if it wrote nothing. Every step is tried even if another fails."""
     from petal_labeller.pipeline.write import record_failed_run
 
-    workspace = workspace_for(staged["run_key"])
-    workspace.remove()
+    dag_run = context["dag_run"]
+    steps = [("remove the workspace", workspace_for(staged["run_key"]).remove)]
     if staged["backend"] == "sagemaker" and staged["count"]:
-        bucket = Variable.get(BUCKET_VARIABLE)
+        from petal_labeller.airflow.sagemaker_cleanup import stop_transform_jobs
+
         prefix = f"petal/runs/{staged['run_key']}"
-        deleted = s3_staging.delete_prefix(s3_staging.s3_hook(), bucket, prefix)
-        log.info("Deleted %d staged object(s) under s3://%s/%s", deleted, bucket, prefix)
+        steps += [
+            (
+                "delete the S3 staging",
+                lambda: s3_staging.delete_prefix(
+                    s3_staging.s3_hook(), Variable.get(BUCKET_VARIABLE), prefix
+                ),
+            ),
+            (
+                "stop transform jobs still running",
+                lambda: stop_transform_jobs(
+                    sagemaker_name_prefix("transform", dag_run.dag_id, dag_run.run_id)
+                ),
+            ),
+        ]
     if staged["count"] and not context["params"]["dry_run"]:
-        dag_run = context["dag_run"]
-        record_failed_run(
-            _labelling_run_id(dag_run.dag_id, dag_run.run_id),
-            staged["model_version"],
-            "the run ended before its labels were written; see the Airflow task logs",
-            airflow_run_id=dag_run.run_id,
-            interval_start=staged["since"],
-            interval_end=staged["until"],
+        steps.append(
+            (
+                "record the run",
+                lambda: record_failed_run(
+                    _labelling_run_id(dag_run.dag_id, dag_run.run_id),
+                    staged["model_version"],
+                    "the run ended before its labels were written; see the Airflow task logs",
+                    airflow_run_id=dag_run.run_id,
+                    interval_start=staged["since"],
+                    interval_end=staged["until"],
+                ),
+            )
         )
+    failed = []
+    for what, step in steps:
+        try:
+            log.info("Cleanup: %s -> %s", what, step())
+        except Exception:
+            log.exception("Cleanup could not %s", what)
+            failed.append(what)
+    if failed:
+        raise RuntimeError(f"cleanup could not {', '.join(failed)}; see the log above")
 
 
 def _sagemaker_group(staged: Any) -> tuple[Any, Any]:

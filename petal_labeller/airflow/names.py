@@ -29,3 +29,9 @@ def sagemaker_name(kind: str, dag_id: str, run_id: str, try_number: int | str) -
 def run_prefix(dag_id: str, run_id: str) -> str:
     """A key prefix (S3 or local folder name) for everything one DAG run stages."""
     return f"{_NOT_ALLOWED.sub('-', dag_id.lower()).strip('-')}/{run_digest(dag_id, run_id)}"
+
+
+def sagemaker_name_prefix(kind: str, dag_id: str, run_id: str) -> str:
+    """What every try's `sagemaker_name(kind, dag_id, run_id, try)` starts with."""
+    name = sagemaker_name(kind, dag_id, run_id, 1)
+    return name[: name.rindex("-t") + 2]

@@ -74,3 +74,12 @@ def test_training_config_has_a_train_channel_and_string_hyperparameters():
 def test_transform_output_sits_next_to_the_output_prefix():
     key = configs.transform_output_key("petal/runs/x/output/", "petal/runs/x/input/papers.jsonl")
     assert key == "petal/runs/x/output/papers.jsonl.out"
+
+
+def test_name_prefix_covers_every_try_of_one_run_only():
+    from petal_labeller.airflow.names import sagemaker_name_prefix
+
+    prefix = sagemaker_name_prefix("transform", "dag", "run")
+    assert all(sagemaker_name("transform", "dag", "run", t).startswith(prefix) for t in (1, 9, 12))
+    assert not sagemaker_name("transform", "dag", "other-run", 1).startswith(prefix)
+    assert prefix.endswith("-t")
