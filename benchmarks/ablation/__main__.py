@@ -108,6 +108,12 @@ def rows(ctx: s.Context, quick: bool):
         threshold_metrics(best, parents, cap),
     )
     yield "STACK-LR + parent=max(children)", st.stacked(bases, "logistic", cache, levels), propagate
+    four = {k: v for k, v in bases.items() if not k.startswith("logreg")}
+    yield (
+        "STACK-LR without logreg + cap (4 bases)",
+        st.stacked(four, "logistic", cache, levels),
+        cap,
+    )
     hier = st.stacked(bases, "logistic", cache, levels, parents)
     yield "STACK-LR + hierarchy features", hier, None
     yield "STACK-LR + hierarchy features + parent=max(children)", hier, propagate
@@ -140,6 +146,7 @@ def rows(ctx: s.Context, quick: bool):
             cap,
         )
     if not quick:
+        yield "LinearSVC on [TF-IDF word+char | MiniLM embedding]", s.tfidf_embedding_svm(0.5), None
         yield (
             "STACK-GBM + hierarchy features",
             st.stacked(bases, "gbm", cache, levels, parents),
