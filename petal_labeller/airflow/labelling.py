@@ -65,6 +65,8 @@ def stage(scope: str, **context: Any) -> dict[str, Any]:
     since, until = None, None
     if scope == INTERVAL:
         since, until = context["data_interval_start"], context["data_interval_end"]
+        if since is None:  # e.g. `airflow dags trigger` without --logical-date
+            log.info("Run has no data interval: labelling every pending paper")
     key = run_prefix(dag_run.dag_id, dag_run.run_id)
     workspace = workspace_for(key)
     with closing(connect()) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -40,6 +41,26 @@ def test_dag_offers_the_run_params(dag_bag, dag_id):
         assert name in params, name
     assert params["backend"] is None or params["backend"] in ("local", "sagemaker")
     assert params["dry_run"] is False
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [{"backend": "azure"}, {"max_papers": 0}, {"dry_run": "maybe"}, {"model_version": 3}],
+    ids=["unknown backend", "max_papers below 1", "dry_run not a boolean", "version not text"],
+)
+def test_invalid_run_conf_is_refused_by_the_params(dag_bag, conf):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag_bag.get_dag("petal_label_papers").params)
+    with pytest.raises(ParamValidationError):
+        params.update(conf)
+        params.validate()
+
+
+def test_valid_run_conf_passes_the_params(dag_bag):
+    params = copy.deepcopy(dag_bag.get_dag("petal_label_papers").params)
+    params.update({"backend": "sagemaker", "max_papers": 5, "dry_run": True, "model_version": "v1"})
+    assert params.validate()["backend"] == "sagemaker"
 
 
 def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
