@@ -257,6 +257,39 @@ def measure(
     }  # fmt: skip
 
 
+def stage_probe(server: str, size: int, chunk: int, work: Path, model: Path) -> dict:
+    """Selecting from a `size` backlog without inference: one chunk vs everything at once.
+
+    Inference dominates a full run, so this measures the part that scales with the
+    backlog on its own, at full size: time and Python heap peak of `stage_pending`.
+    """
+    from petal_labeller.pipeline.stage import stage_pending
+    from petal_labeller.store.connection import connect
+
+    papers = write_papers(work / f"papers-{size}.jsonl", size)
+    seeded = time.perf_counter()
+    url = create_database(server, papers, model)
+    result = {"backlog": size, "seed_seconds": round(time.perf_counter() - seeded, 1)}
+    papers.unlink()
+    try:
+        for name, limit in (("chunk", chunk), ("all", None)):
+            with closing(connect(url)) as conn:
+                tracemalloc.start()
+                started = time.perf_counter()
+                batch = stage_pending(conn, work / f"probe-{name}.jsonl", VERSION, SINCE, UNTIL,
+                                      limit=limit)  # fmt: skip
+                result[f"stage_{name}_seconds"] = round(time.perf_counter() - started, 2)
+                result[f"stage_{name}_heap_mb"] = round(
+                    tracemalloc.get_traced_memory()[1] / 2**20, 1
+                )
+                tracemalloc.stop()
+                result[f"stage_{name}_papers"] = batch.count
+                batch.path.unlink()
+    finally:
+        drop_database(server, url)
+    return result
+
+
 def _sizes(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -272,6 +305,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--heap", action="store_true", help="also trace Python heap (slower)")
+    parser.add_argument(
+        "--stage-probe", type=int, default=100_000, help="backlog for the selection-only probe"
+    )
     args = parser.parse_args(argv)
 
     if args.child:
@@ -293,12 +329,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = measure(server, size, mode, args.chunk, model, work, heap=args.heap)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    probe = stage_probe(server, args.stage_probe, args.chunk, work, model)
+    print(json.dumps(probe), flush=True)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "load_average": os.getloadavg(),
         "model": str(args.model) if args.model else "tiny (max_length 48, trained here)",
         "runs": rows,
+        "stage_probe": probe,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2))
