@@ -2,12 +2,15 @@
 
 The demo is a list of steps, each a function that takes the shared `Demo`
 state and returns the line it prints. Later steps (train, label, show results)
-are added by appending to `STEPS`.
+are `MODEL_STEPS`, which run the real DAGs through Airflow's `dag.test()`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,8 @@ class Demo:
     shared: Path
     papers: int
     labelled: int
+    preset: str = "default"
+    train_options: dict = field(default_factory=dict)
     conn: object = None
     taxonomy: object = None
     notes: dict = field(default_factory=dict)
@@ -107,36 +112,154 @@ def summarise(demo: Demo) -> str:
     )
 
 
+def _run_dag(demo: Demo, dag_id: str, logical_date: dt.datetime, conf: dict) -> str:
+    """Run a DAG once through Airflow itself (`dag.test()`), no Airflow services needed."""
+    from petal_labeller.airflow import local_run
+
+    if demo.url:
+        os.environ["PETAL_DATABASE_URL"] = demo.url  # the DAG's tasks read the same store
+    local_run.configure()
+    result = local_run.run_dag(dag_id, logical_date, conf)
+    if result.state != "success":
+        failed = [task for task, state in result.task_states.items() if state == "failed"]
+        raise CommandError(f"{dag_id} run {result.run_id} ended {result.state}; failed: {failed}")
+    return result.run_id
+
+
+def train_model(demo: Demo) -> str:
+    """Train through `petal_train_model` on the curator-labelled papers, unless a model exists."""
+    from petal_labeller.store.models import production_model
+
+    current = production_model(demo.conn)
+    if current is not None:
+        return f"model: production model {current.version} already there, not retrained"
+    started = time.monotonic()
+    run_id = _run_dag(
+        demo,
+        "petal_train_model",
+        dt.datetime.now(dt.UTC),
+        {"backend": "local", "preset": demo.preset, "train_options": demo.train_options},
+    )
+    demo.conn.rollback()  # a fresh snapshot: the DAG's tasks wrote on their own connections
+    trained = production_model(demo.conn)
+    if trained is None:
+        raise CommandError(f"petal_train_model run {run_id} promoted no model")
+    return (
+        f"model: trained and promoted {trained.version} by petal_train_model "
+        f"in {time.monotonic() - started:.0f} s ({trained.artefact_uri})"
+    )
+
+
+def label_papers(demo: Demo) -> str:
+    """Run `petal_label_papers` for today's interval: the papers the demo just ingested."""
+    from petal_labeller.store.stats import collect_stats
+
+    started = time.monotonic()
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # A daily run's logical date is the end of its interval, so tomorrow's covers today.
+    run_id = _run_dag(
+        demo, "petal_label_papers", today + dt.timedelta(days=1), {"backend": "local"}
+    )
+    demo.conn.rollback()
+    found = collect_stats(demo.conn)
+    return (
+        f"labelling: petal_label_papers run {run_id} in {time.monotonic() - started:.0f} s; "
+        f"{found.model_labelled} papers now carry model labels"
+    )
+
+
+def show_examples(demo: Demo, count: int = 3) -> str:
+    from petal_labeller.store.labels import export_papers
+
+    lines = []
+    for paper in export_papers(demo.conn):
+        if paper.get("labels") or not paper.get("predicted"):
+            continue  # show papers no curator labelled: what the model added
+        top = sorted(paper["predicted"], key=lambda item: -item["score"])[:4]
+        labels = ", ".join(f"{item['label']} ({item['score']:.2f})" for item in top)
+        lines.append(f"  - {paper['title'][:90]}\n      {labels}")
+        if len(lines) == count:
+            break
+    return "examples (new papers and their model labels):\n" + "\n".join(lines)
+
+
+def next_steps(demo: Demo) -> str:
+    return (
+        "next: `petal stats`, `petal labels export --output labels.jsonl`, the evaluation "
+        f"report under {demo.home / 'models'}, and docs/airflow.md to run the UI "
+        "(`airflow standalone`, Browse -> PeTaL)"
+    )
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--train-options") from exc
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--train-options")
+    return value
+
+
 Step = Callable[[Demo], str]
-STEPS: list[tuple[str, Step]] = [
+STORE_STEPS: list[tuple[str, Step]] = [
     ("database", start_database),
     ("schema", apply_schema),
     ("taxonomy", load_taxonomy),
     ("papers", import_demo_papers),
     ("summary", summarise),
 ]
+MODEL_STEPS: list[tuple[str, Step]] = [
+    ("train", train_model),
+    ("label", label_papers),
+    ("examples", show_examples),
+    ("next", next_steps),
+]
 
 
 @click.command()
-@click.option("--papers", default=40, show_default=True, help="Demo papers to import.")
-@click.option("--labelled", default=10, show_default=True, help="How many keep curator labels.")
+@click.option("--papers", default=630, show_default=True, help="Demo papers to import.")
+@click.option(
+    "--labelled",
+    default=600,
+    show_default=True,
+    help="How many keep curator labels (the model trains on them; the rest are new papers).",
+)
+@click.option("--preset", default="default", show_default=True, help="Training preset.")
+@click.option(
+    "--train-options",
+    default="{}",
+    show_default=True,
+    help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'.",
+)
+@click.option(
+    "--label/--no-label",
+    default=True,
+    show_default=True,
+    help="Train a model if none is there and label the new papers through Airflow.",
+)
 @click.pass_context
-def demo(ctx: click.Context, papers: int, labelled: int) -> None:
-    """Start the database (embedded unless configured), apply the schema, load demo data."""
+def demo(
+    ctx: click.Context, papers: int, labelled: int, preset: str, train_options: str, label: bool
+) -> None:
+    """Set up the store, train a model if needed and label new papers through Airflow."""
     state = Demo(
         url=database_url(ctx) or config.database_url(),
         home=config.petal_home(),
         shared=config.SHARED_DATA_DIR,
         papers=papers,
         labelled=min(labelled, papers),
+        preset=preset,
+        train_options=_json_object(train_options),
     )
+    steps = STORE_STEPS + (MODEL_STEPS if label else [])
     if not (state.shared / "labelled_papers.jsonl").is_file():
         raise CommandError(
             f"shared PeTaL data not found in {state.shared}; set PETAL_SHARED_DATA to its folder"
         )
     try:
-        for number, (_, step) in enumerate(STEPS, start=1):
-            click.echo(f"[{number}/{len(STEPS)}] {step(state)}")
+        for number, (_, step) in enumerate(steps, start=1):
+            click.echo(f"[{number}/{len(steps)}] {step(state)}")
     finally:
         if state.conn is not None:
             state.conn.close()

@@ -161,12 +161,12 @@ def test_stats_counts(petal, loaded):
 
 
 def test_demo_against_a_fresh_database(petal):
-    first = petal("demo").stdout
+    first = petal("demo", "--papers", "40", "--labelled", "10", "--no-label").stdout
     assert "schema: applied 0001_initial" in first
     assert "taxonomy: 131 labels" in first
     assert "papers: 40 imported" in first and "10 with curator labels" in first
     assert "store now: 40 papers, 10 labelled by curators" in first
-    again = petal("demo").stdout
+    again = petal("demo", "--papers", "40", "--labelled", "10", "--no-label").stdout
     assert "schema: up to date" in again and "0 new, 40 already there" in again
 
 

@@ -25,6 +25,7 @@ def test_demo_starts_an_embedded_server_under_petal_home(tmp_path):
                 "12",
                 "--labelled",
                 "4",
+                "--no-label",
             ],
             capture_output=True,
             text=True,
