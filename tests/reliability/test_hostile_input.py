@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from petal_labeller.store.papers import import_papers
@@ -112,7 +112,7 @@ def test_import_reports_every_bad_record_and_imports_every_good_one(db_conn, tmp
     assert [(r.line, r.field) for r in report.rejections] == bad
     assert all(r.reason for r in report.rejections)
     assert report.inserted == len(good)
-    rejects = (tmp_path / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    rejects = (tmp_path / "rejects.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
     assert sorted(json.loads(line)["line"] for line in rejects) == [number for number, _ in bad]
     with db_conn.cursor() as cur:
         cur.execute("SELECT title, abstract FROM papers ORDER BY id")
@@ -180,13 +180,17 @@ def handler_model(tiny_model_tar):
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(case=handler_body())
+# Found by hypothesis: U+0085 (and U+2028/2029) are line breaks to str.splitlines() but not
+# to jsonlines, and json.dumps(ensure_ascii=False) leaves them raw inside a line.
+@example(case=(b'{"title": "\xc2\x85 next line", "paper_id": 0}', [True]))
+@example(case=(b'{"title": "line\xe2\x80\xa8separator", "paper_id": 0}', [True]))
 def test_inference_handler_labels_every_good_line_and_reports_every_bad_one(handler_model, case):
     from petal_labeller.sagemaker.inference import JSONLINES, input_fn, output_fn, predict_fn
 
     body, good = case
     out = output_fn(predict_fn(input_fn(body, JSONLINES), handler_model), JSONLINES)
 
-    results = [json.loads(line) for line in out.splitlines()]
+    results = [json.loads(line) for line in out.split("\n")[:-1]]  # jsonlines: "\n" only
     assert len(results) == len(good), "one output line per input line"
     labels = set(handler_model.label_ids)
     for number, (result, is_good) in enumerate(zip(results, good, strict=True), start=1):
@@ -197,3 +201,32 @@ def test_inference_handler_labels_every_good_line_and_reports_every_bad_one(hand
             assert result["labels"] and set(result["labels"]) <= labels
         else:
             assert result["line"] == number and result["error"], result
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=json.JSONDecodeError,
+    reason="known bug: pipeline/training.py evaluate() splits JSONL with str.splitlines(), "
+    "which also breaks lines at U+2028/U+0085 that json.dumps(ensure_ascii=False) leaves "
+    "raw; fix: split on '\\n' (or iterate the file)",
+)
+def test_evaluation_reads_papers_whose_text_holds_unicode_line_separators(tiny_model_tar, tmp_path):
+    from petal_labeller.pipeline.training import evaluate
+
+    papers = [
+        {
+            "title": "Gecko\u2028feet",
+            "abstract": "Setae\u0085adhere",
+            "labels": [taxonomy().ids[0]],
+        },
+        {"title": "Lotus leaves", "abstract": "Self-cleaning", "labels": [taxonomy().ids[1]]},
+    ]
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text(
+        "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in papers), encoding="utf-8"
+    )
+
+    metrics = evaluate(tiny_model_tar, heldout, taxonomy(), tmp_path)
+
+    assert metrics

@@ -79,7 +79,8 @@ def _clean_run_labels(url: str, tmp_path: Path) -> set[tuple]:
     (tmp_path / "clean.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     artefact = query(url, "SELECT artefact_uri FROM model_versions WHERE is_production")[0][0]
     predict_file(artefact, tmp_path / "clean.jsonl", tmp_path / "clean.out.jsonl")
-    results = [json.loads(line) for line in (tmp_path / "clean.out.jsonl").read_text().splitlines()]
+    output = (tmp_path / "clean.out.jsonl").read_text(encoding="utf-8")
+    results = [json.loads(line) for line in output.split("\n")[:-1]]  # jsonlines: "\n" only
     return {
         (r["paper_id"], label, round(r["scores"][label], 5))
         for r in results
