@@ -27,6 +27,8 @@ from petal_labeller.store.connection import connect
 from tests.fixtures.airflow import RUN_DATE_ISO, load_dag
 from tests.reliability.conftest import query, taxonomy
 
+pytestmark = pytest.mark.slow  # every test here needs the trained tiny model
+
 
 @pytest.fixture(scope="module")
 def unpacked(tiny_model_tar, tmp_path_factory) -> Path:
@@ -188,7 +190,6 @@ def _nothing_written(url: str) -> None:
     assert query(url, "SELECT status FROM labelling_runs") in ([], [("failed",)])
 
 
-@pytest.mark.slow
 def test_truncated_production_artefact_fails_the_run_before_any_label(
     airflow_db, labelling_database, petal_home, tiny_model_tar, tmp_path, smtp_server
 ):
@@ -204,7 +205,6 @@ def test_truncated_production_artefact_fails_the_run_before_any_label(
     assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
