@@ -6,6 +6,7 @@ Layout (SageMaker's: the tar root becomes `/opt/ml/model`):
     tokenizer.json, tokenizer_config.json, vocab.txt, ...
     head.safetensors                    classification head (weight, bias)
     knn.safetensors                     training papers' embeddings + label matrix
+    tfidf.json, tfidf.safetensors       TF-IDF vocabulary + stop words; idf, SVM weights, biases
     labeller.json                       pooling, max_length, scorer weights, kNN k/temperature
     labels.json                         full taxonomy records, in output order
     thresholds.json                     {"global": t, "per_label": {...}}

@@ -1,8 +1,11 @@
-"""TF-IDF + one-vs-rest linear SVM: the original team's other model family, the bar to beat."""
+"""TF-IDF + one-vs-rest linear SVM: the original team's other model family.
+
+It is both the baseline every report compares against and, exported to numpy
+(`TfidfScorer` in inference.py), one of the default model's blended scorers.
+"""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,28 +14,24 @@ import numpy as np
 from petal_labeller.model.data import LabelledPaper, target_matrix
 from petal_labeller.taxonomy import Taxonomy
 
-UNSEEN_MARGIN = -100.0
+#: Margin of a label no training paper had: it can never be right.
+UNSEEN_MARGIN = -10.0
 
 
 @dataclass
 class TfidfSvm:
-    """Fitted vectoriser + classifiers; `scores` are SVM margins (higher = more likely)."""
+    """The fitted scorer (numpy, as served) plus the taxonomy for label selection."""
 
-    vectorizer: Any
-    classifier: Any
+    scorer: Any  # inference.TfidfScorer
+    spec: dict[str, Any]
+    arrays: dict[str, np.ndarray]
     taxonomy: Taxonomy
-    unseen: np.ndarray  # labels with no training paper
 
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """SVM margins (higher = more likely)."""
         from petal_labeller.sagemaker.inference import paper_text
 
-        margins = self.classifier.decision_function(
-            self.vectorizer.transform([paper_text(r) for r in records])
-        )
-        # sklearn gives never-seen labels a constant margin of 0, which would
-        # outrank every real (mostly negative) margin; they can never be right.
-        margins[:, self.unseen] = UNSEEN_MARGIN
-        return margins
+        return self.scorer.margins([paper_text(r) for r in records])
 
     def predicted(self, scores: np.ndarray) -> np.ndarray:
         """Positive margins, at least the best label, closed upwards like the main model."""
@@ -45,22 +44,52 @@ class TfidfSvm:
         return out
 
 
-def fit_tfidf_svm(papers: list[LabelledPaper], taxonomy: Taxonomy, c: float = 0.5) -> TfidfSvm:
+def fit_tfidf_svm_texts(
+    texts: list[str], targets: np.ndarray, c: float = 0.5, scale: float = 2.0
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit with scikit-learn; return (tfidf.json spec, tfidf.safetensors arrays).
+
+    Word 1-2 grams, English stop words, sublinear tf, min_df 2; one LinearSVC
+    per label with balanced class weights (labels are rare: ~4.8 of 131 a paper).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.svm import LinearSVC
 
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
+    )
+    features = vectorizer.fit_transform(texts)
+    terms = vectorizer.get_feature_names_out().tolist()
+    weight = np.zeros((targets.shape[1], len(terms)), dtype=np.float32)
+    bias = np.full(targets.shape[1], UNSEEN_MARGIN, dtype=np.float32)
+    for column in range(targets.shape[1]):
+        positives = targets[:, column].sum()
+        if 0 < positives < len(texts):
+            svm = LinearSVC(C=c, class_weight="balanced").fit(features, targets[:, column])
+            weight[column] = svm.coef_[0]
+            bias[column] = svm.intercept_[0]
+    spec = {
+        "terms": terms,
+        "stop_words": sorted(vectorizer.get_stop_words() or ()),
+        "ngram_max": 2,
+        "scale": scale,
+    }
+    arrays = {"idf": vectorizer.idf_.astype(np.float32), "weight": weight, "bias": bias}
+    return spec, arrays
+
+
+def make_scorer(spec: dict[str, Any], arrays: dict[str, np.ndarray]):
+    from petal_labeller.sagemaker.inference import TfidfScorer
+
+    return TfidfScorer(spec, arrays["idf"], arrays["weight"], arrays["bias"])
+
+
+def fit_tfidf_svm(
+    papers: list[LabelledPaper], taxonomy: Taxonomy, c: float = 0.5, close: bool = False
+) -> TfidfSvm:
+    """The baseline on labelled papers (the curators' labels as given, unless `close`)."""
     from petal_labeller.sagemaker.inference import paper_text
 
-    vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode"
-    )
-    features = vectorizer.fit_transform([paper_text(p.record) for p in papers])
-    targets = target_matrix(papers, taxonomy, close=True)
-    classifier = OneVsRestClassifier(LinearSVC(C=c))
-    with warnings.catch_warnings():
-        # Labels with no positive training paper get a constant scorer; that is fine.
-        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
-        warnings.filterwarnings("ignore", message="Label not .* is present")
-        classifier.fit(features, targets)
-    return TfidfSvm(vectorizer, classifier, taxonomy, targets.sum(axis=0) == 0)
+    texts = [paper_text(p.record) for p in papers]
+    spec, arrays = fit_tfidf_svm_texts(texts, target_matrix(papers, taxonomy, close), c)
+    return TfidfSvm(make_scorer(spec, arrays), spec, arrays, taxonomy)

@@ -5,8 +5,8 @@ epochs, BCE); it barely learns on 630 papers. `default` matches the checkpoint's
 mean pooling, keeps the encoder frozen (its sentence embeddings are already
 good, and a CPU trains the head on cached vectors in seconds), trains the head
 with an asymmetric loss for sparse labels until the validation loss stops
-falling, and blends it with kNN label transfer over the training papers'
-embeddings (blend weight and thresholds tuned on validation). `finetune` also
+falling, and blends it with kNN label transfer over the training papers' embeddings and a
+TF-IDF + linear SVM scorer (blend weights and thresholds tuned on validation). `finetune` also
 trains the encoder (body rate 5e-5): many minutes per epoch on 2 CPU cores.
 """
 
@@ -21,6 +21,7 @@ LOSSES = ("bce", "asl", "focal")
 POOLINGS = ("mean", "cls", "pooler")
 THRESHOLD_MODES = ("global", "per_label")
 HIERARCHY_MODES = ("cap", "none")
+SCORERS = ("head", "knn", "tfidf")
 
 
 class ConfigError(ValueError):
@@ -63,10 +64,17 @@ class TrainConfig:
     focal_gamma: float = 2.0
     # Data
     validation_fraction: float = 0.15
-    # Scorers combined by weight; "auto" tunes the kNN weight on validation.
-    knn_weight: float | str = "auto"
-    knn_k: int = 20
-    knn_temperature: float = 0.1
+    # Scorers blended by weight: "head" (the network), "knn" (label transfer from
+    # the training papers' embeddings), "tfidf" (TF-IDF + linear SVM).
+    # scorer_weights "auto" tunes them on validation (grid over the simplex),
+    # else e.g. "head=0.2,knn=0.4,tfidf=0.4".
+    scorers: str = "head,knn,tfidf"
+    scorer_weights: str = "auto"
+    tune_folds: int = 5  # frozen body: tune weights/thresholds on inner out-of-fold scores
+    knn_k: int = 0  # 0 = every training paper, softmax-weighted (smooth, precision-robust)
+    knn_temperature: float = 0.05
+    tfidf_c: float = 0.5
+    tfidf_scale: float = 2.0  # margins -> sigmoid(scale * margin) before blending
     # Labels
     hierarchy: str = "cap"
     threshold_mode: str = "global"
@@ -85,18 +93,35 @@ class TrainConfig:
             (8 <= self.max_length <= 512, "max_length must be between 8 and 512"),
             (self.batch_size >= 1 and self.epochs >= 1, "batch_size and epochs must be >= 1"),
             (0.0 < self.validation_fraction < 0.5, "validation_fraction must be in (0, 0.5)"),
-            (self.knn_k >= 1 and self.knn_temperature > 0, "knn_k >= 1, knn_temperature > 0"),
+            (self.knn_k >= 0 and self.knn_temperature > 0, "knn_k >= 0, knn_temperature > 0"),
             (self.min_labels >= 1, "min_labels must be >= 1"),
         ]
-        if self.knn_weight != "auto":
+        names = self.scorer_names()
+        checks.append((bool(names) and set(names) <= set(SCORERS), f"scorers from {SCORERS}"))
+        if self.scorer_weights != "auto":
             try:
-                weight = float(self.knn_weight)
+                weights = self.fixed_weights()
             except (TypeError, ValueError):
-                weight = -1.0
-            checks.append((0.0 <= weight <= 1.0, "knn_weight must be 'auto' or in [0, 1]"))
+                weights = {}
+            checks.append(
+                (
+                    set(weights) == set(names) and all(w >= 0 for w in weights.values()),
+                    "scorer_weights must be 'auto' or 'name=weight,...' for each scorer",
+                )
+            )
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def scorer_names(self) -> list[str]:
+        return [name.strip() for name in str(self.scorers).split(",") if name.strip()]
+
+    def fixed_weights(self) -> dict[str, float]:
+        """scorer_weights "head=0.2,knn=0.8" as a dict, normalised to sum to 1."""
+        pairs = [item.split("=") for item in str(self.scorer_weights).split(",") if item.strip()]
+        weights = {name.strip(): float(value) for name, value in pairs}
+        total = sum(weights.values())
+        return {name: value / total for name, value in weights.items()} if total else weights
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,7 +141,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0,
         "patience": 0,
         "loss": "bce",
-        "knn_weight": 0.0,
+        "scorers": "head",
+        "scorer_weights": "head=1",
         "include_venue": False,
     },
     "default": {},
@@ -128,8 +154,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 6,
         "patience": 2,
     },
-    # Fine-tuned head alone, for measuring what kNN adds.
-    "head-only": {"knn_weight": 0.0},
+    # Single scorers and pairs, for measuring what each part adds.
+    "head-only": {"scorers": "head"},
+    "knn-only": {"scorers": "knn"},
+    "head+knn": {"scorers": "head,knn"},
 }
 
 
@@ -153,8 +181,6 @@ def preset(name: str = "default", **overrides: Any) -> TrainConfig:
 def _coerce(name: str, raw: Any) -> Any:
     """SageMaker passes every hyperparameter as a string; turn it into the field's type."""
     default = TrainConfig.__dataclass_fields__[name].default
-    if name == "knn_weight" and isinstance(raw, str):
-        return raw if raw == "auto" else float(raw)
     if not isinstance(raw, str) or isinstance(default, str):
         return raw
     if isinstance(default, bool):

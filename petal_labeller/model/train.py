@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import logging
 import random
 import tempfile
@@ -27,7 +28,7 @@ from petal_labeller.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-KNN_WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+WEIGHT_STEP = 0.1
 THRESHOLD_GRID = tuple(round(t, 3) for t in np.arange(0.02, 0.96, 0.01))
 # Per-label thresholds are pulled towards the global one in proportion to how
 # few validation positives a label has (a pseudo-count), since ~100 papers
@@ -95,6 +96,37 @@ def _pad(tokenizer: Any, encoded: dict, rows) -> dict:
     )
 
 
+# Pooled vectors of the unmodified base encoder, by (base model, pooling, max
+# length, text): cross-validation and ablations refit on overlapping papers, and
+# a frozen encoder gives each text the same vector every time.
+_FROZEN_CACHE: dict[tuple[str, str, int, str], np.ndarray] = {}
+_FROZEN_CACHE_LIMIT = 50_000
+
+
+def frozen_embeddings(net: Any, tokenizer: Any, texts: list[str], config: TrainConfig):
+    """Pooled vectors of the (frozen, untouched) encoder, computed once per text."""
+    import torch
+
+    keys = [(config.base_model, config.pooling, config.max_length, text) for text in texts]
+    missing = sorted({i for i, key in enumerate(keys) if key not in _FROZEN_CACHE})
+    if missing:
+        if len(_FROZEN_CACHE) + len(missing) > _FROZEN_CACHE_LIMIT:
+            _FROZEN_CACHE.clear()
+        encoded = tokenizer(
+            [texts[i] for i in missing], truncation=True, max_length=config.max_length
+        )
+        by_length = sorted(range(len(missing)), key=lambda j: len(encoded["input_ids"][j]))
+        net.eval()
+        with torch.inference_mode():
+            for start in range(0, len(by_length), config.eval_batch_size):
+                rows = by_length[start : start + config.eval_batch_size]
+                features = _pad(tokenizer, encoded, rows)
+                vectors = net.pool(features["input_ids"], features["attention_mask"]).numpy()
+                for j, vector in zip(rows, vectors, strict=True):
+                    _FROZEN_CACHE[keys[missing[j]]] = vector
+    return np.stack([_FROZEN_CACHE[key] for key in keys]).astype(np.float32)
+
+
 def _forward(net: Any, tokenizer: Any, texts: list[str], config: TrainConfig):
     """rows -> logits. With a frozen body (body_lr 0) the pooled vectors are computed once,
     so each epoch costs only the head: seconds instead of minutes on a CPU."""
@@ -108,14 +140,7 @@ def _forward(net: Any, tokenizer: Any, texts: list[str], config: TrainConfig):
             return net(features["input_ids"], features["attention_mask"])[1]
 
         return forward, encoded
-    net.eval()
-    pooled = torch.zeros(len(texts), net.head.in_features)
-    by_length = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
-    with torch.inference_mode():
-        for start in range(0, len(by_length), config.eval_batch_size):
-            rows = by_length[start : start + config.eval_batch_size]
-            features = _pad(tokenizer, encoded, rows)
-            pooled[rows] = net.pool(features["input_ids"], features["attention_mask"])
+    pooled = torch.from_numpy(frozen_embeddings(net, tokenizer, texts, config))
 
     def forward_frozen(rows) -> torch.Tensor:
         return net.head(net.dropout(pooled[torch.as_tensor(rows)]))
@@ -199,12 +224,16 @@ def fine_tune(net, tokenizer, texts, targets, train_rows, val_rows, config, prog
             epoch, config.epochs, record["train_loss"], val_loss, record["seconds"],
         )  # fmt: skip
         if val_loss < best_loss - 1e-6:
-            best_loss, best_state, stale = val_loss, copy.deepcopy(net.state_dict()), 0
+            best_loss, stale = val_loss, 0
+            if config.patience:
+                best_state = copy.deepcopy(net.state_dict())
         else:
             stale += 1
         if step >= total_steps or (config.patience and stale >= config.patience):
             break
     bar.close()
+    # With early stopping, keep the best epoch; without (v0.1, inner folds),
+    # the last one, so no test fold ever chooses an epoch.
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
@@ -244,17 +273,27 @@ def tune_thresholds(scores: np.ndarray, gold: np.ndarray, model: Any, mode: str)
     return spec
 
 
-def _settings(config: TrainConfig, knn_weight: float) -> dict[str, Any]:
+def _settings(config: TrainConfig, weights: dict[str, float]) -> dict[str, Any]:
     return {
         "format_version": 1,
         "pooling": config.pooling,
         "max_length": config.max_length,
         "include_venue": config.include_venue,
-        "scorers": {"head": round(1.0 - knn_weight, 4), "knn": round(knn_weight, 4)},
+        "scorers": {name: round(float(w), 4) for name, w in weights.items()},
         "knn": {"k": config.knn_k, "temperature": config.knn_temperature},
         "hierarchy": config.hierarchy,
         "min_labels": config.min_labels,
     }
+
+
+def weight_grid(names: list[str], step: float = WEIGHT_STEP) -> list[dict[str, float]]:
+    """Every blend on the simplex with this step (66 for three scorers at 0.1)."""
+    units = round(1 / step)
+    grid = []
+    for combo in itertools.product(range(units + 1), repeat=len(names)):
+        if sum(combo) == units:
+            grid.append({n: round(c * step, 4) for n, c in zip(names, combo, strict=True)})
+    return grid
 
 
 def fit(
@@ -263,7 +302,7 @@ def fit(
     config: TrainConfig | None = None,
     progress: bool = True,
 ) -> TrainedModel:
-    """Fine-tune on a seeded train split; tune kNN weight and thresholds on the rest."""
+    """Train on a seeded train split; tune scorer weights and thresholds on the rest."""
     from transformers import AutoTokenizer
 
     from petal_labeller.sagemaker.inference import LabellerNet, LoadedModel, load_encoder
@@ -288,30 +327,56 @@ def fit(
     )  # fmt: skip
     history = fine_tune(net, tokenizer, texts, targets, train_rows, val_rows, config, progress)
 
+    names = config.scorer_names()
     model = LoadedModel(
         model_dir=Path("."),
         tokenizer=tokenizer,
         net=net,
-        settings=_settings(config, 0.0),
+        settings=_settings(config, dict.fromkeys(names, 1.0)),
         labels=taxonomy.to_records(),
         thresholds=np.full(len(taxonomy), 0.5, dtype=np.float32),
         batch_size=config.eval_batch_size,
     )
-    pooled, logits = model.encode(texts)
+    if config.body_lr > 0:
+        pooled, logits = model.encode(texts)
+    else:  # the encoder is untouched: reuse its vectors, only the head changed
+        import torch
+
+        pooled = frozen_embeddings(net, tokenizer, texts, config)
+        with torch.inference_mode():
+            logits = net.head(torch.from_numpy(pooled)).numpy()
     model.knn_bank = _normalise(pooled[train_rows])
     model.knn_labels = targets[train_rows]
+    if "tfidf" in names:
+        model.tfidf = _fit_tfidf([texts[i] for i in train_rows], targets[train_rows], config)
+    val_texts = [texts[i] for i in val_rows]
+    val_parts = model.components(val_texts, pooled[val_rows], logits[val_rows])
+    tune_rows, tune_parts = val_rows, val_parts
+    if config.tune_folds > 1 and config.body_lr == 0 and len(names) > 1:
+        # 76 validation papers pick noisy weights; out-of-fold scores of every
+        # paper give the weights and thresholds 6x more evidence (frozen body:
+        # each inner fold costs a head and an SVM fit, seconds).
+        tune_rows = np.arange(len(papers))
+        tune_parts = _out_of_fold(model, net, tokenizer, texts, targets, pooled, history, config)
 
-    def val_scores(weight: float) -> np.ndarray:
-        model.settings = _settings(config, weight)
-        return model_scores(model, pooled[val_rows], logits[val_rows])
+    def blended(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+        model.settings = _settings(config, weights)
+        return model.blend(parts)
 
-    if config.knn_weight == "auto":
-        objective = {w: ranking_objective(val_scores(w), gold[val_rows]) for w in KNN_WEIGHT_GRID}
-        knn_weight = max(objective, key=objective.__getitem__)
+    if config.scorer_weights == "auto" and len(names) > 1:
+        grid = weight_grid(names)
+        objective = [ranking_objective(blended(tune_parts, w), gold[tune_rows]) for w in grid]
+        weights = grid[int(np.argmax(objective))]
+        log.info(
+            "scorer weights tuned on %d papers: %s (objective %.4f)",
+            len(tune_rows), weights, max(objective),
+        )  # fmt: skip
     else:
-        objective, knn_weight = {}, float(config.knn_weight)
-    scores = val_scores(knn_weight)
-    spec = tune_thresholds(scores, gold[val_rows], model, config.threshold_mode)
+        objective, weights = [], (config.fixed_weights() if len(names) > 1 else {names[0]: 1.0})
+    spec = tune_thresholds(
+        blended(tune_parts, weights), gold[tune_rows], model, config.threshold_mode
+    )
+    scores = blended(val_parts, weights)
     from petal_labeller.sagemaker.inference import _thresholds
 
     model.thresholds = _thresholds(spec, model.label_ids)
@@ -319,8 +384,12 @@ def fit(
     validation = all_metrics(
         scores, predicted, gold[val_rows], [taxonomy.level(i) for i in taxonomy.ids]
     )
-    # The shipped kNN bank holds every paper seen, validation included: more neighbours.
+    # What ships has seen every paper, validation included: the kNN bank holds
+    # them all and the TF-IDF scorer is refitted on them (seconds). The head
+    # keeps the epoch chosen by validation loss.
     model.knn_bank, model.knn_labels = _normalise(pooled), targets
+    if "tfidf" in names:
+        model.tfidf = _fit_tfidf(texts, targets, config)
     return TrainedModel(
         model=model,
         config=config,
@@ -330,24 +399,59 @@ def fit(
         val_gold=gold[val_rows],
         val_predicted=predicted,
         seconds=time.monotonic() - started,
-        tuning={"knn_weight": knn_weight, "knn_objective": objective, "thresholds": spec},
+        tuning={
+            "scorer_weights": weights,
+            "weight_search": {
+                "candidates": len(objective),
+                "best": max(objective, default=None),
+                "papers": len(tune_rows),
+            },
+            "thresholds": spec,
+        },
     )
+
+
+def _out_of_fold(model, net, tokenizer, texts, targets, pooled, history, config):
+    """Each paper's scorer outputs from a head, kNN bank and SVM that never saw it."""
+    import torch
+
+    from petal_labeller.model.splits import kfold_indices
+
+    trained_head = copy.deepcopy(net.head.state_dict())
+    best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
+    inner = config.replace(epochs=best_epoch, patience=0, max_steps=0)
+    parts: dict[str, np.ndarray] = {}
+    for inner_train, inner_test in kfold_indices(len(texts), config.tune_folds, config.seed):
+        net.head.reset_parameters()
+        fine_tune(net, tokenizer, texts, targets, inner_train, inner_test, inner, progress=False)
+        with torch.inference_mode():
+            logits = net.head(torch.from_numpy(pooled[inner_test])).numpy()
+        model.knn_bank = _normalise(pooled[inner_train])
+        model.knn_labels = targets[inner_train]
+        if model.settings["scorers"].get("tfidf"):
+            model.tfidf = _fit_tfidf([texts[i] for i in inner_train], targets[inner_train], config)
+        fold = model.components([texts[i] for i in inner_test], pooled[inner_test], logits)
+        for name, values in fold.items():
+            parts.setdefault(name, np.zeros((len(texts), values.shape[1]), np.float32))
+            parts[name][inner_test] = values
+    net.head.load_state_dict(trained_head)
+    net.eval()
+    return parts
+
+
+def _fit_tfidf(texts: list[str], targets: np.ndarray, config: TrainConfig):
+    from petal_labeller.model.baseline import fit_tfidf_svm_texts, make_scorer
+
+    spec, arrays = fit_tfidf_svm_texts(texts, targets, config.tfidf_c, config.tfidf_scale)
+    scorer = make_scorer(spec, arrays)
+    scorer.export = (spec, arrays)  # what save_model writes
+    return scorer
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)).astype(
         np.float32
     )
-
-
-def model_scores(model: Any, pooled: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """The served scores (scorer blend + hierarchy cap) from precomputed encoder outputs."""
-    from petal_labeller.sagemaker.inference import cap_by_parent
-
-    scores = model.raw_scores(pooled, logits)
-    if model.settings.get("hierarchy", "cap") == "cap":
-        scores = cap_by_parent(scores, model.parent_index, model.order)
-    return scores
 
 
 def save_model(trained: TrainedModel, model_dir: Path, card: dict[str, Any]) -> Path:
@@ -368,6 +472,13 @@ def save_model(trained: TrainedModel, model_dir: Path, card: dict[str, Any]) -> 
                 "labels": torch.from_numpy(model.knn_labels.astype(np.uint8)),
             },
             str(model_dir / "knn.safetensors"),
+        )
+    if model.settings["scorers"].get("tfidf"):
+        spec, arrays = model.tfidf.export
+        write_json(model_dir / "tfidf.json", spec)
+        save_file(
+            {k: torch.from_numpy(v) for k, v in arrays.items()},
+            str(model_dir / "tfidf.safetensors"),
         )
     write_json(model_dir / "labeller.json", model.settings)
     write_json(model_dir / "labels.json", model.labels)

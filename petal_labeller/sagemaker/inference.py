@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ REQUIRED_FILES = (
     "thresholds.json",
 )
 KNN_FILE = "knn.safetensors"
+TFIDF_FILES = ("tfidf.json", "tfidf.safetensors")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Tokenizing a multi-megabyte abstract only to truncate it wastes seconds; no
 # word-piece is shorter than one character, so this many characters always
@@ -139,11 +142,15 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 def knn_scores(
     query: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray, k: int, temperature: float
 ) -> np.ndarray:
-    """Label transfer from the k most similar training papers, softmax-weighted by cosine."""
+    """Label transfer from the k most similar training papers (k <= 0: all), softmax on cosine."""
     query = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
     sims = query @ bank.T
-    k = max(1, min(k, bank.shape[0]))
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    if k <= 0 or k >= bank.shape[0]:
+        # The whole bank: weights are then smooth in the similarities, so a
+        # tiny precision change cannot swap a neighbour in or out of the top k.
+        top = np.broadcast_to(np.arange(bank.shape[0]), sims.shape)
+    else:
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     top_sims = np.take_along_axis(sims, top, axis=1)
     weights = np.exp((top_sims - top_sims.max(axis=1, keepdims=True)) / temperature)
     weights /= weights.sum(axis=1, keepdims=True)
@@ -175,6 +182,52 @@ def choose_labels(
     return chosen_rows
 
 
+# TF-IDF linear scorer --------------------------------------------------------
+class TfidfScorer:
+    """A fitted scikit-learn TfidfVectorizer + one-vs-rest linear SVM, in numpy.
+
+    scikit-learn cannot be assumed inside the SageMaker container, so this
+    re-implements exactly the transform the training side fitted (lowercase,
+    token pattern, English stop words removed before n-grams, sublinear tf,
+    idf, L2 norm); tests/model/test_tfidf.py checks it against scikit-learn.
+    """
+
+    TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+    def __init__(self, spec: dict[str, Any], idf: np.ndarray, weight: np.ndarray, bias: np.ndarray):
+        self.vocabulary = {term: i for i, term in enumerate(spec["terms"])}
+        self.stop_words = frozenset(spec.get("stop_words") or ())
+        self.ngram_max = int(spec.get("ngram_max", 2))
+        self.scale = float(spec.get("scale", 1.0))
+        self.idf, self.weight, self.bias = idf, weight, bias
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, L2-normalised tf-idf values) of one text."""
+        tokens = [t for t in self.TOKEN.findall(text.lower()) if t not in self.stop_words]
+        counts: dict[int, int] = {}
+        for n in range(1, self.ngram_max + 1):
+            for start in range(len(tokens) - n + 1):
+                column = self.vocabulary.get(" ".join(tokens[start : start + n]))
+                if column is not None:
+                    counts[column] = counts.get(column, 0) + 1
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        values = np.array([1.0 + math.log(c) for c in counts.values()]) * self.idf[columns]
+        norm = np.linalg.norm(values)
+        return columns, values / norm if norm else values
+
+    def margins(self, texts: list[str]) -> np.ndarray:
+        out = np.tile(self.bias, (len(texts), 1)).astype(np.float32)
+        for row, text in enumerate(texts):
+            columns, values = self.features(text)
+            if len(columns):
+                out[row] += self.weight[:, columns] @ values.astype(np.float32)
+        return out
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """SVM margins squashed into (0, 1) so they blend with probabilities."""
+        return sigmoid(self.scale * self.margins(texts))
+
+
 # The loaded model --------------------------------------------------------------
 @dataclass
 class LoadedModel:
@@ -188,6 +241,7 @@ class LoadedModel:
     thresholds: np.ndarray
     knn_bank: np.ndarray | None = None
     knn_labels: np.ndarray | None = None
+    tfidf: TfidfScorer | None = None
     precision: str = "fp32"
     batch_size: int = 32
     label_ids: list[str] = field(init=False)
@@ -258,28 +312,39 @@ class LoadedModel:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast("cpu", enabled=False)
 
-    def raw_scores(self, pooled: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        """Weighted sum of the configured scorers, before the hierarchy cap."""
+    def components(
+        self, texts: list[str], pooled: np.ndarray, logits: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Each weighted scorer's scores in [0, 1], before blending."""
         weights = self.settings.get("scorers", {"head": 1.0})
-        scores = np.zeros_like(logits)
+        parts = {}
         if weights.get("head", 0.0):
-            scores += weights["head"] * sigmoid(logits)
+            parts["head"] = sigmoid(logits)
         if weights.get("knn", 0.0):
             knn = self.settings["knn"]
-            scores += weights["knn"] * knn_scores(
+            parts["knn"] = knn_scores(
                 pooled, self.knn_bank, self.knn_labels, int(knn["k"]), float(knn["temperature"])
             )
+        if weights.get("tfidf", 0.0):
+            parts["tfidf"] = self.tfidf.scores(texts)
+        return parts
+
+    def blend(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Weighted sum of the scorers, then the hierarchy cap."""
+        weights = self.settings.get("scorers", {"head": 1.0})
+        scores = sum(weights[name] * part for name, part in parts.items() if weights.get(name))
+        scores = np.asarray(scores, dtype=np.float32)
+        if self.settings.get("hierarchy", "cap") == "cap":
+            scores = cap_by_parent(scores, self.parent_index, self.order)
         return scores
 
     def score(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Final hierarchy-consistent scores, one row per record, columns in label order."""
         if not records:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        pooled, logits = self.encode(self.texts(records))
-        scores = self.raw_scores(pooled, logits)
-        if self.settings.get("hierarchy", "cap") == "cap":
-            scores = cap_by_parent(scores, self.parent_index, self.order)
-        return scores
+        texts = self.texts(records)
+        pooled, logits = self.encode(texts)
+        return self.blend(self.components(texts, pooled, logits))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scores = self.score(records)
@@ -381,6 +446,21 @@ def _apply_precision(model: LoadedModel, requested: str) -> None:
             model.net.encoder = load_encoder(model.model_dir, model.net.pooling)
 
 
+def _load_tfidf(model_dir: Path, num_labels: int) -> TfidfScorer:
+    for name in TFIDF_FILES:
+        if not (model_dir / name).is_file():
+            raise ArtefactError(f"model artefact {model_dir}: missing file {name}")
+    spec = _read_json(model_dir, "tfidf.json")
+    arrays = load_file(str(model_dir / "tfidf.safetensors"))
+    weight = arrays["weight"].numpy()
+    if weight.shape != (num_labels, len(spec["terms"])):
+        raise ArtefactError(
+            f"model artefact {model_dir}: tfidf.safetensors weight is {tuple(weight.shape)}, "
+            f"expected ({num_labels}, {len(spec['terms'])}) from labels.json and tfidf.json"
+        )
+    return TfidfScorer(spec, arrays["idf"].numpy(), weight, arrays["bias"].numpy())
+
+
 def model_fn(
     model_dir: str | Path, precision: str | None = None, batch_size: int | None = None
 ) -> LoadedModel:
@@ -414,6 +494,9 @@ def model_fn(
                 f"model artefact {model_dir}: {KNN_FILE} has {knn_labels.shape[1]} label "
                 f"columns but labels.json lists {len(labels)} labels"
             )
+    tfidf = None
+    if settings.get("scorers", {}).get("tfidf", 0.0):
+        tfidf = _load_tfidf(model_dir, len(labels))
     model = LoadedModel(
         model_dir=model_dir,
         tokenizer=AutoTokenizer.from_pretrained(str(model_dir)),
@@ -423,6 +506,7 @@ def model_fn(
         thresholds=_thresholds(_read_json(model_dir, "thresholds.json"), label_ids),
         knn_bank=knn_bank,
         knn_labels=knn_labels,
+        tfidf=tfidf,
         batch_size=int(batch_size or os.environ.get("PETAL_INFERENCE_BATCH_SIZE", 32)),
     )
     _apply_precision(model, precision or os.environ.get("PETAL_INFERENCE_PRECISION", "auto"))

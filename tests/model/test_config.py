@@ -14,7 +14,8 @@ from petal_labeller.taxonomy import Taxonomy
 def test_v01_preset_is_the_original_recipe():
     config = preset("v0.1")
     assert (config.pooling, config.body_lr, config.head_lr) == ("pooler", 2e-5, 2e-5)
-    assert (config.batch_size, config.epochs, config.loss, config.knn_weight) == (32, 4, "bce", 0.0)
+    assert (config.batch_size, config.epochs, config.loss) == (32, 4, "bce")
+    assert config.scorer_names() == ["head"]
     assert config.max_length == 256 and config.patience == 0
 
 
@@ -26,11 +27,12 @@ def test_default_preset_uses_the_checkpoints_pooling_and_a_sparse_label_loss():
 
 def test_hyperparameters_arrive_as_strings():
     config = from_hyperparameters(
-        {"preset": '"v0.1"', "epochs": "2", "knn-weight": "0.5", "include_venue": "false"}
+        {"preset": '"v0.1"', "epochs": "2", "knn-k": "7", "include_venue": "false"}
     )
-    assert config.preset == "v0.1" and config.epochs == 2 and config.knn_weight == 0.5
+    assert config.preset == "v0.1" and config.epochs == 2 and config.knn_k == 7
     assert config.include_venue is False and config.pooling == "pooler"
-    assert from_hyperparameters({"knn_weight": "auto"}).knn_weight == "auto"
+    blend = from_hyperparameters({"scorers": "knn,tfidf", "scorer_weights": "knn=3,tfidf=1"})
+    assert blend.fixed_weights() == {"knn": 0.75, "tfidf": 0.25}
 
 
 @pytest.mark.parametrize(
@@ -39,7 +41,8 @@ def test_hyperparameters_arrive_as_strings():
         ({"learning_rate": "1"}, "unknown hyperparameter"),
         ({"loss": "hinge"}, "loss must be one of"),
         ({"preset": "v9"}, "unknown preset"),
-        ({"knn_weight": "2"}, "knn_weight"),
+        ({"scorers": "head,svm"}, "scorers from"),
+        ({"scorers": "head,knn", "scorer_weights": "head=1"}, "scorer_weights"),
     ],
 )
 def test_bad_hyperparameters_are_named(values, message):

@@ -76,7 +76,7 @@ def test_cli_train_predict_evaluate(tiny_training_data, tmp_path):
         main,
         ["model", "train", "--papers", str(papers_path), "--taxonomy", str(taxonomy_path),
          "--output", str(tmp_path / "out"), "--epochs", "1",
-         "--set", "max_length=32", "--set", "max_steps=2", "--set", "knn_k=3"],
+         "--set", "max_length=32", "--set", "max_steps=2", "--set", "tune_folds=0"],
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
     tar = tmp_path / "out/model.tar.gz"
