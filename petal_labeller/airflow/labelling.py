@@ -77,6 +77,8 @@ def stage(scope: str, **context: Any) -> dict[str, Any]:
         batch = stage_pending(
             conn, workspace.input_path, model.version, since, until, params["max_papers"]
         )
+        if batch.count:
+            _verify_model(conn, model, workspace)
     log.info(
         "%d paper(s) to label with model %s (%s backend) in [%s, %s)",
         batch.count, model.version, backend, since or "start", until or "now",
@@ -91,6 +93,22 @@ def stage(scope: str, **context: Any) -> dict[str, Any]:
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
     }
+
+
+def _verify_model(conn: Any, model: Any, workspace: Any) -> None:
+    """A broken artefact fails the run before any resource or label exists; no retry fixes it.
+
+    The cleanup teardown does not run when its setup task fails, so the staged
+    papers are removed here.
+    """
+    from petal_labeller.pipeline.stage import verify_local_model
+    from petal_labeller.sagemaker.inference import ArtefactError
+
+    try:
+        verify_local_model(conn, model)
+    except ArtefactError as exc:
+        workspace.remove()
+        raise AirflowFailException(f"model {model.version}: {exc}") from exc
 
 
 @task.branch

@@ -50,6 +50,23 @@ def resolve_model(conn: psycopg2.extensions.connection, version: str | None) -> 
     return model
 
 
+def verify_local_model(conn: psycopg2.extensions.connection, model: ModelVersion) -> bool:
+    """Refuse a corrupt, truncated or other-taxonomy artefact before a run creates anything.
+
+    Checks artefacts on this machine against the stored taxonomy (raises
+    `ArtefactError`); an s3:// artefact is left to the container's `model_fn`,
+    as reading it here would mean downloading it. Returns whether it checked.
+    """
+    if "://" in model.artefact_uri and not model.artefact_uri.startswith("file://"):
+        return False
+    from petal_labeller.model.artefact import verify_artefact
+    from petal_labeller.pipeline.infer import local_path
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    verify_artefact(local_path(model.artefact_uri), read_taxonomy(conn))
+    return True
+
+
 def stage_pending(
     conn: psycopg2.extensions.connection,
     path: Path,

@@ -93,6 +93,12 @@ def export_training_set(
     return TrainingSet(train_dir, heldout_path, counts["train"], counts["heldout"])
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    # Split on "\n" only: str.splitlines() also breaks at U+2028/U+0085 inside a paper's text.
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
 def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Path) -> dict:
     """Score a model artefact on the held-out papers with the inference code it ships with."""
     import numpy as np
@@ -104,8 +110,8 @@ def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Pa
     predict_file(artefact, heldout_path, output)
     ids = taxonomy.ids
     column = {label_id: i for i, label_id in enumerate(ids)}
-    papers = [json.loads(line) for line in heldout_path.read_text(encoding="utf-8").splitlines()]
-    results = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    papers = _read_jsonl(heldout_path)
+    results = _read_jsonl(output)
     gold = np.zeros((len(papers), len(ids)), dtype=np.float32)
     scores = np.zeros_like(gold)
     predicted = np.zeros_like(gold)

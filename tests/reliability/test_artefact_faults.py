@@ -205,13 +205,6 @@ def test_truncated_production_artefact_fails_the_run_before_any_label(
     assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the labelling flow does not yet call model.artefact.verify_artefact against the "
-    "stored taxonomy before inference (see docs/reliability.md, 'wiring'): an artefact whose "
-    "label ids match but whose tree differs is only caught by that check",
-)
 def test_reparented_taxonomy_artefact_fails_the_run_before_any_label(
     airflow_db, labelling_database, petal_home, unpacked, tmp_path
 ):

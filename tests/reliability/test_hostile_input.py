@@ -204,13 +204,6 @@ def test_inference_handler_labels_every_good_line_and_reports_every_bad_one(hand
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=json.JSONDecodeError,
-    reason="known bug: pipeline/training.py evaluate() splits JSONL with str.splitlines(), "
-    "which also breaks lines at U+2028/U+0085 that json.dumps(ensure_ascii=False) leaves "
-    "raw; fix: split on '\\n' (or iterate the file)",
-)
 def test_evaluation_reads_papers_whose_text_holds_unicode_line_separators(tiny_model_tar, tmp_path):
     from petal_labeller.pipeline.training import evaluate
 
