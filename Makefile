@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench airflow clean
+.PHONY: venv demo test test-fast lint audit bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# pip-audit over the pinned requirements; says SKIPPED where its services are unreachable.
+audit: $(STAMP)
+	$(BIN)/python scripts/audit.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
