@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,12 +82,13 @@ def stage_pending(
     so an empty window leaves no file behind.
     """
     paper_ids: list[int] = []
-    lines: list[str] = []
-    for paper in pending_papers(conn, since or EARLIEST, until or LATEST, model_version, limit):
-        paper_ids.append(paper["paper_id"])
-        record = {name: paper[name] for name in STAGED_FIELDS}
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    if lines:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(lines), encoding="utf-8")
+    with ExitStack() as stack:
+        out = None  # opened on the first paper: papers are streamed, never all in memory
+        for paper in pending_papers(conn, since or EARLIEST, until or LATEST, model_version, limit):
+            if out is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = stack.enter_context(path.open("w", encoding="utf-8"))
+            paper_ids.append(paper["paper_id"])
+            record = {name: paper[name] for name in STAGED_FIELDS}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return StagedBatch(path=path, paper_ids=paper_ids, model_version=model_version)

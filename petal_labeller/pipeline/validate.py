@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ class CheckedOutput:
     rejected: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_lines(path: Path, what: str) -> list[dict[str, Any]]:
-    records = []
+def _iter_lines(path: Path, what: str) -> Iterator[dict[str, Any]]:
+    """The file's JSON objects one at a time, so a large backlog is never all in memory."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -44,8 +45,7 @@ def _read_lines(path: Path, what: str) -> list[dict[str, Any]]:
                 ) from exc
             if not isinstance(record, dict):
                 raise OutputError(f"{what} {path.name} line {number}: expected a JSON object")
-            records.append(record)
-    return records
+            yield record
 
 
 def _check_scores(number: int, paper_id: int, result: dict[str, Any], known: Collection[str]):
@@ -72,17 +72,19 @@ def check_output(
     input_path: Path, output_path: Path, known_labels: Collection[str]
 ) -> CheckedOutput:
     """Pair each staged paper with its result line; see the module docstring for the rules."""
-    staged = _read_lines(input_path, "staged input")
     if not output_path.exists():
         raise OutputError(f"inference output {output_path} is missing: the transform wrote nothing")
-    results = _read_lines(output_path, "inference output")
-    if len(results) != len(staged):
-        raise OutputError(
-            f"inference output has {len(results)} lines for {len(staged)} staged papers: "
-            "expected one result per input line"
-        )
+    staged = _iter_lines(input_path, "staged input")
+    results = _iter_lines(output_path, "inference output")
     checked = CheckedOutput()
-    for number, (paper, result) in enumerate(zip(staged, results, strict=True), start=1):
+    for number, (paper, result) in enumerate(zip_longest(staged, results), start=1):
+        if paper is None or result is None:
+            n_staged = number - 1 + (paper is not None) + sum(1 for _ in staged)
+            n_results = number - 1 + (result is not None) + sum(1 for _ in results)
+            raise OutputError(
+                f"inference output has {n_results} lines for {n_staged} staged papers: "
+                "expected one result per input line"
+            )
         paper_id = int(paper["paper_id"])
         if result.get("paper_id", paper_id) != paper_id:
             raise OutputError(

@@ -58,6 +58,7 @@ def test_rows_for_chosen_labels_and_error_lines_set_aside(tmp_path, staged):
     ("results", "message"),
     [
         ([_result(1), _result(2)], "2 lines for 3 staged papers"),
+        ([_result(1), _result(2), _result(3), _result(4)], "4 lines for 3 staged papers"),
         ([_result(1), _result(3), _result(2)], "line 2: field 'paper_id' is 3"),
         ([_result(1), _result(2, move=1.5), _result(3)], "'move' = 1.5 is not in [0, 1]"),
         ([_result(1), _result(2, grow=0.5), _result(3)], "labels not in the taxonomy: ['grow']"),
