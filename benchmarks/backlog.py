@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks._corpus import write_papers
+
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 SINCE, UNTIL = DAY, datetime(2026, 11, 3, tzinfo=UTC)
 VERSION = "backlog"
@@ -131,25 +133,6 @@ def label_backlog(
 
 
 # Setting up (parent process) ------------------------------------------------------------
-def write_papers(path: Path, count: int) -> Path:
-    """`count` real papers, cycling through the shared set; copies get their own title."""
-    from petal_labeller.config import SHARED_DATA_DIR
-
-    source = [
-        json.loads(line)
-        for line in (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text().splitlines()
-    ]
-    with path.open("w", encoding="utf-8") as out:
-        for index in range(count):
-            record = dict(source[index % len(source)])
-            record.pop("labels", None)
-            if index >= len(source):
-                record["doi"] = None
-                record["title"] = f"{record['title']} [copy {index // len(source)}]"
-            out.write(json.dumps(record) + "\n")
-    return path
-
-
 def tiny_model(folder: Path) -> Path:
     """A real trained artefact with a short max length: seconds to train, fast to run."""
     from petal_labeller.config import SHARED_DATA_DIR

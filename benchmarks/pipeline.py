@@ -26,27 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks._corpus import write_papers
+
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
-
-
-def _papers_file(path: Path, count: int) -> Path:
-    """`count` real papers, cycling through the shared set; copies get their own title."""
-    from petal_labeller.config import SHARED_DATA_DIR
-
-    source = [
-        json.loads(line)
-        for line in (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text().splitlines()
-    ]
-    with path.open("w", encoding="utf-8") as out:
-        for index in range(count):
-            record = dict(source[index % len(source)])
-            record.pop("labels", None)
-            if index >= len(source):
-                record["doi"] = None
-                record["title"] = f"{record['title']} [copy {index // len(source)}]"
-            out.write(json.dumps(record) + "\n")
-    return path
 
 
 def _quick_model(folder: Path) -> Path:
@@ -144,7 +127,7 @@ def main() -> None:
     os.environ["PETAL_DATABASE_URL"] = url
     try:
         model = args.model or _quick_model(work / "model")
-        _prepare(url, _papers_file(work / "papers.jsonl", args.papers), model)
+        _prepare(url, write_papers(work / "papers.jsonl", args.papers), model)
 
         before, infer_before = _inference_seconds(model, url, work)
         started = time.perf_counter()
