@@ -214,7 +214,7 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
     dag_run = context["dag_run"]
     steps = [("remove the workspace", workspace_for(staged["run_key"]).remove)]
     if staged["backend"] == "sagemaker" and staged["count"]:
-        from petal_labeller.airflow.sagemaker_cleanup import stop_transform_jobs
+        from petal_labeller.airflow.sagemaker_cleanup import delete_models, stop_transform_jobs
 
         prefix = f"petal/runs/{staged['run_key']}"
         steps += [
@@ -228,6 +228,12 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
                 "stop transform jobs still running",
                 lambda: stop_transform_jobs(
                     sagemaker_name_prefix("transform", dag_run.dag_id, dag_run.run_id)
+                ),
+            ),
+            (
+                "delete models left by earlier tries",
+                lambda: delete_models(
+                    sagemaker_name_prefix("model", dag_run.dag_id, dag_run.run_id)
                 ),
             ),
         ]
@@ -256,7 +262,7 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
         raise RuntimeError(f"cleanup could not {', '.join(failed)}; see the log above")
 
 
-def _sagemaker_group(staged: Any) -> tuple[Any, Any]:
+def _sagemaker_group(staged: Any) -> tuple[Any, Any, Any]:
     """upload -> create model -> transform -> download, with the model deleted as a teardown."""
     with TaskGroup("sagemaker") as group:
         uploaded = upload_input(staged)
@@ -290,7 +296,7 @@ def _sagemaker_group(staged: Any) -> tuple[Any, Any]:
         )
         uploaded >> create_model >> transform >> downloaded
         downloaded >> delete_model.as_teardown(setups=create_model)
-    return group, downloaded
+    return group, downloaded, delete_model
 
 
 def labelling_flow(scope: str) -> None:
@@ -299,8 +305,9 @@ def labelling_flow(scope: str) -> None:
     route = choose_path(staged)
     nothing = EmptyOperator(task_id="nothing_to_label")
     local = infer_local(staged)
-    group, downloaded = _sagemaker_group(staged)
+    group, downloaded, delete_model = _sagemaker_group(staged)
     written = write_labels()
     route >> [nothing, local, group]
     [local, downloaded] >> written
-    [written, nothing] >> cleanup(staged).as_teardown(setups=staged)
+    # After delete_model: cleanup deletes every try's model, the last try's included.
+    [written, nothing, delete_model] >> cleanup(staged).as_teardown(setups=staged)

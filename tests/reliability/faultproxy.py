@@ -29,12 +29,17 @@ _S3_ERRORS = {"SlowDown": 503, "InternalError": 500}
 
 @dataclass
 class Rule:
-    """Answer requests whose operation `matches` with `error`, `times` times (None: always)."""
+    """Answer requests whose operation `matches` with `error`, `times` times (None: always).
+
+    `forward`: AWS did the work but the reply was lost: the request still reaches
+    moto, and the client gets the error.
+    """
 
     matches: Callable[[str], bool]
     error: str
     times: int | None = 1
     used: int = 0
+    forward: bool = False
 
     def claims(self, operation: str) -> bool:
         if not self.matches(operation) or (self.times is not None and self.used >= self.times):
@@ -88,6 +93,8 @@ class FaultProxy:
                 with lock:
                     rule = next((r for r in proxy.rules if r.claims(operation)), None)
                     proxy.calls.append(Call(operation, time.monotonic(), rule and rule.error))
+                if rule and rule.forward:
+                    self._forward(body, reply=False)
                 if rule and operation.startswith("sagemaker:"):
                     payload = {"__type": rule.error, "message": f"injected {rule.error}"}
                     self._reply(
@@ -107,6 +114,9 @@ class FaultProxy:
                     reply = json.dumps(proxy.canned[operation]).encode()
                     self._reply(200, reply, "application/x-amz-json-1.1")
                     return
+                self._forward(body, reply=True)
+
+            def _forward(self, body: bytes, reply: bool) -> None:
                 upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
@@ -114,6 +124,8 @@ class FaultProxy:
                     upstream.request(self.command, self.path, body=body or None, headers=headers)
                     response = upstream.getresponse()
                     data = response.read()
+                    if not reply:
+                        return
                     self.send_response(response.status)
                     head = self.command == "HEAD"  # keeps the object's real length
                     skip = {"transfer-encoding", "connection"} | (

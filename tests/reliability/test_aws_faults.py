@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -133,6 +133,27 @@ def test_lasting_5xx_fails_the_run_clearly_cleans_up_and_alerts(
     subject, body = _alert(smtp_server)
     assert "sagemaker.transform" in subject
     assert "InternalFailure" in body and "reached max retries" in body
+
+
+def test_model_created_by_a_failed_try_is_deleted_too(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy
+):
+    # CreateModel works but every reply of the first try is lost: the try fails with
+    # its model created, and the retry creates another under its own name.
+    attempts = RETRIES["max_attempts"] + 1
+    proxy.rules = [
+        Rule(_first("sagemaker:CreateModel"), "InternalFailure", times=attempts, forward=True)
+    ]
+    dag = load_dag("petal_label_papers")
+    create_model = dag.get_task("sagemaker.create_model")
+    create_model.retries, create_model.retry_delay = 1, timedelta(0)
+
+    run = dag.test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    assert run.state == "success", _states(run)
+    assert proxy.operations().count("sagemaker:CreateModel") == attempts + 1
+    assert query(labelling_database, "SELECT status FROM labelling_runs") == [("success",)]
+    _no_resources_left(moto_sagemaker)  # both tries' models, not only the last one
 
 
 def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
