@@ -29,6 +29,7 @@ from airflow.sdk import TaskGroup, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import s3_staging, sagemaker_configs
+from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.names import run_prefix, sagemaker_name, sagemaker_name_prefix
 from petal_labeller.airflow.params import resolve_backend
 from petal_labeller.pipeline.workspace import quarantine_dir, workspace_for
@@ -251,15 +252,7 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
                 ),
             )
         )
-    failed = []
-    for what, step in steps:
-        try:
-            log.info("Cleanup: %s -> %s", what, step())
-        except Exception:
-            log.exception("Cleanup could not %s", what)
-            failed.append(what)
-    if failed:
-        raise RuntimeError(f"cleanup could not {', '.join(failed)}; see the log above")
+    run_cleanup_steps(steps)
 
 
 def _sagemaker_group(staged: Any) -> tuple[Any, Any, Any]:

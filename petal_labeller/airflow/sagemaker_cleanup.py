@@ -1,7 +1,7 @@
 """Stop SageMaker jobs and delete models a run left behind, through the provider's hook.
 
-A transform whose operator gave up (max_ingestion_time, a killed worker) keeps
-running and billing in SageMaker; a `create_model` try that created its model
+A transform or training job whose operator gave up (max_ingestion_time, a killed
+worker) keeps running and billing in SageMaker; a `create_model` try that created its model
 but then failed (the reply lost, the worker killed) leaves that model behind,
 because the `delete_model` teardown only knows the last try's model. The run's
 cleanup finds every try's resources by their name prefix and removes them.
@@ -18,21 +18,39 @@ log = logging.getLogger(__name__)
 AWS_CONN_ID = "aws_default"
 
 
-def stop_transform_jobs(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
-    """Stop every in-progress transform job whose name starts with `name_prefix`."""
+#: What each kind of job is called in SageMaker's list and stop calls.
+_JOB_API = {
+    "transform": ("list_transform_jobs", "TransformJobSummaries", "TransformJobName"),
+    "training": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName"),
+}
+
+
+def stop_jobs(kind: str, name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
+    """Stop every in-progress `kind` job ("transform" or "training") named `name_prefix`..."""
+    list_call, summaries, name_key = _JOB_API[kind]
     client = SageMakerHook(aws_conn_id=aws_conn_id).conn
     stopped = []
-    pages = client.get_paginator("list_transform_jobs").paginate(
+    pages = client.get_paginator(list_call).paginate(
         NameContains=name_prefix, StatusEquals="InProgress"
     )
     for page in pages:
-        for job in page["TransformJobSummaries"]:
-            name = job["TransformJobName"]
+        for job in page[summaries]:
+            name = job[name_key]
             if name.startswith(name_prefix):
-                log.warning("Stopping transform job %s, still running after the run ended", name)
-                client.stop_transform_job(TransformJobName=name)
+                log.warning("Stopping %s job %s, still running after the run ended", kind, name)
+                getattr(client, f"stop_{kind}_job")(**{name_key: name})
                 stopped.append(name)
     return stopped
+
+
+def stop_transform_jobs(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
+    """Stop every in-progress transform job whose name starts with `name_prefix`."""
+    return stop_jobs("transform", name_prefix, aws_conn_id)
+
+
+def stop_training_jobs(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
+    """Stop every in-progress training job whose name starts with `name_prefix`."""
+    return stop_jobs("training", name_prefix, aws_conn_id)
 
 
 def delete_models(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:

@@ -21,8 +21,14 @@ from airflow.sdk import Param, TaskGroup, Variable, task
 
 from petal_labeller.airflow import s3_staging, sagemaker_configs
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
+from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.labelling import BUCKET_VARIABLE, ROLE_VARIABLE
-from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name
+from petal_labeller.airflow.names import (
+    run_digest,
+    run_prefix,
+    sagemaker_name,
+    sagemaker_name_prefix,
+)
 from petal_labeller.airflow.params import (
     DEFAULT_TRAINING_INSTANCE_TYPE,
     resolve_backend,
@@ -221,14 +227,31 @@ def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 
 @task
-def cleanup(exported: dict[str, Any]) -> None:
-    """Remove the workspace and the S3 training data; the promoted artefact was copied out."""
-    workspace_for(exported["run_key"]).remove()
+def cleanup(exported: dict[str, Any], **context: Any) -> None:
+    """Remove the workspace and the S3 training data (the promoted artefact was copied
+    out) and stop any training job still running; every step is tried."""
+    steps = [("remove the workspace", workspace_for(exported["run_key"]).remove)]
     if exported["backend"] == "sagemaker":
-        bucket = Variable.get(BUCKET_VARIABLE)
-        s3_staging.delete_prefix(
-            s3_staging.s3_hook(), bucket, f"petal/training/{exported['run_key']}"
-        )
+        from petal_labeller.airflow.sagemaker_cleanup import stop_training_jobs
+
+        dag_run = context["dag_run"]
+        steps += [
+            (
+                "delete the S3 training data",
+                lambda: s3_staging.delete_prefix(
+                    s3_staging.s3_hook(),
+                    Variable.get(BUCKET_VARIABLE),
+                    f"petal/training/{exported['run_key']}",
+                ),
+            ),
+            (
+                "stop training jobs still running",
+                lambda: stop_training_jobs(
+                    sagemaker_name_prefix("train", dag_run.dag_id, dag_run.run_id)
+                ),
+            ),
+        ]
+    run_cleanup_steps(steps)
 
 
 def _sagemaker_group(exported: Any) -> tuple[Any, Any]:

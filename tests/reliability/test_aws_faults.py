@@ -187,3 +187,38 @@ def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
     assert "sagemaker.transform" in subject and "took more than 3 seconds" in body
     # The job itself is stopped, or it would keep running (and billing) in SageMaker.
     assert "sagemaker:StopTransformJob" in proxy.operations()
+
+
+def test_training_job_that_never_finishes_is_stopped_and_alerts(
+    airflow_db, curated_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
+):
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create = SageMakerModelBackend.create_training_job
+
+    def create_stuck_job(backend, *args, **kwargs):
+        job = create(backend, *args, **kwargs)
+        job.training_job_status, job.failure_reason = "InProgress", None
+        return job
+
+    moto_sagemaker.fail_with = "never run: the job stays InProgress"  # skips the container
+    monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_stuck_job)
+    proxy.canned["sagemaker:StopTrainingJob"] = {}  # moto has no StopTrainingJob
+    dag = load_dag("petal_train_model")
+    dag.get_task("sagemaker.train").max_ingestion_time = 3
+
+    run = dag.test(
+        logical_date=RUN_DATE,
+        run_conf={"backend": "sagemaker", "model_version": "stuck", "dry_run": False},
+    )
+
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["sagemaker.train"] == "failed"
+    assert states["promote"] != "success" and states["cleanup"] == "success"
+    assert "sagemaker:StopTrainingJob" in proxy.operations()
+    staged = _client("s3", moto_sagemaker).list_objects_v2(Bucket=BUCKET, Prefix="petal/training/")
+    assert staged.get("KeyCount", 0) == 0, "training data staged in S3 must be deleted"
+    assert query(curated_database, "SELECT count(*) FROM model_versions") == [(0,)]
+    subject, body = _alert(smtp_server)
+    assert "sagemaker.train" in subject and "took more than 3 seconds" in body
