@@ -32,8 +32,49 @@ def _asset_events():
         ).all()
 
 
+@pytest.fixture
+def relabel_dag_unpaused(dag_bag):
+    """The DAGs registered as the DAG processor would, with `petal_relabel_papers` switched on."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, update
+
+    def pause(paused: bool) -> None:
+        with create_session() as session:
+            session.execute(
+                update(DagModel)
+                .where(DagModel.dag_id == "petal_relabel_papers")
+                .values(is_paused=paused)
+            )
+            session.execute(
+                delete(AssetDagRunQueue).where(
+                    AssetDagRunQueue.target_dag_id == "petal_relabel_papers"
+                )
+            )
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(dag_bag, "dags-folder", None)
+    pause(False)
+    yield
+    pause(True)
+
+
+def _dags_the_scheduler_would_start() -> set[str]:
+    """Ask the scheduler's own query which DAGs are due a run (asset-triggered included)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        _, asset_triggered = DagModel.dags_needing_dagruns(session)
+        session.rollback()  # the query locks rows for a scheduler loop; let them go
+        return set(asset_triggered)
+
+
 def test_first_model_is_promoted_and_announced_then_a_dry_run_promotes_nothing(
-    airflow_db, curated_database, petal_home
+    airflow_db, curated_database, petal_home, relabel_dag_unpaused
 ):
     url = curated_database
     dag = load_dag("petal_train_model")
@@ -56,6 +97,8 @@ def test_first_model_is_promoted_and_announced_then_a_dry_run_promotes_nothing(
     events = _asset_events()
     assert len(events) == events_before + 1
     assert events[-1].extra["version"] == "cand-1"
+    # The promotion queues the relabelling DAG, scheduled on the asset, for the scheduler.
+    assert "petal_relabel_papers" in _dags_the_scheduler_would_start()
     assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
 
     dry = load_dag("petal_train_model").test(
