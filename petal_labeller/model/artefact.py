@@ -4,10 +4,14 @@ Layout (SageMaker's: the tar root becomes `/opt/ml/model`):
 
     config.json, model.safetensors      encoder (save_pretrained, safetensors)
     tokenizer.json, tokenizer_config.json, vocab.txt, ...
-    head.safetensors                    classification head (weight, bias)
+    head.safetensors                    classification head, when "head" is a scorer
     knn.safetensors                     training papers' embeddings + label matrix
-    tfidf.json, tfidf.safetensors       TF-IDF vocabulary + stop words; idf, SVM weights, biases
-    labeller.json                       pooling, max_length, scorer weights, kNN k/temperature
+    tfidf.json, tfidf.safetensors       TF-IDF vocabularies (word, char_wb) + stop words; idf,
+                                        SVM weights, biases
+    stack.json, stack.safetensors       stacked recipe: bases, venue names; combiner (scaler,
+                                        LR), per-label mean/std, prior, label-name embeddings,
+                                        venue table
+    labeller.json                       combiner, pooling, max_length, scorers, kNN k/temperature
     labels.json                         full taxonomy records, in output order
     thresholds.json                     {"global": t, "per_label": {...}}
     metrics.json                        validation metrics and learning curve

@@ -1,13 +1,15 @@
 """Every training knob in one dataclass, and the named presets.
 
 `v0.1` reproduces the original recipe (CLS pooler, AdamW 2e-5, batch 32, 4
-epochs, BCE); it barely learns on 630 papers. `default` matches the checkpoint's
-mean pooling, keeps the encoder frozen (its sentence embeddings are already
-good, and a CPU trains the head on cached vectors in seconds), trains the head
-with an asymmetric loss for sparse labels until the validation loss stops
-falling, and blends it with kNN label transfer over the training papers' embeddings and a
-TF-IDF + linear SVM scorer (blend weights and thresholds tuned on validation). `finetune` also
-trains the encoder (body rate 5e-5): many minutes per epoch on 2 CPU cores.
+epochs, BCE); it barely learns on 630 papers. `default` stacks four base scorers
+(TF-IDF word + char n-grams with linear SVMs, kNN label transfer and label-name
+similarity over frozen MiniLM embeddings, venue co-occurrence) with a pairwise
+logistic regression fit on inner out-of-fold scores (see stacking.py): the best
+recipe measured in docs/quality-research.md. `blend` is the previous default: the
+checkpoint's mean pooling, a frozen encoder, a head trained with an asymmetric
+loss until the validation loss stops falling, blended with kNN and TF-IDF + SVM
+by weights tuned on out-of-fold scores. `finetune` also trains the encoder (body
+rate 5e-5): many minutes per epoch on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ POOLINGS = ("mean", "cls", "pooler")
 THRESHOLD_MODES = ("global", "per_label")
 HIERARCHY_MODES = ("cap", "none")
 SCORERS = ("head", "knn", "tfidf")
+COMBINERS = ("blend", "stack")
+#: Base scorers the stack can combine (no head: the stack's bases need no training epochs).
+STACK_SCORERS = ("tfidf", "knn", "zeroshot", "venue")
 
 
 class ConfigError(ValueError):
@@ -64,10 +69,13 @@ class TrainConfig:
     focal_gamma: float = 2.0
     # Data
     validation_fraction: float = 0.15
-    # Scorers blended by weight: "head" (the network), "knn" (label transfer from
-    # the training papers' embeddings), "tfidf" (TF-IDF + linear SVM).
+    # combiner "blend": scorers summed by weight: "head" (the network), "knn" (label
+    # transfer from the training papers' embeddings), "tfidf" (TF-IDF + linear SVM);
     # scorer_weights "auto" tunes them on validation (grid over the simplex),
     # else e.g. "head=0.2,knn=0.4,tfidf=0.4".
+    # combiner "stack": a logistic regression over "tfidf", "knn", "zeroshot" (label-name
+    # similarity) and "venue" scores, fit on tune_folds inner out-of-fold scores.
+    combiner: str = "blend"
     scorers: str = "head,knn,tfidf"
     scorer_weights: str = "auto"
     tune_folds: int = 5  # frozen body: tune weights/thresholds on inner out-of-fold scores
@@ -75,6 +83,7 @@ class TrainConfig:
     knn_temperature: float = 0.05
     tfidf_c: float = 0.5
     tfidf_scale: float = 2.0  # margins -> sigmoid(scale * margin) before blending
+    tfidf_char: bool = False  # add char_wb 2-5 grams to the word 1-2 grams
     # Labels
     hierarchy: str = "cap"
     threshold_mode: str = "global"
@@ -97,8 +106,18 @@ class TrainConfig:
             (self.min_labels >= 1, "min_labels must be >= 1"),
         ]
         names = self.scorer_names()
-        checks.append((bool(names) and set(names) <= set(SCORERS), f"scorers from {SCORERS}"))
-        if self.scorer_weights != "auto":
+        checks.append((self.combiner in COMBINERS, f"combiner must be one of {COMBINERS}"))
+        if self.combiner == "stack":
+            checks.append(
+                (
+                    bool(names) and set(names) <= set(STACK_SCORERS),
+                    f"the stack's scorers from {STACK_SCORERS}",
+                )
+            )
+            checks.append((self.tune_folds >= 2, "the stack needs tune_folds >= 2"))
+        else:
+            checks.append((bool(names) and set(names) <= set(SCORERS), f"scorers from {SCORERS}"))
+        if self.scorer_weights != "auto" and self.combiner == "blend":
             try:
                 weights = self.fixed_weights()
             except (TypeError, ValueError):
@@ -145,7 +164,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scorer_weights": "head=1",
         "include_venue": False,
     },
-    "default": {},
+    # The stacked combiner of four bases (docs/quality-research.md, "recommended recipe").
+    "default": {
+        "combiner": "stack",
+        "scorers": "tfidf,knn,zeroshot,venue",
+        "include_venue": False,  # the encoder reads title + abstract; TF-IDF gets the venue
+        "knn_k": 20,
+        "knn_temperature": 0.1,
+        "tfidf_char": True,
+    },
+    # The previous default: head + kNN + TF-IDF blended by tuned weights.
+    "blend": {},
     # Fine-tune the encoder too (rates per part, early stopping): slow on a CPU.
     "finetune": {
         "body_lr": 5e-5,

@@ -129,12 +129,23 @@ def write_training_report(trained: Any, taxonomy: Taxonomy, out_dir: Path) -> Pa
         "precision-recall": plot_precision_recall(
             {"model": (trained.val_scores, trained.val_gold)}, out_dir / "precision_recall.png"
         ),
-        "learning curve": plot_learning_curve(trained.history, out_dir / "learning_curve.png"),
     }
+    if trained.history:  # the stack trains no network: no learning curve
+        plots["learning curve"] = plot_learning_curve(
+            trained.history, out_dir / "learning_curve.png"
+        )
     details = {"history": trained.history, "tuning": trained.tuning, "seconds": trained.seconds}
-    notes = (
-        f"Validation split: {int(trained.validation['papers'])} papers "
-        f"(fraction {trained.config.validation_fraction}, seed {trained.config.seed}). "
+    if trained.tuning.get("combiner") == "stack":
+        split = (
+            f"Out-of-fold scores of all {int(trained.validation['papers'])} training papers "
+            f"({trained.config.tune_folds} inner folds; combiner fit on them, so optimistic). "
+        )
+    else:
+        split = (
+            f"Validation split: {int(trained.validation['papers'])} papers "
+            f"(fraction {trained.config.validation_fraction}, seed {trained.config.seed}). "
+        )
+    notes = split + (
         f"Scorers: {trained.model.settings['scorers']}; "
         f"global threshold {trained.tuning['thresholds']['global']}."
     )

@@ -302,12 +302,18 @@ def fit(
     config: TrainConfig | None = None,
     progress: bool = True,
 ) -> TrainedModel:
-    """Train on a seeded train split; tune scorer weights and thresholds on the rest."""
+    """Train on a seeded train split; tune scorer weights and thresholds on the rest.
+
+    The stack (`combiner="stack"`, the default preset) is fit by stacking.fit_stack."""
     from transformers import AutoTokenizer
 
     from petal_labeller.sagemaker.inference import LabellerNet, LoadedModel, load_encoder
 
     config = config or preset("default")
+    if config.combiner == "stack":
+        from petal_labeller.model.stacking import fit_stack
+
+        return fit_stack(papers, taxonomy, config, progress)
     started = time.monotonic()
     seed_everything(config.seed)
     train_rows, val_rows = holdout_indices(len(papers), config.validation_fraction, config.seed)
@@ -442,7 +448,9 @@ def _out_of_fold(model, net, tokenizer, texts, targets, pooled, history, config)
 def _fit_tfidf(texts: list[str], targets: np.ndarray, config: TrainConfig):
     from petal_labeller.model.baseline import fit_tfidf_svm_texts, make_scorer
 
-    spec, arrays = fit_tfidf_svm_texts(texts, targets, config.tfidf_c, config.tfidf_scale)
+    spec, arrays = fit_tfidf_svm_texts(
+        texts, targets, config.tfidf_c, config.tfidf_scale, char=config.tfidf_char
+    )
     scorer = make_scorer(spec, arrays)
     scorer.export = (spec, arrays)  # what save_model writes
     return scorer
@@ -463,8 +471,13 @@ def save_model(trained: TrainedModel, model_dir: Path, card: dict[str, Any]) -> 
     model_dir.mkdir(parents=True, exist_ok=True)
     model.net.encoder.save_pretrained(model_dir, safe_serialization=True)
     model.tokenizer.save_pretrained(model_dir)
-    head = {k: v.detach().contiguous() for k, v in model.net.head.state_dict().items()}
-    save_file(head, str(model_dir / "head.safetensors"))
+    if model.settings["scorers"].get("head"):
+        head = {k: v.detach().contiguous() for k, v in model.net.head.state_dict().items()}
+        save_file(head, str(model_dir / "head.safetensors"))
+    if model.stacked:
+        from petal_labeller.model.stacking import save_stack
+
+        save_stack(model, model_dir)
     if model.settings["scorers"].get("knn"):
         save_file(
             {

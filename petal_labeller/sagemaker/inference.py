@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,13 +37,15 @@ REQUIRED_FILES = (
     "config.json",
     "model.safetensors",
     "tokenizer_config.json",
-    "head.safetensors",
     "labeller.json",
     "labels.json",
     "thresholds.json",
 )
+#: The classification head: only where labeller.json's scorers use it (not the stack).
+HEAD_FILE = "head.safetensors"
 KNN_FILE = "knn.safetensors"
 TFIDF_FILES = ("tfidf.json", "tfidf.safetensors")
+STACK_FILES = ("stack.json", "stack.safetensors")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 # Tokenizing a multi-megabyte abstract only to truncate it wastes seconds; no
 # word-piece is shorter than one character, so this many characters always
@@ -183,37 +184,86 @@ def choose_labels(
 
 
 # TF-IDF linear scorer --------------------------------------------------------
-class TfidfScorer:
-    """A fitted scikit-learn TfidfVectorizer + one-vs-rest linear SVM, in numpy.
+class _Analyzer:
+    """One fitted scikit-learn TfidfVectorizer's analyzer: text -> {column: count}.
 
-    scikit-learn cannot be assumed inside the SageMaker container, so this
-    re-implements exactly the transform the training side fitted (lowercase,
-    token pattern, English stop words removed before n-grams, sublinear tf,
-    idf, L2 norm); tests/model/test_tfidf.py checks it against scikit-learn.
+    "word": lowercase, token pattern, English stop words removed before n-grams.
+    "char_wb": lowercase, each whitespace-separated word padded with one space
+    and cut into n-grams that never cross a word boundary (scikit-learn's
+    `_char_wb_ngrams`, short words counted once).
     """
 
     TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
+    def __init__(self, block: dict[str, Any], offset: int):
+        self.kind = str(block.get("analyzer", "word"))
+        if self.kind not in ("word", "char_wb"):
+            raise ArtefactError(f"tfidf.json: unknown analyzer {self.kind!r}")
+        self.vocabulary = {term: offset + i for i, term in enumerate(block["terms"])}
+        self.stop_words = frozenset(block.get("stop_words") or ())
+        self.ngram_min = int(block.get("ngram_min", 1))
+        self.ngram_max = int(block.get("ngram_max", 2))
+
+    def grams(self, text: str) -> list[str]:
+        text = text.lower()
+        if self.kind == "char_wb":
+            grams = []
+            for word in text.split():
+                padded = f" {word} "
+                for n in range(self.ngram_min, self.ngram_max + 1):
+                    grams.extend(padded[i : i + n] for i in range(max(1, len(padded) - n + 1)))
+                    if len(padded) <= n:  # the whole padded word once, as scikit-learn does
+                        break
+            return grams
+        tokens = [t for t in self.TOKEN.findall(text) if t not in self.stop_words]
+        return [
+            " ".join(tokens[start : start + n])
+            for n in range(self.ngram_min, self.ngram_max + 1)
+            for start in range(len(tokens) - n + 1)
+        ]
+
+    def counts(self, text: str) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        vocabulary = self.vocabulary
+        for gram in self.grams(text):
+            column = vocabulary.get(gram)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        return counts
+
+
+class TfidfScorer:
+    """Fitted scikit-learn TfidfVectorizers (horizontally stacked) + one-vs-rest linear SVMs.
+
+    scikit-learn cannot be assumed inside the SageMaker container, so this
+    re-implements exactly the transforms the training side fitted (analyzer,
+    sublinear tf, idf, L2 norm per vectorizer); tests/model/test_tfidf.py checks
+    it against scikit-learn. `spec["blocks"]` lists the vectorizers; an older
+    spec without it is one word vectorizer.
+    """
+
     def __init__(self, spec: dict[str, Any], idf: np.ndarray, weight: np.ndarray, bias: np.ndarray):
-        self.vocabulary = {term: i for i, term in enumerate(spec["terms"])}
-        self.stop_words = frozenset(spec.get("stop_words") or ())
-        self.ngram_max = int(spec.get("ngram_max", 2))
+        blocks = spec.get("blocks") or [{**spec, "analyzer": "word", "ngram_min": 1}]
+        self.analyzers, offset = [], 0
+        for block in blocks:
+            self.analyzers.append(_Analyzer(block, offset))
+            offset += len(block["terms"])
+        self.n_features = offset
         self.scale = float(spec.get("scale", 1.0))
         self.idf, self.weight, self.bias = idf, weight, bias
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, L2-normalised tf-idf values) of one text."""
-        tokens = [t for t in self.TOKEN.findall(text.lower()) if t not in self.stop_words]
-        counts: dict[int, int] = {}
-        for n in range(1, self.ngram_max + 1):
-            for start in range(len(tokens) - n + 1):
-                column = self.vocabulary.get(" ".join(tokens[start : start + n]))
-                if column is not None:
-                    counts[column] = counts.get(column, 0) + 1
-        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
-        values = np.array([1.0 + math.log(c) for c in counts.values()]) * self.idf[columns]
-        norm = np.linalg.norm(values)
-        return columns, values / norm if norm else values
+        """(column indices, tf-idf values, each vectorizer's part L2-normalised) of one text."""
+        all_columns, all_values = [], []
+        for analyzer in self.analyzers:
+            counts = analyzer.counts(text)
+            columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            values = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
+            values = (values + 1.0) * self.idf[columns]
+            norm = np.linalg.norm(values)
+            all_columns.append(columns)
+            all_values.append(values / norm if norm else values)
+        return np.concatenate(all_columns), np.concatenate(all_values)
 
     def margins(self, texts: list[str]) -> np.ndarray:
         out = np.tile(self.bias, (len(texts), 1)).astype(np.float32)
@@ -226,6 +276,97 @@ class TfidfScorer:
     def scores(self, texts: list[str]) -> np.ndarray:
         """SVM margins squashed into (0, 1) so they blend with probabilities."""
         return sigmoid(self.scale * self.margins(texts))
+
+
+# Stacked combiner --------------------------------------------------------------
+def paper_venues(record: dict[str, Any]) -> list[str]:
+    """The venue field as a list of strings (one string, a list, or nothing)."""
+    venue = record.get("venue")
+    if not venue:
+        return []
+    return [venue] if isinstance(venue, str) else [v for v in venue if isinstance(v, str)]
+
+
+class VenueScorer:
+    """P(label | venue) from the training papers, shrunk to the prior; mean over a paper's
+    known venues, the prior when it has none."""
+
+    def __init__(self, venues: list[str], table: np.ndarray, prior: np.ndarray):
+        self.row = {venue: i for i, venue in enumerate(venues)}
+        self.table, self.prior = table, prior
+
+    def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
+        out = np.tile(self.prior, (len(records), 1)).astype(np.float32)
+        for i, record in enumerate(records):
+            rows = [self.row[v] for v in paper_venues(record) if v in self.row]
+            if rows:
+                out[i] = self.table[rows].mean(axis=0)
+        return out
+
+
+def zero_shot_scores(pooled: np.ndarray, label_vectors: np.ndarray) -> np.ndarray:
+    """Cosine between each paper and each label's path name ("Move > Swim > ...")."""
+    query = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return query @ label_vectors.T
+
+
+RANK_CAP = 30
+
+
+@dataclass
+class StackCombiner:
+    """A logistic regression over (paper, label) pairs, fed each base scorer's score.
+
+    Features per pair, for each base in `bases` order: the raw score, the score
+    z-scored by the label's out-of-fold mean and std, log1p of the label's rank
+    within the paper (capped); then log prior and the label's level one-hot.
+    Label-agnostic, so 630 papers x 131 labels train 16 weights, not 131 x 16.
+    """
+
+    bases: list[str]
+    mean: np.ndarray  # (bases, labels)
+    std: np.ndarray  # (bases, labels)
+    prior: np.ndarray  # (labels,)
+    levels: np.ndarray  # (labels,) 1, 2 or 3
+    scaler_mean: np.ndarray  # (features,)
+    scaler_scale: np.ndarray  # (features,)
+    coef: np.ndarray  # (features,)
+    intercept: float
+
+    def features(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        n = parts[self.bases[0]].shape[0]
+        columns = []
+        for b, name in enumerate(self.bases):
+            s = np.asarray(parts[name], dtype=np.float64)
+            columns.append(s.reshape(-1))
+            columns.append(((s - self.mean[b]) / self.std[b]).reshape(-1))
+            ranks = np.argsort(np.argsort(-s, axis=1, kind="stable"), axis=1)
+            columns.append(np.log1p(np.minimum(ranks, RANK_CAP)).reshape(-1))
+        columns.append(np.tile(np.log(self.prior + 1e-3), n))
+        for level in (1, 2, 3):
+            columns.append(np.tile((self.levels == level).astype(np.float64), n))
+        return np.stack(columns, axis=1)
+
+    def probabilities(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        n = parts[self.bases[0]].shape[0]
+        x = (self.features(parts) - self.scaler_mean) / self.scaler_scale
+        return sigmoid(x @ self.coef + self.intercept).reshape(n, -1).astype(np.float32)
+
+    ARRAYS = ("mean", "std", "prior", "levels", "scaler_mean", "scaler_scale", "coef")
+
+    @classmethod
+    def from_arrays(cls, bases: list[str], arrays: dict[str, np.ndarray]) -> StackCombiner:
+        values = {name: np.asarray(arrays[name], dtype=np.float32) for name in cls.ARRAYS}
+        return cls(bases=list(bases), intercept=float(arrays["intercept"][0]), **values)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What stack.safetensors holds (float32, as numpy)."""
+        out = {
+            name: np.ascontiguousarray(getattr(self, name), dtype=np.float32)
+            for name in self.ARRAYS
+        }
+        out["intercept"] = np.array([self.intercept], dtype=np.float32)
+        return out
 
 
 # The loaded model --------------------------------------------------------------
@@ -242,6 +383,9 @@ class LoadedModel:
     knn_bank: np.ndarray | None = None
     knn_labels: np.ndarray | None = None
     tfidf: TfidfScorer | None = None
+    zeroshot: np.ndarray | None = None  # (labels, dim) label-name embeddings
+    venue: VenueScorer | None = None
+    stack: StackCombiner | None = None
     precision: str = "fp32"
     batch_size: int = 32
     label_ids: list[str] = field(init=False)
@@ -275,9 +419,22 @@ class LoadedModel:
     def max_length(self) -> int:
         return int(self.settings["max_length"])
 
+    @property
+    def stacked(self) -> bool:
+        return self.settings.get("combiner", "blend") == "stack"
+
     def texts(self, records: list[dict[str, Any]]) -> list[str]:
+        """What the encoder reads."""
         max_chars = self.max_length * CHARS_PER_TOKEN_BOUND
         venue = bool(self.settings.get("include_venue", True))
+        return [paper_text(r, include_venue=venue, max_chars=max_chars) for r in records]
+
+    def tfidf_texts(self, records: list[dict[str, Any]]) -> list[str]:
+        """What the TF-IDF scorer reads: the stack always gives it the venue too."""
+        if "tfidf_include_venue" not in self.settings:
+            return self.texts(records)
+        max_chars = self.max_length * CHARS_PER_TOKEN_BOUND
+        venue = bool(self.settings["tfidf_include_venue"])
         return [paper_text(r, include_venue=venue, max_chars=max_chars) for r in records]
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -313,10 +470,29 @@ class LoadedModel:
         return torch.autocast("cpu", enabled=False)
 
     def components(
-        self, texts: list[str], pooled: np.ndarray, logits: np.ndarray
+        self,
+        texts: list[str],
+        pooled: np.ndarray,
+        logits: np.ndarray,
+        records: list[dict[str, Any]] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Each weighted scorer's scores in [0, 1], before blending."""
+        """Each scorer's scores before combining: in [0, 1] for the blend, SVM margins for
+        the stack (which was fit on margins). `records` feed the venue scorer."""
         weights = self.settings.get("scorers", {"head": 1.0})
+        if self.stacked:
+            parts = {
+                "tfidf": lambda: self.tfidf.margins(self.tfidf_texts(records)),
+                "knn": lambda: knn_scores(
+                    pooled,
+                    self.knn_bank,
+                    self.knn_labels,
+                    int(self.settings["knn"]["k"]),
+                    float(self.settings["knn"]["temperature"]),
+                ),
+                "zeroshot": lambda: zero_shot_scores(pooled, self.zeroshot),
+                "venue": lambda: self.venue.scores(records),
+            }
+            return {name: parts[name]() for name in weights if weights[name]}
         parts = {}
         if weights.get("head", 0.0):
             parts["head"] = sigmoid(logits)
@@ -330,10 +506,13 @@ class LoadedModel:
         return parts
 
     def blend(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """Weighted sum of the scorers, then the hierarchy cap."""
-        weights = self.settings.get("scorers", {"head": 1.0})
-        scores = sum(weights[name] * part for name, part in parts.items() if weights.get(name))
-        scores = np.asarray(scores, dtype=np.float32)
+        """Weighted sum of the scorers (or the stack's probabilities), then the hierarchy cap."""
+        if self.stacked:
+            scores = self.stack.probabilities(parts)
+        else:
+            weights = self.settings.get("scorers", {"head": 1.0})
+            scores = sum(weights[name] * part for name, part in parts.items() if weights.get(name))
+            scores = np.asarray(scores, dtype=np.float32)
         if self.settings.get("hierarchy", "cap") == "cap":
             scores = cap_by_parent(scores, self.parent_index, self.order)
         return scores
@@ -343,8 +522,8 @@ class LoadedModel:
         if not records:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         texts = self.texts(records)
-        pooled, logits = self.encode(texts)
-        return self.blend(self.components(texts, pooled, logits))
+        pooled, logits = self.encode(texts)  # one encoder pass, shared by every scorer
+        return self.blend(self.components(texts, pooled, logits, records))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scores = self.score(records)
@@ -453,12 +632,40 @@ def _load_tfidf(model_dir: Path, num_labels: int) -> TfidfScorer:
     spec = _read_json(model_dir, "tfidf.json")
     arrays = load_file(str(model_dir / "tfidf.safetensors"))
     weight = arrays["weight"].numpy()
-    if weight.shape != (num_labels, len(spec["terms"])):
+    scorer = TfidfScorer(spec, arrays["idf"].numpy(), weight, arrays["bias"].numpy())
+    if weight.shape != (num_labels, scorer.n_features):
         raise ArtefactError(
             f"model artefact {model_dir}: tfidf.safetensors weight is {tuple(weight.shape)}, "
-            f"expected ({num_labels}, {len(spec['terms'])}) from labels.json and tfidf.json"
+            f"expected ({num_labels}, {scorer.n_features}) from labels.json and tfidf.json"
         )
-    return TfidfScorer(spec, arrays["idf"].numpy(), weight, arrays["bias"].numpy())
+    return scorer
+
+
+def _load_stack(model_dir: Path, num_labels: int) -> tuple[StackCombiner, np.ndarray, VenueScorer]:
+    """The stack's combiner, label-name embeddings and venue table."""
+    for name in STACK_FILES:
+        if not (model_dir / name).is_file():
+            raise ArtefactError(f"model artefact {model_dir}: missing file {name}")
+    spec = _read_json(model_dir, "stack.json")
+    arrays = {k: v.numpy() for k, v in load_file(str(model_dir / "stack.safetensors")).items()}
+    try:
+        combiner = StackCombiner.from_arrays(spec["bases"], arrays)
+        venues, table = list(spec["venues"]), arrays["venue_table"]
+        label_vectors = arrays["label_vectors"]
+    except KeyError as exc:
+        raise ArtefactError(f"model artefact {model_dir}: stack files lack {exc}") from exc
+    shapes_ok = (
+        combiner.mean.shape == (len(combiner.bases), num_labels)
+        and label_vectors.shape[0] == num_labels
+        and table.shape == (len(venues), num_labels)
+        and combiner.coef.shape == combiner.scaler_mean.shape == (3 * len(combiner.bases) + 4,)
+    )
+    if not shapes_ok:
+        raise ArtefactError(
+            f"model artefact {model_dir}: stack.safetensors does not fit {num_labels} labels "
+            f"and bases {combiner.bases}"
+        )
+    return combiner, label_vectors, VenueScorer(venues, table, combiner.prior)
 
 
 def model_fn(
@@ -472,19 +679,29 @@ def model_fn(
     settings = _read_json(model_dir, "labeller.json")
     labels = check_label_records(_read_json(model_dir, "labels.json"))
     label_ids = [label["id"] for label in labels]
-    head = load_file(str(model_dir / "head.safetensors"))
-    if head.get("weight") is None or head["weight"].shape[0] != len(labels):
-        rows = None if head.get("weight") is None else head["weight"].shape[0]
-        raise ArtefactError(
-            f"model artefact {model_dir}: labels.json lists {len(labels)} labels "
-            f"but head.safetensors has {rows} outputs"
-        )
+    scorers = settings.get("scorers", {"head": 1.0})
+    stacked = settings.get("combiner", "blend") == "stack"
+    head = None
+    if scorers.get("head", 0.0) or (model_dir / HEAD_FILE).is_file():
+        if not (model_dir / HEAD_FILE).is_file():
+            raise ArtefactError(f"model artefact {model_dir}: missing file {HEAD_FILE}")
+        head = load_file(str(model_dir / HEAD_FILE))
+        if head.get("weight") is None or head["weight"].shape[0] != len(labels):
+            rows = None if head.get("weight") is None else head["weight"].shape[0]
+            raise ArtefactError(
+                f"model artefact {model_dir}: labels.json lists {len(labels)} labels "
+                f"but head.safetensors has {rows} outputs"
+            )
     pooling = settings.get("pooling", "mean")
     net = LabellerNet(load_encoder(model_dir, pooling), len(labels), pooling)
-    net.head.load_state_dict(head)
+    if head is not None:
+        net.head.load_state_dict(head)
+    else:  # no head scorer: its logits are computed but never used; keep them inert
+        torch.nn.init.zeros_(net.head.weight)
+        torch.nn.init.zeros_(net.head.bias)
     net.eval()
     knn_bank = knn_labels = None
-    if settings.get("scorers", {}).get("knn", 0.0):
+    if scorers.get("knn", 0.0):
         if not (model_dir / KNN_FILE).is_file():
             raise ArtefactError(f"model artefact {model_dir}: missing file {KNN_FILE}")
         bank = load_file(str(model_dir / KNN_FILE))
@@ -495,8 +712,11 @@ def model_fn(
                 f"columns but labels.json lists {len(labels)} labels"
             )
     tfidf = None
-    if settings.get("scorers", {}).get("tfidf", 0.0):
+    if scorers.get("tfidf", 0.0):
         tfidf = _load_tfidf(model_dir, len(labels))
+    stack = label_vectors = venue = None
+    if stacked:
+        stack, label_vectors, venue = _load_stack(model_dir, len(labels))
     model = LoadedModel(
         model_dir=model_dir,
         tokenizer=AutoTokenizer.from_pretrained(str(model_dir)),
@@ -507,6 +727,9 @@ def model_fn(
         knn_bank=knn_bank,
         knn_labels=knn_labels,
         tfidf=tfidf,
+        zeroshot=label_vectors,
+        venue=venue,
+        stack=stack,
         batch_size=int(batch_size or os.environ.get("PETAL_INFERENCE_BATCH_SIZE", 32)),
     )
     _apply_precision(model, precision or os.environ.get("PETAL_INFERENCE_PRECISION", "auto"))

@@ -19,10 +19,19 @@ def test_v01_preset_is_the_original_recipe():
     assert config.max_length == 256 and config.patience == 0
 
 
-def test_default_preset_uses_the_checkpoints_pooling_and_a_sparse_label_loss():
+def test_default_preset_is_the_measured_stack():
     config = preset()
+    assert config.combiner == "stack" and config.tfidf_char and config.tune_folds == 5
+    assert config.scorer_names() == ["tfidf", "knn", "zeroshot", "venue"]
+    assert (config.knn_k, config.knn_temperature) == (20, 0.1)
+    assert config.pooling == "mean" and config.base_model.endswith("model")
+
+
+def test_blend_preset_is_the_previous_default():
+    config = preset("blend")
+    assert config.combiner == "blend" and config.scorer_names() == ["head", "knn", "tfidf"]
     assert config.pooling == "mean" and config.loss == "asl" and config.patience > 0
-    assert config.head_lr > config.body_lr and config.base_model.endswith("model")
+    assert config.head_lr > config.body_lr and not config.tfidf_char
 
 
 def test_hyperparameters_arrive_as_strings():
@@ -31,7 +40,9 @@ def test_hyperparameters_arrive_as_strings():
     )
     assert config.preset == "v0.1" and config.epochs == 2 and config.knn_k == 7
     assert config.include_venue is False and config.pooling == "pooler"
-    blend = from_hyperparameters({"scorers": "knn,tfidf", "scorer_weights": "knn=3,tfidf=1"})
+    blend = from_hyperparameters(
+        {"preset": "blend", "scorers": "knn,tfidf", "scorer_weights": "knn=3,tfidf=1"}
+    )
     assert blend.fixed_weights() == {"knn": 0.75, "tfidf": 0.25}
 
 
@@ -42,7 +53,14 @@ def test_hyperparameters_arrive_as_strings():
         ({"loss": "hinge"}, "loss must be one of"),
         ({"preset": "v9"}, "unknown preset"),
         ({"scorers": "head,svm"}, "scorers from"),
-        ({"scorers": "head,knn", "scorer_weights": "head=1"}, "scorer_weights"),
+        (
+            {"preset": "blend", "scorers": "head,knn", "scorer_weights": "head=1"},
+            "scorer_weights",
+        ),
+        ({"preset": "blend", "scorers": "head,knn,zeroshot"}, "scorers from"),
+        ({"scorers": "head,knn", "combiner": "stack"}, "the stack's scorers from"),
+        ({"tune_folds": "1"}, "the stack needs tune_folds >= 2"),
+        ({"combiner": "vote"}, "combiner must be one of"),
     ],
 )
 def test_bad_hyperparameters_are_named(values, message):
