@@ -5,30 +5,102 @@ quarantined and reported and the others go on. Output that breaks the contract
 (a missing or extra line, a result for another paper, a score outside [0, 1],
 a label the taxonomy does not know) means the model or the transform is broken,
 so the whole batch is refused and nothing is written.
+
+Accepted label rows, labelled paper ids and rejected papers are spooled to
+files beside the output as they are checked, so a run of any size holds one
+line at a time in memory; `write_labels` streams them back into PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class OutputError(ValueError):
     """The inference output breaks the contract; the message names the line and field."""
 
 
+class Spool(Collection[T], Generic[T]):
+    """Records appended to a JSONL file and read back lazily, one line at a time.
+
+    A sized, re-iterable collection like a list, so callers need not care that a
+    100,000-paper run's rows live on disk rather than in memory.
+    """
+
+    def __init__(self, path: Path, decode: Callable[[Any], T] = lambda value: value):
+        self.path = path
+        self._decode = decode
+        self._count = 0
+        self._out: IO[str] | None = None
+
+    def open(self) -> Spool[T]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = self.path.open("w", encoding="utf-8")
+        return self
+
+    def append(self, item: T) -> None:
+        assert self._out is not None, "Spool.open() first"
+        self._out.write(json.dumps(item, ensure_ascii=False) + "\n")
+        self._count += 1
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[T]:
+        if self._out is not None:
+            self._out.flush()
+        if not self._count:
+            return
+        with self.path.open(encoding="utf-8") as lines:
+            for line in lines:
+                yield self._decode(json.loads(line))
+
+    def __contains__(self, item: object) -> bool:
+        return any(record == item for record in self)
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.path)!r}, {self._count} records)"
+
+
 @dataclass
 class CheckedOutput:
-    """Label rows ready to upsert, the papers they cover, and the papers set aside."""
+    """Label rows ready to upsert, the papers they cover, and the papers set aside.
 
-    rows: list[tuple[int, str, float]] = field(default_factory=list)
-    labelled: list[int] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    Each is any sized iterable: `check_output` gives `Spool`s on disk; a caller
+    with a handful of rows may pass lists.
+    """
+
+    rows: Collection[tuple[int, str, float]] = field(default_factory=list)
+    labelled: Collection[int] = field(default_factory=list)
+    rejected: Collection[dict[str, Any]] = field(default_factory=list)
+
+    def remove(self) -> None:
+        """Delete the spool files (nothing to do for lists)."""
+        for part in (self.rows, self.labelled, self.rejected):
+            if isinstance(part, Spool):
+                part.remove()
+
+
+def _row(value: list[Any]) -> tuple[int, str, float]:
+    return int(value[0]), str(value[1]), float(value[2])
 
 
 def _iter_lines(path: Path, what: str) -> Iterator[dict[str, Any]]:
@@ -53,7 +125,7 @@ def _check_scores(number: int, paper_id: int, result: dict[str, Any], known: Col
     scores = result.get("scores")
     if not isinstance(scores, dict) or not scores:
         raise OutputError(f"{where}: field 'scores' must be a non-empty object")
-    unknown = sorted(set(scores) - set(known))
+    unknown = sorted(set(scores).difference(known))
     if unknown:
         raise OutputError(f"{where}: field 'scores' has labels not in the taxonomy: {unknown[:5]}")
     for label_id, score in scores.items():
@@ -69,14 +141,46 @@ def _check_scores(number: int, paper_id: int, result: dict[str, Any], known: Col
 
 
 def check_output(
-    input_path: Path, output_path: Path, known_labels: Collection[str]
+    input_path: Path,
+    output_path: Path,
+    known_labels: Collection[str],
+    spool_dir: Path | None = None,
 ) -> CheckedOutput:
-    """Pair each staged paper with its result line; see the module docstring for the rules."""
+    """Pair each staged paper with its result line; see the module docstring for the rules.
+
+    The accepted rows, labelled ids and rejected papers go to `<output stem>.*.jsonl`
+    files in `spool_dir` (default: the output's folder, the run's workspace).
+    """
     if not output_path.exists():
         raise OutputError(f"inference output {output_path} is missing: the transform wrote nothing")
+    folder = spool_dir or output_path.parent
+    rows = Spool(folder / f"{output_path.stem}.rows.jsonl", _row)
+    labelled = Spool(folder / f"{output_path.stem}.labelled.jsonl", int)
+    rejected: Spool[dict[str, Any]] = Spool(folder / f"{output_path.stem}.rejected.jsonl")
+    checked = CheckedOutput(rows=rows, labelled=labelled, rejected=rejected)
+    try:
+        with ExitStack() as stack:
+            for spool in (rows, labelled, rejected):
+                stack.callback(spool.close)
+                spool.open()
+            _check_lines(input_path, output_path, set(known_labels), rows, labelled, rejected)
+    except BaseException:
+        checked.remove()
+        raise
+    return checked
+
+
+def _check_lines(
+    input_path: Path,
+    output_path: Path,
+    known: Collection[str],
+    rows: Spool[tuple[int, str, float]],
+    labelled: Spool[int],
+    rejected: Spool[dict[str, Any]],
+) -> None:
+    """Walk input and output side by side, appending to the three spools."""
     staged = _iter_lines(input_path, "staged input")
     results = _iter_lines(output_path, "inference output")
-    checked = CheckedOutput()
     for number, (paper, result) in enumerate(zip_longest(staged, results), start=1):
         if paper is None or result is None:
             n_staged = number - 1 + (paper is not None) + sum(1 for _ in staged)
@@ -92,7 +196,7 @@ def check_output(
                 f"but line {number} of the input is paper {paper_id}"
             )
         if "error" in result:
-            checked.rejected.append(
+            rejected.append(
                 {
                     "paper_id": paper_id,
                     "doi": paper.get("doi"),
@@ -101,18 +205,18 @@ def check_output(
                 }
             )
             continue
-        scores, labels = _check_scores(number, paper_id, result, known_labels)
-        checked.labelled.append(paper_id)
-        checked.rows.extend((paper_id, label, float(scores[label])) for label in labels)
-    return checked
+        scores, labels = _check_scores(number, paper_id, result, known)
+        labelled.append(paper_id)
+        for label in labels:
+            rows.append((paper_id, label, float(scores[label])))
 
 
-def write_quarantine(rejected: list[dict[str, Any]], path: Path) -> Path | None:
+def write_quarantine(rejected: Collection[dict[str, Any]], path: Path) -> Path | None:
     """Keep the rejected papers (JSONL: paper_id, doi, title, error); None if there are none."""
     if not rejected:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in rejected), encoding="utf-8"
-    )
+    with path.open("w", encoding="utf-8") as out:
+        for item in rejected:
+            out.write(json.dumps(item, ensure_ascii=False) + "\n")
     return path

@@ -2,7 +2,9 @@
 
 Either the labels, the "labelled by this version" marks and the finished run
 row all commit, or nothing does: a crash mid-write leaves the database as it
-was before the run, and writing the same results again changes nothing.
+was before the run, and writing the same results again changes nothing. The
+checked rows are streamed into that one transaction with COPY, so a run of any
+size is written without holding its labels in memory.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def record_failed_run(
 def _rejection_note(checked: CheckedOutput) -> str | None:
     if not checked.rejected:
         return None
-    first = checked.rejected[0]
+    first = next(iter(checked.rejected))
     return (
         f"{len(checked.rejected)} paper(s) rejected by the model, e.g. paper "
         f"{first['paper_id']}: {first['error']}"

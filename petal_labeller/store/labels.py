@@ -3,7 +3,8 @@
 API:
 - `upsert_model_labels(conn, rows, model_version, run_id=None, *, paper_ids=(),
   commit=True) -> UpsertReport`: rows are `(paper_id, label_id, score)`. One
-  transaction: the rows are COPYed into a temporary table, then merged with one
+  transaction: the rows (and `paper_ids`) are streamed with COPY into a temporary
+  table, so any iterable works at any size, then merged with one
   `INSERT ... ON CONFLICT DO UPDATE`; for every paper in the batch (those in
   `rows` plus `paper_ids`, which names papers the model gave no label) the model
   labels of the same version that are not in the new set are deleted, and the
@@ -77,6 +78,14 @@ def _copy_lines(rows: Iterable[tuple[int, str, float]]) -> Iterator[str]:
         yield f"{paper_id}\t{_copy_field(label_id)}\t{score!r}\n"
 
 
+def _id_lines(paper_ids: Iterable[int]) -> Iterator[str]:
+    for index, paper_id in enumerate(paper_ids):
+        try:
+            yield f"{int(paper_id)}\n"
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"paper id {index}: expected an integer, got {paper_id!r}") from exc
+
+
 class _LinesReader(io.TextIOBase):
     """A read-only file over a line generator: COPY streams rows without building one big string.
 
@@ -125,28 +134,28 @@ def upsert_model_labels(
     """Replace the model labels of `model_version` for every paper in the batch; see module doc."""
     suffix = uuid.uuid4().hex[:12]
     incoming, batch = f"incoming_labels_{suffix}", f"batch_papers_{suffix}"
-    params = {"version": model_version, "run": run_id, "papers": [int(p) for p in paper_ids]}
-    reader = _LinesReader(_copy_lines(rows))
+    params = {"version": model_version, "run": run_id}
+    readers = (_LinesReader(_copy_lines(rows)), _LinesReader(_id_lines(paper_ids)))
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
+            # Papers named only in `paper_ids` (no label chosen) arrive as rows
+            # without a label, so they join the batch with a count of 0.
             cur.execute(
                 f"""CREATE TEMP TABLE {incoming}
-                        (paper_id bigint NOT NULL, label_id text NOT NULL, score real NOT NULL)
+                        (paper_id bigint NOT NULL, label_id text, score real,
+                         CHECK ((label_id IS NULL) = (score IS NULL)))
                     ON COMMIT DROP"""
             )
-            cur.copy_expert(f"COPY {incoming} FROM STDIN", reader)
+            cur.copy_expert(f"COPY {incoming} FROM STDIN", readers[0])
+            cur.copy_expert(f"COPY {incoming} (paper_id) FROM STDIN", readers[1])
             # Temporary tables are never auto-analysed; without statistics the
-            # planner guesses badly on the joins below. Papers named only in
-            # `paper_ids` (no label chosen) join the batch with a count of 0.
+            # planner guesses badly on the joins below.
             cur.execute(
                 f"""ANALYZE {incoming};
                     CREATE TEMP TABLE {batch} ON COMMIT DROP AS
                         SELECT paper_id, count(DISTINCT label_id)::integer AS label_count
-                        FROM (SELECT paper_id, label_id FROM {incoming}
-                              UNION ALL SELECT unnest(%(papers)s::bigint[]), NULL) AS s
-                        GROUP BY paper_id;
-                    ANALYZE {batch};""",
-                params,
+                        FROM {incoming} GROUP BY paper_id;
+                    ANALYZE {batch};"""
             )
             # Writers of one version take turns, so two runs never deadlock on shared papers.
             cur.execute(
@@ -181,7 +190,8 @@ def upsert_model_labels(
                             (paper_id, label_id, origin, score, model_version, run_id)
                         SELECT DISTINCT ON (paper_id, label_id)
                                paper_id, label_id, 'model', score, %(version)s, %(run)s
-                        FROM {incoming} ORDER BY paper_id, label_id, score DESC
+                        FROM {incoming} WHERE label_id IS NOT NULL
+                        ORDER BY paper_id, label_id, score DESC
                         ON CONFLICT (paper_id, label_id, model_version) WHERE origin = 'model'
                         DO UPDATE SET score = EXCLUDED.score, run_id = EXCLUDED.run_id,
                                       labelled_at = EXCLUDED.labelled_at
@@ -196,8 +206,9 @@ def upsert_model_labels(
             inserted, updated, papers = cur.fetchone()
             cur.execute(f"DROP TABLE {incoming}, {batch}")
     except psycopg2.Error as exc:
-        if reader.error is not None:
-            raise reader.error from None
+        for reader in readers:
+            if reader.error is not None:
+                raise reader.error from None
         if isinstance(exc, psycopg2.IntegrityError | psycopg2.DataError):
             raise StoreError(
                 f"model labels for version {model_version!r} not written: {one_line(exc)}"

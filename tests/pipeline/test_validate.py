@@ -39,9 +39,10 @@ def test_rows_for_chosen_labels_and_error_lines_set_aside(tmp_path, staged):
         ],
     )
     checked = check_output(staged, out, LABELS)
-    assert checked.rows == [(1, "move", 0.9), (1, "move.fly", 0.2)]
-    assert checked.labelled == [1, 3]
-    assert checked.rejected == [
+    assert (len(checked.rows), len(checked.labelled), len(checked.rejected)) == (2, 2, 1)
+    assert list(checked.rows) == [(1, "move", 0.9), (1, "move.fly", 0.2)]
+    assert list(checked.labelled) == [1, 3]
+    assert list(checked.rejected) == [
         {
             "paper_id": 2,
             "doi": None,
@@ -52,6 +53,32 @@ def test_rows_for_chosen_labels_and_error_lines_set_aside(tmp_path, staged):
     report = write_quarantine(checked.rejected, tmp_path / "q" / "run.jsonl")
     assert json.loads(report.read_text())["paper_id"] == 2
     assert write_quarantine([], tmp_path / "none.jsonl") is None
+
+
+def test_checked_rows_are_spooled_to_the_workspace_not_kept_in_memory(tmp_path, staged):
+    out = _write(tmp_path / "out.jsonl", [_result(1), _result(2, ["protect"]), _result(3)])
+    checked = check_output(staged, out, LABELS)
+
+    spooled = sorted(path.name for path in tmp_path.glob("out.*.jsonl"))
+    assert spooled == ["out.labelled.jsonl", "out.rejected.jsonl", "out.rows.jsonl"]
+    rows_file = (tmp_path / "out.rows.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in rows_file] == [
+        [1, "move", 0.9],
+        [2, "protect", 0.1],
+        [3, "move", 0.9],
+    ]
+    # Re-iterable, like the lists it replaces.
+    assert list(checked.rows) == list(checked.rows)
+    assert (2, "protect", 0.1) in checked.rows
+    checked.remove()
+    assert not list(tmp_path.glob("out.*.jsonl"))
+
+
+def test_refused_output_leaves_no_spool_behind(tmp_path, staged):
+    out = _write(tmp_path / "out.jsonl", [_result(1), _result(2, move=1.5), _result(3)])
+    with pytest.raises(OutputError):
+        check_output(staged, out, LABELS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
 
 
 @pytest.mark.parametrize(
