@@ -1,21 +1,26 @@
 """A large backlog labelled in one run on the local backend: time and peak memory.
 
-    python -m benchmarks.backlog [--sizes 5000,20000,100000] [--single-sizes 5000,20000]
-                                 [--chunk 2000] [--model model.tar.gz]
+    python -m benchmarks.backlog [--dag-sizes 10000,100000] [--sizes 5000,20000,100000]
+                                 [--single-sizes 5000,20000] [--chunk 2000]
+                                 [--model model.tar.gz] [--no-probe]
 
 For each backlog size a throwaway PeTaL database gets that many new papers
 (the 630 shared PeTaL papers, then retitled copies), and a fresh process labels
-all of them with the product's own steps, the ones the labelling DAG's tasks
-call: `stage_pending` -> `predict_file` (inference.py) -> `check_output` ->
-`write_labels`. Two ways, each in its own process so its peak RSS is its own:
+all of them, so its peak RSS is its own. Three ways:
 
-- `single`: what the DAG does today: the whole backlog staged, inferred,
-  validated and written as one batch (one transaction);
-- `chunked`: the same functions over chunks of `--chunk` papers (each chunk
-  one transaction; `pending_papers` skips what earlier chunks labelled, so a
-  crash loses one chunk and a rerun carries on). The model is loaded once.
+- `dag`: the product itself: one `petal_label_papers` run over the day the
+  papers were ingested, through Airflow's `dag.test()` (local backend, tasks
+  in this process: stage -> infer_local -> write_labels -> cleanup), one
+  transaction for the whole backlog;
+- `single`: the steps those tasks call, `stage_pending` -> `predict_file`
+  (inference.py) -> `check_output` -> `write_labels`, as one batch (one
+  transaction), with the time of each step and, with --heap, the traced Python
+  heap of checking + writing on its own;
+- `chunked`: the same steps over chunks of `--chunk` papers (each chunk one
+  transaction; `pending_papers` skips what earlier chunks labelled). The model
+  is loaded once.
 
-Peak RSS (`ru_maxrss`) flat across sizes = memory bounded by the chunk, not the
+Peak RSS (`ru_maxrss`) flat across sizes = memory bounded, not growing with the
 backlog. Without --model a tiny model (max length 48) is trained in seconds: it
 measures the pipeline's throughput; a production model's inference is slower
 per paper (see the pipeline section of docs/benchmarks.md) and adds nothing
@@ -35,7 +40,8 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +52,7 @@ DAY = datetime(2026, 11, 2, tzinfo=UTC)
 SINCE, UNTIL = DAY, datetime(2026, 11, 3, tzinfo=UTC)
 VERSION = "backlog"
 RESULTS = Path(__file__).resolve().parent / "results" / "backlog.json"
+MODES = ["dag", "single", "chunked"]
 
 
 # The labelling itself (runs in the child process) ---------------------------------------
@@ -73,12 +80,14 @@ def _label_batch(conn_url: str, model, work: Path, run_id: str, limit: int | Non
         return {"papers": 0, "labels": 0, "rejected": 0}
     predict_file(None, staged, predicted, model=model)
     infer_s = lap()
-    checked = check_output(staged, predicted, known)
-    check_s = lap()
-    summary = write_labels(
-        run_id, checked, VERSION, papers_selected=batch.count, database_url=conn_url
-    )
-    write_s = lap()
+    with _phase_heap() as heap:
+        checked = check_output(staged, predicted, known)
+        check_s = lap()
+        summary = write_labels(
+            run_id, checked, VERSION, papers_selected=batch.count, database_url=conn_url
+        )
+        write_s = lap()
+    checked.remove()
     staged.unlink()
     predicted.unlink()
     return {
@@ -89,7 +98,30 @@ def _label_batch(conn_url: str, model, work: Path, run_id: str, limit: int | Non
         "infer_s": infer_s,
         "check_s": check_s,
         "write_s": write_s,
+        **heap,
     }
+
+
+@contextmanager
+def _phase_heap() -> Iterator[dict]:
+    """While tracing: how far the traced heap rose above where it stood when the phase began.
+
+    The run's overall peak is kept in `_HEAP_PEAK` before the phase resets it.
+    """
+    found: dict = {}
+    if not tracemalloc.is_tracing():
+        yield found
+        return
+    current, peak = tracemalloc.get_traced_memory()
+    _HEAP_PEAK[0] = max(_HEAP_PEAK[0], peak)
+    tracemalloc.reset_peak()
+    yield found
+    _, phase_peak = tracemalloc.get_traced_memory()
+    _HEAP_PEAK[0] = max(_HEAP_PEAK[0], phase_peak)
+    found["write_heap_mb"] = (phase_peak - current) / 2**20
+
+
+_HEAP_PEAK = [0]
 
 
 def label_backlog(
@@ -108,12 +140,14 @@ def label_backlog(
     if heap:
         tracemalloc.start()
     totals = {"papers": 0, "labels": 0, "rejected": 0, "batches": 0}
+    write_heap = 0.0
     while True:
         limit = chunk if mode == "chunked" else None
         done = _label_batch(url, model, work, f"backlog/{mode}-{totals['batches']}", limit)
         if not done["papers"] and not done["rejected"]:
             break
         totals["batches"] += 1
+        write_heap = max(write_heap, done.pop("write_heap_mb", 0.0))
         for key, value in done.items():
             totals[key] = totals.get(key, 0) + value
         if mode == "single":
@@ -122,12 +156,50 @@ def label_backlog(
     for step in ("stage_s", "infer_s", "check_s", "write_s"):
         totals[step] = round(totals.get(step, 0.0), 2)
     if heap:
-        totals["python_heap_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+        peak = max(_HEAP_PEAK[0], tracemalloc.get_traced_memory()[1])
+        totals["python_heap_peak_mb"] = round(peak / 2**20, 2)
+        totals["write_heap_peak_mb"] = round(write_heap, 3)
         tracemalloc.stop()
     return {
         **totals,
         "seconds": round(finished - started, 2),
         "model_load_seconds": round(loaded - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def label_backlog_dag(url: str, work: Path) -> dict:
+    """Label every pending paper with one `petal_label_papers` run (dag.test(), local backend)."""
+    os.environ["PETAL_HOME"] = str(work / f"petal-home-{uuid.uuid4().hex[:8]}")
+    os.environ["PETAL_DATABASE_URL"] = url
+    from petal_labeller.airflow import local_run
+
+    local_run.configure(work / "airflow")  # before anything imports airflow
+    local_run._migrate(Path(os.environ["AIRFLOW_HOME"]))  # not timed: once per Airflow home
+    started = time.perf_counter()
+    result = local_run.run_dag("petal_label_papers", UNTIL, {"backend": "local"})
+    finished = time.perf_counter()
+    if result.state != "success":
+        raise RuntimeError(f"labelling run failed: {result.task_states}")
+    from petal_labeller.store.connection import connect
+
+    with closing(connect(url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, papers_selected, papers_labelled, papers_rejected, labels_written "
+            "FROM labelling_runs"
+        )
+        runs = cur.fetchall()
+    if len(runs) != 1 or runs[0][0] != "success":
+        raise RuntimeError(f"expected one successful labelling run, found {runs}")
+    _, selected, labelled, rejected, written = runs[0]
+    return {
+        "papers": labelled,
+        "labels": written,
+        "rejected": rejected,
+        "papers_selected": selected,
+        "batches": 1,
+        "seconds": round(finished - started, 2),
+        "task_seconds": {task: round(s, 2) for task, s in result.task_seconds.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -235,6 +307,7 @@ def measure(
         drop_database(server, url)
     return {
         "mode": mode, "backlog": size, "chunk": chunk if mode == "chunked" else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "seed_seconds": round(seed_seconds, 1), **result,
         "papers_per_s": round(size / result["seconds"], 1),
     }  # fmt: skip
@@ -279,20 +352,24 @@ def _sizes(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="5000,20000,100000", help="backlogs, chunked")
-    parser.add_argument("--single-sizes", default="5000,20000", help="backlogs, one batch")
+    parser.add_argument("--dag-sizes", default="10000,100000", help="backlogs, one DAG run")
+    parser.add_argument("--sizes", default="", help="backlogs, chunked")
+    parser.add_argument("--single-sizes", default="", help="backlogs, one batch, no Airflow")
     parser.add_argument("--chunk", type=int, default=2000)
     parser.add_argument("--model", type=Path, help="model.tar.gz (default: train a tiny one)")
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--child", choices=["single", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--heap", action="store_true", help="also trace Python heap (slower)")
     parser.add_argument(
-        "--stage-probe", type=int, default=100_000, help="backlog for the selection-only probe"
+        "--stage-probe", type=int, default=0, help="backlog for the selection-only probe (0: none)"
     )
     args = parser.parse_args(argv)
 
+    if args.child == "dag":
+        print(json.dumps(label_backlog_dag(args.url, args.work)))
+        return []
     if args.child:
         result = label_backlog(
             args.url, args.model, args.child, args.chunk, args.work, heap=args.heap
@@ -307,13 +384,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = args.model or tiny_model(work / "model")
     plan = [(size, "single") for size in _sizes(args.single_sizes)]
     plan += [(size, "chunked") for size in _sizes(args.sizes)]
+    plan += [(size, "dag") for size in _sizes(args.dag_sizes)]
     rows = []
-    for size, mode in sorted(plan):
+    for size, mode in sorted(plan, key=lambda item: (MODES.index(item[1]), item[0])):
         row = measure(server, size, mode, args.chunk, model, work, heap=args.heap)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    probe = stage_probe(server, args.stage_probe, args.chunk, work, model)
-    print(json.dumps(probe), flush=True)
+    probe = None
+    if args.stage_probe:
+        probe = stage_probe(server, args.stage_probe, args.chunk, work, model)
+        print(json.dumps(probe), flush=True)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
