@@ -40,23 +40,12 @@ def tfidf_svm(C: float = 0.5, char: bool = True, variant: str = "title_abstract_
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         from scipy.sparse import hstack
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
+        from petal_labeller.model.baseline import tfidf_vectorizers
+
         texts = [paper_text(p, variant) for p in ctx.data.papers]
-        vectorizers = [
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english")
-        ]
-        if char:
-            vectorizers.append(
-                TfidfVectorizer(
-                    analyzer="char_wb",
-                    ngram_range=(2, 5),
-                    min_df=2,
-                    sublinear_tf=True,
-                    max_features=100_000,
-                )
-            )
+        vectorizers = tfidf_vectorizers(char)
         x_train = hstack([v.fit_transform([texts[i] for i in train]) for v in vectorizers]).tocsr()
         x_test = hstack([v.transform([texts[i] for i in test]) for v in vectorizers]).tocsr()
         y_train = ctx.y[train]
@@ -201,20 +190,12 @@ def tfidf_embedding_svm(
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         from scipy.sparse import csr_matrix, hstack
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
+        from petal_labeller.model.baseline import tfidf_vectorizers
+
         texts = [paper_text(p, "title_abstract_venue") for p in ctx.data.papers]
-        vectorizers = [
-            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"),
-            TfidfVectorizer(
-                analyzer="char_wb",
-                ngram_range=(2, 5),
-                min_df=2,
-                sublinear_tf=True,
-                max_features=100_000,
-            ),
-        ]
+        vectorizers = tfidf_vectorizers(char=True)
         x = ctx.embeddings[embedding] * weight
         x_train = hstack(
             [v.fit_transform([texts[i] for i in train]) for v in vectorizers]
