@@ -79,6 +79,27 @@ def _alert(smtp_server) -> tuple[str, str]:
     return message["Subject"], message.get_payload()[0].get_payload(decode=True).decode()
 
 
+def _jobs_never_finish(kind: str, container, proxy, monkeypatch) -> None:
+    """`kind` ("transform" or "training") jobs stay InProgress; their stop call is answered.
+
+    moto has no StopTransformJob/StopTrainingJob: the proxy answers it as AWS
+    does, so the stop request can be seen.
+    """
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create = getattr(SageMakerModelBackend, f"create_{kind}_job")
+
+    def create_stuck_job(backend, *args, **kwargs):
+        job = create(backend, *args, **kwargs)
+        setattr(job, f"{kind}_job_status", "InProgress")
+        job.failure_reason = None
+        return job
+
+    container.fail_with = "never run: the job stays InProgress"  # skips the container
+    monkeypatch.setattr(SageMakerModelBackend, f"create_{kind}_job", create_stuck_job)
+    proxy.canned[f"sagemaker:Stop{kind.capitalize()}Job"] = {}
+
+
 def _first(operation: str):
     return lambda op: op.startswith(operation)
 
@@ -159,19 +180,7 @@ def test_model_created_by_a_failed_try_is_deleted_too(
 def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
     airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
 ):
-    from moto.sagemaker.models import SageMakerModelBackend
-
-    create = SageMakerModelBackend.create_transform_job
-
-    def create_stuck_job(backend, *args, **kwargs):
-        job = create(backend, *args, **kwargs)
-        job.transform_job_status, job.failure_reason = "InProgress", None
-        return job
-
-    moto_sagemaker.fail_with = "never run: the job stays InProgress"  # skips the container
-    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_stuck_job)
-    # moto has no StopTransformJob; answer it as AWS does, so the stop request can be seen.
-    proxy.canned["sagemaker:StopTransformJob"] = {}
+    _jobs_never_finish("transform", moto_sagemaker, proxy, monkeypatch)
     dag = load_dag("petal_label_papers")
     dag.get_task("sagemaker.transform").max_ingestion_time = 3
 
@@ -192,18 +201,7 @@ def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
 def test_training_job_that_never_finishes_is_stopped_and_alerts(
     airflow_db, curated_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
 ):
-    from moto.sagemaker.models import SageMakerModelBackend
-
-    create = SageMakerModelBackend.create_training_job
-
-    def create_stuck_job(backend, *args, **kwargs):
-        job = create(backend, *args, **kwargs)
-        job.training_job_status, job.failure_reason = "InProgress", None
-        return job
-
-    moto_sagemaker.fail_with = "never run: the job stays InProgress"  # skips the container
-    monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_stuck_job)
-    proxy.canned["sagemaker:StopTrainingJob"] = {}  # moto has no StopTrainingJob
+    _jobs_never_finish("training", moto_sagemaker, proxy, monkeypatch)
     dag = load_dag("petal_train_model")
     dag.get_task("sagemaker.train").max_ingestion_time = 3
 
