@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from petal_labeller.model.config import TrainConfig, preset
-from petal_labeller.model.data import LabelledPaper, load_labelled, target_matrix
-from petal_labeller.model.metrics import all_metrics
+from petal_labeller.model.data import LabelledPaper, load_labelled
+from petal_labeller.model.scoring import gold_matrix, result_matrices, score
 from petal_labeller.model.splits import CV_FOLDS, CV_SEED, kfold_indices
 from petal_labeller.taxonomy import Taxonomy
 
@@ -30,20 +30,14 @@ def model_outputs(model: Any, papers: list[LabelledPaper]) -> tuple[np.ndarray, 
     started = time.monotonic()
     results = model.predict(records)
     log.info("scored %d papers in %.1f s", len(records), time.monotonic() - started)
-    column = {label_id: i for i, label_id in enumerate(model.label_ids)}
-    scores = np.array([[r["scores"][label] for label in model.label_ids] for r in results])
-    predicted = np.zeros_like(scores)
-    for row, result in enumerate(results):
-        predicted[row, [column[label] for label in result["labels"]]] = 1.0
-    return scores, predicted
+    return result_matrices(results, model.label_ids)
 
 
 def score_model(model: Any, papers: list[LabelledPaper], taxonomy: Taxonomy) -> dict[str, Any]:
     scores, predicted = model_outputs(model, papers)
-    gold = target_matrix(papers, taxonomy, close=False)
-    levels = [taxonomy.level(label_id) for label_id in taxonomy.ids]
+    gold = gold_matrix([p.labels for p in papers], taxonomy)
     return {
-        "metrics": all_metrics(scores, predicted, gold, levels),
+        "metrics": score(scores, predicted, gold, taxonomy),
         "scores": scores,
         "predicted": predicted,
         "gold": gold,
@@ -59,9 +53,8 @@ def score_baseline(
     baseline = fit_tfidf_svm(train, taxonomy)
     scores = baseline.scores([p.record for p in test])
     predicted = baseline.predicted(scores)
-    gold = target_matrix(test, taxonomy, close=False)
-    levels = [taxonomy.level(label_id) for label_id in taxonomy.ids]
-    metrics = all_metrics(scores, predicted, gold, levels)
+    gold = gold_matrix([p.labels for p in test], taxonomy)
+    metrics = score(scores, predicted, gold, taxonomy)
     metrics["train_seconds"] = time.monotonic() - started
     return {"metrics": metrics, "scores": scores, "predicted": predicted, "gold": gold}
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from petal_labeller.model.config import TrainConfig
 from petal_labeller.model.data import LabelledPaper, target_matrix
-from petal_labeller.model.metrics import all_metrics, micro_f1
+from petal_labeller.model.metrics import micro_f1
+from petal_labeller.model.scoring import gold_matrix, score
 from petal_labeller.model.splits import kfold_indices
 from petal_labeller.taxonomy import Taxonomy
 
@@ -188,6 +189,7 @@ def fit_stack(
     max_chars = config.max_length * CHARS_PER_TOKEN_BOUND
     # The curators' labels as given (not closed upwards), as in the measured recipe.
     targets = target_matrix(papers, taxonomy, close=False)
+    gold = gold_matrix([p.labels for p in papers], taxonomy)  # scored as everywhere: closed
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     net = LabellerNet(
         load_encoder(config.base_model, config.pooling), len(taxonomy), config.pooling
@@ -229,12 +231,12 @@ def fit_stack(
     levels = np.array([taxonomy.level(i) for i in taxonomy.ids], dtype=np.float32)
     model.stack = fit_combiner(oof, targets, levels)
     oof_scores = model.blend(oof)  # probabilities, capped by the hierarchy
-    threshold = _threshold(oof_scores, targets, model)
+    threshold = _threshold(oof_scores, gold, model)
     model.thresholds = np.full(len(taxonomy), threshold, dtype=np.float32)
     predicted = _predicted_matrix(oof_scores, model.thresholds, model)
     # Bases out-of-fold, combiner in-sample: a slightly optimistic estimate; the
     # honest one is `petal model evaluate --split cv`.
-    validation = all_metrics(oof_scores, predicted, targets, [int(v) for v in levels])
+    validation = score(oof_scores, predicted, gold, taxonomy)
     _fit_bases(model, np.arange(len(papers)), inputs, config)
     coef = model.stack.coef.round(3).tolist()
     weights = {b: coef[3 * i : 3 * i + 3] for i, b in enumerate(model.stack.bases)}
@@ -245,7 +247,7 @@ def fit_stack(
         history=[],
         validation=validation,
         val_scores=oof_scores,
-        val_gold=targets,
+        val_gold=gold,
         val_predicted=predicted,
         seconds=time.monotonic() - started,
         tuning={

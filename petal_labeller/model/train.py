@@ -22,7 +22,8 @@ import numpy as np
 from petal_labeller.model.artefact import ARTEFACT_NAME, pack, write_json
 from petal_labeller.model.config import TrainConfig, preset
 from petal_labeller.model.data import LabelledPaper, file_sha256, load_labelled, target_matrix
-from petal_labeller.model.metrics import all_metrics, micro_f1, ranking_objective
+from petal_labeller.model.metrics import micro_f1, ranking_objective
+from petal_labeller.model.scoring import gold_matrix, score
 from petal_labeller.model.splits import holdout_indices
 from petal_labeller.taxonomy import Taxonomy
 
@@ -319,7 +320,7 @@ def fit(
     train_rows, val_rows = holdout_indices(len(papers), config.validation_fraction, config.seed)
     texts = _texts(papers, config)
     targets = target_matrix(papers, taxonomy, close=True)
-    gold = target_matrix(papers, taxonomy, close=False)
+    gold = gold_matrix([p.labels for p in papers], taxonomy)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
     net = LabellerNet(
         load_encoder(config.base_model, config.pooling),
@@ -387,9 +388,7 @@ def fit(
 
     model.thresholds = _thresholds(spec, model.label_ids)
     predicted = _predicted_matrix(scores, model.thresholds, model)
-    validation = all_metrics(
-        scores, predicted, gold[val_rows], [taxonomy.level(i) for i in taxonomy.ids]
-    )
+    validation = score(scores, predicted, gold[val_rows], taxonomy)
     # What ships has seen every paper, validation included: the kNN bank holds
     # them all and the TF-IDF scorer is refitted on them (seconds). The head
     # keeps the epoch chosen by validation loss.

@@ -101,34 +101,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Path) -> dict:
     """Score a model artefact on the held-out papers with the inference code it ships with."""
-    import numpy as np
-
-    from petal_labeller.model.metrics import all_metrics
     from petal_labeller.model.predict import predict_file
+    from petal_labeller.model.scoring import score_results
 
     output = workdir / f"eval-{hashlib.sha256(str(artefact).encode()).hexdigest()[:8]}.jsonl"
     predict_file(artefact, heldout_path, output)
-    ids = taxonomy.ids
-    column = {label_id: i for i, label_id in enumerate(ids)}
     papers = _read_jsonl(heldout_path)
-    results = _read_jsonl(output)
-    gold = np.zeros((len(papers), len(ids)), dtype=np.float32)
-    scores = np.zeros_like(gold)
-    predicted = np.zeros_like(gold)
-    for row, (paper, result) in enumerate(zip(papers, results, strict=True)):
-        for label in taxonomy.close_upwards(paper["labels"]):
-            gold[row, column[label]] = 1
-        for label, score in (result.get("scores") or {}).items():
-            if label in column:
-                scores[row, column[label]] = score
-        for label in result.get("labels") or []:
-            if label in column:
-                predicted[row, column[label]] = 1
-    levels = [taxonomy.level(label_id) for label_id in ids]
-    return {
-        name: round(float(value), 4)
-        for name, value in all_metrics(scores, predicted, gold, levels).items()
-    }
+    metrics = score_results(_read_jsonl(output), [p["labels"] for p in papers], taxonomy)
+    return {name: round(float(value), 4) for name, value in metrics.items()}
 
 
 def quality_gate(
