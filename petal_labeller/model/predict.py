@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,10 +64,12 @@ def predict_file(
     *,
     precision: str | None = None,
     model: Any = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PredictSummary:
     """Label every paper in `in_jsonl`; write one line per input line to `out_jsonl`.
 
-    `model` may be an already loaded model (from `model_fn`) to skip loading.
+    `model` may be an already loaded model (from `model_fn`) to skip loading;
+    `progress` is called with the lines done so far after each chunk.
     """
     from petal_labeller.sagemaker.inference import (
         JSONLINES,
@@ -96,6 +99,8 @@ def predict_file(
                     log.warning("%s line %d: %s", in_path, line["line"], line["error"])
                 else:
                     summary.labelled += 1
+            if progress is not None:
+                progress(summary.lines)
     partial.replace(out_path)
     summary.seconds = time.monotonic() - started
     log.info(
