@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "stats": "petal_labeller.cli.stats:stats",
     "demo": "petal_labeller.cli.demo:demo",
     "model": "petal_labeller.cli.model:model",
+    "review": "petal_labeller.cli.review:review",
 }
 
 EXIT_REJECTED = 1

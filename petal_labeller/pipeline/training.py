@@ -33,6 +33,8 @@ class TrainingSet:
     heldout_path: Path
     train_papers: int
     heldout_papers: int
+    #: Training papers whose curator labels came from `petal review apply`.
+    reviewed_papers: int = 0
 
     @property
     def papers_path(self) -> Path:
@@ -61,14 +63,16 @@ def export_training_set(
 ) -> TrainingSet:
     """Write the curator-labelled papers (train + held-out) and the taxonomy under `folder`."""
     from petal_labeller.store.labels import export_papers
+    from petal_labeller.store.reviews import reviewed_identities
     from petal_labeller.store.taxonomy import read_taxonomy
 
     train_dir = folder / "train"
     train_dir.mkdir(parents=True, exist_ok=True)
     heldout_path = folder / "heldout.jsonl"
-    counts = {"train": 0, "heldout": 0}
+    counts = {"train": 0, "heldout": 0, "reviewed": 0}
     with closing(connect(database_url)) as conn:
         taxonomy = read_taxonomy(conn)
+        reviewed = reviewed_identities(conn)
         with (
             open(train_dir / "papers.jsonl", "w", encoding="utf-8") as train,
             open(heldout_path, "w", encoding="utf-8") as heldout,
@@ -82,6 +86,8 @@ def export_training_set(
                     json.dumps(record, ensure_ascii=False) + "\n"
                 )
                 counts[split] += 1
+                if split == "train" and (paper["doi"], paper["title"]) in reviewed:
+                    counts["reviewed"] += 1
     (train_dir / "taxonomy.json").write_text(
         json.dumps(taxonomy.to_records(), indent=1), encoding="utf-8"
     )
@@ -90,7 +96,9 @@ def export_training_set(
             f"not enough curator-labelled papers to train and evaluate: "
             f"{counts['train']} for training, {counts['heldout']} held out"
         )
-    return TrainingSet(train_dir, heldout_path, counts["train"], counts["heldout"])
+    return TrainingSet(
+        train_dir, heldout_path, counts["train"], counts["heldout"], counts["reviewed"]
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict]:

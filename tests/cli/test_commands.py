@@ -52,7 +52,7 @@ def loaded(petal, tmp_path) -> Path:
 
 
 def test_db_upgrade_twice(petal):
-    assert "applied 1 migration(s): 0001_initial" in petal("db", "upgrade").stdout
+    assert "applied" in (out := petal("db", "upgrade").stdout) and "0001_initial," in out
     assert petal("db", "upgrade").stdout.strip() == "schema is up to date"
 
 

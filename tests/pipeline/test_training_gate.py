@@ -25,3 +25,42 @@ def test_gate_promotes_only_a_better_candidate_and_says_why():
     assert not quality_gate({"micro_F1": 0.51}, {"micro_F1": 0.50}, min_gain=0.02).promote
     first = quality_gate({"micro_F1": 0.10}, None)
     assert first.promote and "no production model" in first.reason
+
+
+def test_the_next_training_run_uses_reviewed_papers_and_counts_them(db_conn, tmp_path):
+    """A paper a curator reviewed is exported for training with the curator's labels."""
+    from petal_labeller.pipeline.training import export_training_set
+    from petal_labeller.review import read_decisions
+    from petal_labeller.store.labels import upsert_model_labels
+    from petal_labeller.store.models import register_model_version
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.reviews import apply_reviews
+    from petal_labeller.store.taxonomy import load_taxonomy
+    from tests.review.conftest import TREE
+
+    records = [
+        {"doi": f"10.5555/extra{n}", "title": f"Curated {n}", "labels": ["move"]}
+        for n in range(12)  # extra6, 8 and 10 fall in the held-out split
+    ] + [{"doi": "10.5555/torn", "title": "Heat shock proteins"}]
+    path = tmp_path / "papers.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    load_taxonomy(db_conn, TREE)
+    import_papers(db_conn, path, TREE)
+    register_model_version(db_conn, "v1", base_model="t", artefact_uri="x", promote=True)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT id FROM papers WHERE doi = '10.5555/torn'")
+        (torn,) = cur.fetchone()
+    upsert_model_labels(db_conn, [(torn, "protect", 0.5), (torn, "heat", 0.3)], "v1")
+    before = export_training_set(tmp_path / "before")
+    assert (before.train_papers, before.reviewed_papers) == (9, 0)
+
+    decisions = tmp_path / "decisions.jsonl"
+    line = {"paper_id": torn, "reviewer": "ana", "remove": ["heat"], "add": ["cold"]}
+    decisions.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    apply_reviews(db_conn, [d for _, d in read_decisions(db_conn, decisions, TREE).decisions], "t")
+
+    after = export_training_set(tmp_path / "after")
+    assert (after.train_papers, after.reviewed_papers) == (10, 1)
+    exported = [json.loads(row) for row in after.papers_path.open(encoding="utf-8")]
+    reviewed = next(p for p in exported if p["doi"] == "10.5555/torn")
+    assert reviewed["labels"] == ["protect", "cold"]

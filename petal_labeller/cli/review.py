@@ -1,0 +1,77 @@
+"""`petal review queue | apply`: spend the curators' time where the model is least sure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from petal_labeller.cli import EXIT_REJECTED, CommandError, connection
+
+
+@click.group()
+def review() -> None:
+    """The review queue and the curators' decisions (see petal_labeller/review.py)."""
+
+
+@review.command()
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option(
+    "--output", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path)
+)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--neighbours", default=3, show_default=True, type=click.IntRange(0, 20))
+@click.option("--model-version", help="Default: the production model.")
+@click.pass_context
+def queue(ctx, limit: int, output: Path, fmt: str, neighbours: int, model_version) -> None:
+    """Write the papers the model is least sure of, most uncertain first."""
+    from petal_labeller.review import ReviewError, build_queue, write_queue
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    conn = connection(ctx)
+    try:
+        records = build_queue(conn, read_taxonomy(conn), limit, neighbours, model_version)
+    except ReviewError as exc:
+        raise CommandError(str(exc)) from exc
+    write_queue(records, output, fmt)
+    click.echo(f"wrote {len(records)} papers to review to {output}")
+
+
+@review.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), help="Default: by suffix.")
+@click.option("--reviewer", help="Who decided, for lines without a 'reviewer'.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write rejected lines here (JSONL: line, field, reason, record).",
+)
+@click.pass_context
+def apply(ctx, path: Path, fmt: str | None, reviewer: str | None, rejects: Path | None) -> None:
+    """Turn the decisions in PATH into curator labels, in one transaction; exit 1 on rejects."""
+    from petal_labeller.review import ReviewError, read_decisions
+    from petal_labeller.store.reviews import apply_reviews
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    conn = connection(ctx)
+    try:
+        read = read_decisions(conn, path, read_taxonomy(conn), fmt=fmt, reviewer=reviewer)
+    except (ReviewError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{path}: {exc}") from exc
+    report = apply_reviews(conn, [d for _, d in read.decisions], f"review:{path.name}")
+    click.echo(
+        f"{len(read.decisions)} decisions: {report.applied} applied, {report.unchanged} "
+        f"already so; {report.labels_added} curator labels added, {report.labels_removed} "
+        f"removed; {read.skipped} lines without a decision; {len(read.rejections)} rejected"
+    )
+    if rejects:
+        with open(rejects, "w", encoding="utf-8") as handle:
+            for item in read.rejections:
+                handle.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+    for item in read.rejections[:20]:
+        click.echo(f"  rejected line {item.line}: {item.reason}", err=True)
+    if len(read.rejections) > 20:
+        click.echo(f"  ... and {len(read.rejections) - 20} more", err=True)
+    if read.rejections:
+        ctx.exit(EXIT_REJECTED)

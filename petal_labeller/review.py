@@ -1,0 +1,413 @@
+"""Curators in the loop: the review queue, and the curator's decisions read back.
+
+The queue (`build_queue`) is the model-labelled papers the production model is
+least sure of (`petal_labeller.model.uncertainty`), each with its title,
+abstract, DOI link, the model's labels and scores, and the most similar
+curator-labelled papers. Papers with curator labels or a review never appear.
+
+A decision file (`read_decisions`) is the queue file with four fields filled in
+per reviewed paper, JSONL or CSV (the queue's own columns; others are ignored):
+
+- `reviewer`: who decided (or `petal review apply --reviewer NAME` for every line);
+- `accept`: true when the model's labels are right as far as `remove`/`add` say;
+- `remove`: model labels that are wrong (JSON list, or "id; id" in CSV);
+- `add`: labels from the taxonomy the model missed.
+
+The paper's curator labels become: the model's labels, minus `remove`, plus
+`add`, closed upwards. A line with none of the three is not reviewed yet and is
+skipped. Each bad line is rejected with its number, field and reason, like an
+import; `reviewed_at` (ISO 8601) is optional and defaults to now.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2.extensions
+
+from petal_labeller.papers import Rejection
+from petal_labeller.store import reviews
+from petal_labeller.taxonomy import Taxonomy
+
+#: Most curator-labelled papers searched for context (the newest ones).
+CONTEXT_PAPERS = 20_000
+MAX_QUEUE = 10_000
+MAX_DECISIONS = 100_000
+MAX_LINE_BYTES = 1 << 20
+MAX_REVIEWER = 200
+#: Spreadsheets cap a cell at 32,767 characters.
+CSV_CELL = 32_000
+QUEUE_CSV = (
+    "paper_id", "uncertainty", "doi_url", "title", "abstract", "model_version",
+    "model_labels", "neighbours", "reviewer", "accept", "remove", "add",
+)  # fmt: skip
+_TRUE = {"true", "yes", "y", "1", "x", "accept", "accepted"}
+_FALSE = {"false", "no", "n", "0", ""}
+_SPLIT = re.compile(r"[;,\s]+")
+
+
+class ReviewError(ValueError):
+    """The queue or a decision file cannot be used at all (not one line's problem)."""
+
+
+class DecisionError(ValueError):
+    """One field of one decision is invalid; `field` names it for the rejects file."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"field {field!r}: {message}")
+        self.field = field
+
+
+def doi_url(doi: str | None) -> str | None:
+    return f"https://doi.org/{doi}" if doi else None
+
+
+# -- the queue ---------------------------------------------------------------------------
+
+
+def most_uncertain(conn, taxonomy: Taxonomy, version: str, limit: int) -> list[tuple]:
+    """(uncertainty, candidate) for the `limit` most uncertain papers; ties: lower id first."""
+    from petal_labeller.model.uncertainty import paper_uncertainty
+
+    scored = (
+        (round(paper_uncertainty(c.scores, taxonomy), 4), -c.paper_id, c)
+        for c in reviews.review_candidates(conn, version)
+    )
+    return [(u, c) for u, _, c in heapq.nlargest(limit, scored, key=lambda t: t[:2])]
+
+
+def _labels(scores: Mapping[str, float], taxonomy: Taxonomy) -> list[dict[str, Any]]:
+    known = [label for label in scores if label in taxonomy]
+    ordered = sorted(known, key=lambda label: (-scores[label], label))
+    return [
+        {"label": label, "name": taxonomy[label].name, "score": round(scores[label], 4)}
+        for label in ordered
+    ]
+
+
+def build_queue(
+    conn: psycopg2.extensions.connection,
+    taxonomy: Taxonomy,
+    limit: int,
+    neighbours: int = 3,
+    model_version: str | None = None,
+) -> list[dict[str, Any]]:
+    """The `limit` papers to review first, most uncertain first (see the module doc)."""
+    from petal_labeller.model.neighbours import nearest, paper_text
+    from petal_labeller.store.models import production_model
+
+    if model_version is None:
+        production = production_model(conn)
+        if production is None:
+            raise ReviewError("no production model yet: nothing has model labels to review")
+        model_version = production.version
+    chosen = most_uncertain(conn, taxonomy, model_version, min(limit, MAX_QUEUE))
+    context = reviews.curated_papers(conn, CONTEXT_PAPERS) if neighbours else []
+    found = nearest(
+        [paper_text(c.title, c.abstract) for _, c in chosen],
+        [paper_text(p["title"], p["abstract"]) for p in context],
+        neighbours,
+    )
+    return [
+        {
+            "paper_id": c.paper_id,
+            "uncertainty": u,
+            "doi": c.doi,
+            "doi_url": doi_url(c.doi),
+            "url": c.url,
+            "title": c.title,
+            "abstract": c.abstract,
+            "model_version": model_version,
+            "model_labels": _labels(c.scores, taxonomy),
+            "neighbours": [_neighbour(context[i], s, taxonomy) for i, s in near],
+            "reviewer": None,
+            "accept": None,
+            "remove": [],
+            "add": [],
+        }
+        for (u, c), near in zip(chosen, found, strict=True)
+    ]
+
+
+def _neighbour(paper: dict, similarity: float, taxonomy: Taxonomy) -> dict[str, Any]:
+    return {
+        "paper_id": paper["paper_id"],
+        "title": paper["title"],
+        "doi_url": doi_url(paper["doi"]),
+        "similarity": similarity,
+        "labels": [
+            {"label": i, "name": taxonomy[i].name} for i in paper["labels"] if i in taxonomy
+        ],
+    }
+
+
+def _cell(value: Any) -> str:
+    """A spreadsheet-safe cell: bounded, and never read as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    text = text[:CSV_CELL]
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_row(record: dict[str, Any]) -> list[str]:
+    labels = "; ".join(
+        f"{m['label']} ({m['name']}) {m['score']:.3f}" for m in record["model_labels"]
+    )
+    near = " | ".join(
+        f"{n['title']} [{', '.join(x['label'] for x in n['labels'])}] {n['doi_url'] or ''}"
+        for n in record["neighbours"]
+    )
+    values = {**record, "model_labels": labels, "neighbours": near, "remove": "", "add": ""}
+    return [_cell(values[name]) for name in QUEUE_CSV]
+
+
+def write_queue(records: list[dict[str, Any]], path: Path, fmt: str) -> None:
+    """JSONL (one paper a line) or CSV (QUEUE_CSV columns) for a spreadsheet."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        if fmt == "csv":
+            writer = csv.writer(handle)
+            writer.writerow(QUEUE_CSV)
+            writer.writerows(_csv_row(record) for record in records)
+        else:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+# -- the decision file -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A decision with its fields checked, before it is checked against the store."""
+
+    line: int
+    paper_id: int
+    doi: str | None
+    model_version: str | None
+    reviewer: str
+    reviewed_at: datetime
+    remove: tuple[str, ...]
+    add: tuple[str, ...]
+    accept: bool
+
+
+def _rows(path: Path, fmt: str) -> Iterator[tuple[int, str, dict | None, str | None]]:
+    """(line, raw text, row or None, error or None) for each non-blank line or CSV row."""
+    if fmt == "csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "paper_id" not in reader.fieldnames:
+                raise ReviewError(f"{path}: a review CSV needs a header row with 'paper_id'")
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield reader.line_num, "", None, f"not valid CSV: {exc}"
+                    continue
+                if any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                    yield reader.line_num, json.dumps(row, ensure_ascii=False), row, None
+        return
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            shown = raw[:2000].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+            if len(raw) > MAX_LINE_BYTES:
+                yield number, shown, None, f"line longer than {MAX_LINE_BYTES} bytes"
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                yield number, shown, None, f"not valid JSON: {exc}"
+                continue
+            if not isinstance(row, dict):
+                yield number, shown, None, "a decision must be a JSON object"
+                continue
+            yield number, shown, row, None
+
+
+def _label_list(row: Mapping, field: str, taxonomy: Taxonomy) -> tuple[str, ...]:
+    value = row.get(field)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [item for item in _SPLIT.split(value) if item]
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise DecisionError(field, "must be a list of label ids (CSV: 'id; id')")
+    if len(value) > len(taxonomy):
+        raise DecisionError(field, f"has {len(value)} labels; the taxonomy has {len(taxonomy)}")
+    unknown = taxonomy.unknown(value)
+    if unknown:
+        raise DecisionError(field, f"unknown label ids {sorted(set(unknown))[:5]}")
+    return tuple(dict.fromkeys(value))
+
+
+def _accept(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise DecisionError("accept", f"must be true or false, not {value!r}")
+
+
+def _paper_id(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise DecisionError("paper_id", f"must be a positive integer, not {value!r}")
+    return value
+
+
+def _text(row: Mapping, field: str, limit: int = MAX_REVIEWER) -> str | None:
+    value = row.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise DecisionError(field, f"must be a string, not {type(value).__name__}")
+    value = value.strip()
+    if len(value) > limit or any(ord(ch) < 32 for ch in value):
+        raise DecisionError(field, f"must be at most {limit} printable characters")
+    return value
+
+
+def _when(value: str | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise DecisionError("reviewed_at", f"{value!r} is not an ISO 8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_decision(
+    line: int, row: Mapping, taxonomy: Taxonomy, reviewer: str | None, now: datetime
+) -> Draft | None:
+    """The decision on one line, None when the line holds no decision yet."""
+    paper_id = _paper_id(row.get("paper_id"))
+    accept, remove = _accept(row.get("accept")), _label_list(row, "remove", taxonomy)
+    add = _label_list(row, "add", taxonomy)
+    if not (accept or remove or add):
+        return None
+    who = _text(row, "reviewer") or reviewer
+    if who is None:
+        raise DecisionError("reviewer", "is missing (or give --reviewer)")
+    return Draft(
+        line=line,
+        paper_id=paper_id,
+        doi=_text(row, "doi", 500),
+        model_version=_text(row, "model_version"),
+        reviewer=who,
+        reviewed_at=_when(_text(row, "reviewed_at", 64), now),
+        remove=remove,
+        add=add,
+        accept=accept,
+    )
+
+
+def resolve(
+    draft: Draft, facts: reviews.PaperFacts | None, version: str | None, taxonomy: Taxonomy
+) -> reviews.ReviewDecision:
+    """The paper's new curator labels from a draft and what the store holds about the paper."""
+    if facts is None:
+        raise DecisionError("paper_id", f"no paper {draft.paper_id} in the store")
+    if draft.doi is not None and draft.doi.lower() != (facts.doi or ""):
+        raise DecisionError("doi", f"{draft.doi!r} is not the DOI of paper {draft.paper_id}")
+    model = facts.model_labels.get(version) if version else None
+    if model is None:
+        raise DecisionError(
+            "model_version", f"paper {draft.paper_id} has no labels from model {version!r}"
+        )
+    extra = [label for label in draft.remove if label not in model]
+    if extra:
+        raise DecisionError("remove", f"{extra[:5]} are not among the model's labels {model}")
+    kept = [label for label in model if label not in draft.remove] + list(draft.add)
+    labels = taxonomy.close_upwards(kept)
+    implied = [label for label in draft.remove if label in labels]
+    if implied:
+        raise DecisionError("remove", f"{implied[:5]} stay implied by a kept label's ancestry")
+    if not labels:
+        raise DecisionError("remove", "leaves the paper without labels; add the right ones")
+    return reviews.ReviewDecision(
+        paper_id=draft.paper_id,
+        reviewer=draft.reviewer,
+        reviewed_at=draft.reviewed_at,
+        model_version=version,
+        accepted=draft.accept,
+        removed=draft.remove,
+        added=draft.add,
+        labels=tuple(labels),
+    )
+
+
+@dataclass
+class DecisionFile:
+    decisions: list[tuple[int, reviews.ReviewDecision]]
+    rejections: list[Rejection]
+    skipped: int  # lines without a decision yet
+
+
+def _drafts(path: Path, fmt: str, taxonomy, reviewer, now, rejections) -> list[tuple[Draft, str]]:
+    drafts, first_line, skipped = [], {}, 0
+    for line, shown, row, error in _rows(path, fmt):
+        if error is not None:
+            rejections.append(Rejection(line, None, error, shown))
+            continue
+        try:
+            draft = parse_decision(line, row, taxonomy, reviewer, now)
+        except DecisionError as exc:
+            rejections.append(Rejection(line, exc.field, str(exc), shown))
+            continue
+        if draft is None:
+            skipped += 1
+        elif draft.paper_id in first_line:
+            reason = f"paper {draft.paper_id} was decided on line {first_line[draft.paper_id]}"
+            rejections.append(Rejection(line, "paper_id", reason, shown))
+        elif len(drafts) >= MAX_DECISIONS:
+            rejections.append(Rejection(line, None, f"over {MAX_DECISIONS} decisions", shown))
+        else:
+            first_line[draft.paper_id] = line
+            drafts.append((draft, shown))
+    return drafts, skipped
+
+
+def read_decisions(
+    conn: psycopg2.extensions.connection,
+    path: Path,
+    taxonomy: Taxonomy,
+    *,
+    fmt: str | None = None,
+    reviewer: str | None = None,
+    now: datetime | None = None,
+) -> DecisionFile:
+    """Every decision in the file checked against the store; bad lines become rejections."""
+    from petal_labeller.store.models import production_model
+
+    fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    now = now or datetime.now(UTC)
+    rejections: list[Rejection] = []
+    drafts, skipped = _drafts(path, fmt, taxonomy, reviewer, now, rejections)
+    production = production_model(conn)
+    default = production.version if production else None
+    versions = {d.model_version or default for d, _ in drafts} - {None}
+    facts = reviews.paper_facts(conn, [d.paper_id for d, _ in drafts], sorted(versions))
+    decisions = []
+    for draft, shown in drafts:
+        try:
+            version = draft.model_version or default
+            decision = resolve(draft, facts.get(draft.paper_id), version, taxonomy)
+        except DecisionError as exc:
+            rejections.append(Rejection(draft.line, exc.field, str(exc), shown))
+            continue
+        decisions.append((draft.line, decision))
+    rejections.sort(key=lambda r: r.line)
+    return DecisionFile(decisions, rejections, skipped)

@@ -1,0 +1,261 @@
+"""Curator reviews of model-labelled papers: what is waiting, what was decided.
+
+API:
+- `review_candidates(conn, model_version) -> Iterator[Candidate]`: papers that
+  `model_version` labelled, that have no curator label and no review, with that
+  version's label scores; streamed through a server-side cursor.
+- `curated_papers(conn, limit) -> list[dict]`: the newest curator-labelled papers
+  (paper_id, doi, title, abstract, labels), context for the queue.
+- `paper_facts(conn, paper_ids, model_versions) -> dict[int, PaperFacts]`: what
+  validating a decision needs to know about each paper.
+- `apply_reviews(conn, decisions, source, *, commit=True) -> ApplyReport`: one
+  transaction. Each decision's labels replace the paper's curator labels (labels
+  kept keep their who and when) and its `paper_reviews` row is written; a
+  decision identical to the stored one changes nothing, so applying a file twice
+  is a no-op. Model labels are never touched.
+- `review_counts(conn, model_version) -> ReviewCounts` and
+  `reviewed_identities(conn) -> set[tuple[str | None, str]]` ((doi, title) pairs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from petal_labeller.store.unit import StoreError, one_line, write_unit
+
+#: Rows fetched per round trip when streaming candidates.
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    paper_id: int
+    doi: str | None
+    title: str
+    abstract: str | None
+    url: str | None
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PaperFacts:
+    """A paper as a decision is checked against it: its DOI and each version's labels."""
+
+    doi: str | None
+    model_labels: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """A validated decision: `labels` is the paper's new curator label set (closed upwards)."""
+
+    paper_id: int
+    reviewer: str
+    reviewed_at: datetime
+    model_version: str | None
+    accepted: bool
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    applied: int  # papers whose review or labels changed
+    unchanged: int  # decisions already stored exactly so
+    labels_added: int
+    labels_removed: int
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    reviewed: int
+    waiting: int
+
+
+_CANDIDATES = """
+    SELECT p.id, p.doi, p.title, p.abstract, p.url,
+           coalesce(json_object_agg(pl.label_id, pl.score)
+                    FILTER (WHERE pl.label_id IS NOT NULL), '{}')
+    FROM paper_labelling l
+    JOIN papers p ON p.id = l.paper_id
+    LEFT JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                             AND pl.model_version = l.model_version
+    WHERE l.model_version = %(version)s
+      AND NOT EXISTS (SELECT 1 FROM paper_labels c
+                      WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
+      AND NOT EXISTS (SELECT 1 FROM paper_reviews r WHERE r.paper_id = l.paper_id)
+    GROUP BY p.id
+    ORDER BY p.id"""
+
+
+def review_candidates(
+    conn: psycopg2.extensions.connection, model_version: str
+) -> Iterator[Candidate]:
+    """Stream the papers waiting for review; consume before committing on `conn`."""
+    cursor = conn.cursor(name=f"review_{uuid.uuid4().hex[:12]}")
+    cursor.itersize = BATCH_SIZE
+    try:
+        cursor.execute(_CANDIDATES, {"version": model_version})
+        for paper_id, doi, title, abstract, url, scores in cursor:
+            yield Candidate(paper_id, doi, title, abstract, url, dict(scores))
+    finally:
+        if not cursor.closed and not conn.closed:
+            cursor.close()
+
+
+def curated_papers(conn: psycopg2.extensions.connection, limit: int) -> list[dict]:
+    """The `limit` newest curator-labelled papers with their label ids (taxonomy order)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT p.id, p.doi, p.title, p.abstract,
+                      array_agg(pl.label_id ORDER BY t.position)
+               FROM papers p
+               JOIN paper_labels pl ON pl.paper_id = p.id AND pl.origin = 'curator'
+               JOIN taxonomy_labels t ON t.id = pl.label_id
+               GROUP BY p.id ORDER BY p.id DESC LIMIT %s""",
+            (limit,),
+        )
+        return [
+            {"paper_id": i, "doi": doi, "title": title, "abstract": abstract, "labels": labels}
+            for i, doi, title, abstract, labels in cur.fetchall()
+        ]
+
+
+def paper_facts(
+    conn: psycopg2.extensions.connection, paper_ids: Sequence[int], versions: Sequence[str]
+) -> dict[int, PaperFacts]:
+    """The DOI of each existing paper and its model labels under each of `versions`."""
+    facts: dict[int, PaperFacts] = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, doi FROM papers WHERE id = ANY(%s)", (list(paper_ids),))
+        for paper_id, doi in cur.fetchall():
+            facts[paper_id] = PaperFacts(doi)
+        cur.execute(
+            """SELECT l.paper_id, l.model_version,
+                      coalesce(array_agg(pl.label_id) FILTER (WHERE pl.label_id IS NOT NULL), '{}')
+               FROM paper_labelling l
+               LEFT JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                                        AND pl.model_version = l.model_version
+               WHERE l.paper_id = ANY(%s) AND l.model_version = ANY(%s)
+               GROUP BY l.paper_id, l.model_version""",
+            (list(paper_ids), list(versions)),
+        )
+        for paper_id, version, labels in cur.fetchall():
+            facts[paper_id].model_labels[version] = list(labels)
+    return facts
+
+
+def _stored(cur, paper_ids: list[int]) -> dict[int, tuple]:
+    cur.execute(
+        """SELECT paper_id, reviewer, reviewed_at, model_version, accepted, removed, added, labels
+           FROM paper_reviews WHERE paper_id = ANY(%s) FOR UPDATE""",
+        (paper_ids,),
+    )
+    return {row[0]: row[1:] for row in cur.fetchall()}
+
+
+def _same(decision: ReviewDecision, stored: tuple | None) -> bool:
+    if stored is None:
+        return False
+    reviewer, _, version, accepted, removed, added, labels = stored
+    return (reviewer, version, accepted, tuple(removed), tuple(added), tuple(labels)) == (
+        decision.reviewer, decision.model_version, decision.accepted,
+        decision.removed, decision.added, decision.labels,
+    )  # fmt: skip
+
+
+def _write_labels(cur, decision: ReviewDecision) -> tuple[int, int]:
+    """Make the paper's curator labels exactly `decision.labels`; (added, removed)."""
+    cur.execute(
+        """DELETE FROM paper_labels WHERE paper_id = %s AND origin = 'curator'
+           AND NOT label_id = ANY(%s)""",
+        (decision.paper_id, list(decision.labels)),
+    )
+    removed = cur.rowcount
+    execute_values(
+        cur,
+        """INSERT INTO paper_labels (paper_id, label_id, origin, curated_by, labelled_at)
+           VALUES %s ON CONFLICT (paper_id, label_id) WHERE origin = 'curator' DO NOTHING""",
+        [
+            (decision.paper_id, label, decision.reviewer, decision.reviewed_at)
+            for label in decision.labels
+        ],
+        template="(%s, %s, 'curator', %s, %s)",
+        page_size=max(1, len(decision.labels)),
+    )
+    return cur.rowcount, removed
+
+
+def apply_reviews(
+    conn: psycopg2.extensions.connection,
+    decisions: Iterable[ReviewDecision],
+    source: str,
+    *,
+    commit: bool = True,
+) -> ApplyReport:
+    """Write every decision in one transaction (see the module doc); all or nothing."""
+    decisions = list(decisions)
+    applied = unchanged = added = removed = 0
+    try:
+        with write_unit(conn, commit), conn.cursor() as cur:
+            stored = _stored(cur, [d.paper_id for d in decisions])
+            for decision in decisions:
+                if _same(decision, stored.get(decision.paper_id)):
+                    unchanged += 1
+                    continue
+                plus, minus = _write_labels(cur, decision)
+                added, removed = added + plus, removed + minus
+                cur.execute(
+                    """INSERT INTO paper_reviews (paper_id, reviewer, reviewed_at, model_version,
+                           accepted, removed, added, labels, source)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (paper_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
+                           reviewed_at = EXCLUDED.reviewed_at,
+                           model_version = EXCLUDED.model_version,
+                           accepted = EXCLUDED.accepted, removed = EXCLUDED.removed,
+                           added = EXCLUDED.added, labels = EXCLUDED.labels,
+                           source = EXCLUDED.source, applied_at = now()""",
+                    (
+                        decision.paper_id, decision.reviewer, decision.reviewed_at,
+                        decision.model_version, decision.accepted, list(decision.removed),
+                        list(decision.added), list(decision.labels), source,
+                    ),
+                )  # fmt: skip
+                applied += 1
+    except (psycopg2.IntegrityError, psycopg2.DataError) as exc:
+        raise StoreError(f"reviews not applied: {one_line(exc)}") from exc
+    return ApplyReport(applied, unchanged, added, removed)
+
+
+def review_counts(conn: psycopg2.extensions.connection, model_version: str | None) -> ReviewCounts:
+    """Papers reviewed so far, and papers `model_version` labelled that wait for a review."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM paper_reviews")
+        reviewed = cur.fetchone()[0]
+        waiting = 0
+        if model_version is not None:
+            cur.execute(
+                """SELECT count(*) FROM paper_labelling l
+                   WHERE l.model_version = %s
+                     AND NOT EXISTS (SELECT 1 FROM paper_labels c
+                                     WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
+                     AND NOT EXISTS (SELECT 1 FROM paper_reviews r
+                                     WHERE r.paper_id = l.paper_id)""",
+                (model_version,),
+            )
+            waiting = cur.fetchone()[0]
+    return ReviewCounts(reviewed, waiting)
+
+
+def reviewed_identities(conn: psycopg2.extensions.connection) -> set[tuple[str | None, str]]:
+    """(doi, title) of every reviewed paper, as `export_papers` yields them."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT p.doi, p.title FROM paper_reviews r JOIN papers p ON p.id = r.paper_id")
+        return set(cur.fetchall())
