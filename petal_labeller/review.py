@@ -137,6 +137,28 @@ def build_queue(
     ]
 
 
+def needs_review(
+    conn: psycopg2.extensions.connection, taxonomy: Taxonomy, model_version: str | None, top: int
+) -> dict[str, Any]:
+    """For the PeTaL page: counts, and the `top` papers the queue would list first."""
+    counts = reviews.review_counts(conn, model_version)
+    chosen = most_uncertain(conn, taxonomy, model_version, top) if model_version else []
+    return {
+        "waiting": counts.waiting,
+        "reviewed": counts.reviewed,
+        "papers": [
+            {
+                "paper_id": c.paper_id,
+                "title": c.title,
+                "doi_url": doi_url(c.doi),
+                "uncertainty": u,
+                "labels": ", ".join(taxonomy[m["label"]].name for m in _labels(c.scores, taxonomy)),
+            }
+            for u, c in chosen
+        ],
+    }
+
+
 def _neighbour(paper: dict, similarity: float, taxonomy: Taxonomy) -> dict[str, Any]:
     return {
         "paper_id": paper["paper_id"],

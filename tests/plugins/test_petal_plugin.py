@@ -105,6 +105,7 @@ def test_signed_in_user_gets_the_page(client, dashboard_database):
     assert "91.7%" in html and "papers waiting" in html
     assert "scheduled__r1" in html and 'id="per-label"' in html
     assert html.count('class="label-row"') == 2
+    assert 'id="needs-review"' in html and "model-labelled papers waiting" in html
 
 
 def test_plugin_adds_a_nav_entry(client):

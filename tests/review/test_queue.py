@@ -112,3 +112,23 @@ def test_queue_json_is_what_apply_reads(store, tmp_path):
     queue = build_queue(store["conn"], TREE, limit=1)
     assert {"reviewer", "accept", "remove", "add"} <= set(queue[0])
     json.dumps(queue[0])
+
+
+def test_needs_review_lists_the_queue_head_with_counts(store):
+    from petal_labeller.review import needs_review
+
+    conn, ids = store["conn"], store["ids"]
+    decision = ReviewDecision(ids["sure"], "ana", _now(), "v1", True, (), (), ("move", "swim"))
+    apply_reviews(conn, [decision], "test")
+    summary = needs_review(conn, TREE, "v1", top=1)
+    assert (summary["waiting"], summary["reviewed"]) == (2, 1)
+    assert summary["papers"] == [
+        {
+            "paper_id": ids["torn"],
+            "title": "Heat shock proteins shield cells",
+            "doi_url": "https://doi.org/10.5555/torn",
+            "uncertainty": pytest.approx(0.9903, abs=1e-4),
+            "labels": "Protect from harm, Protect from temperature",
+        }
+    ]
+    assert needs_review(conn, TREE, None, top=5)["papers"] == []

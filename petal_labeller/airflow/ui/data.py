@@ -8,10 +8,15 @@ from typing import Any
 import psycopg2.extensions
 
 from petal_labeller.pipeline.stage import EARLIEST, LATEST
+from petal_labeller.review import needs_review
 from petal_labeller.store.models import list_model_versions, production_model
 from petal_labeller.store.papers import pending_papers
 from petal_labeller.store.runs import list_runs
 from petal_labeller.store.stats import collect_stats
+from petal_labeller.store.taxonomy import read_taxonomy
+
+#: Papers listed under "Needs review", most uncertain first (`petal review queue` gives more).
+NEEDS_REVIEW = 10
 
 
 def dashboard(conn: psycopg2.extensions.connection, runs: int = 10) -> dict[str, Any]:
@@ -57,4 +62,7 @@ def dashboard(conn: psycopg2.extensions.connection, runs: int = 10) -> dict[str,
             for run in list_runs(conn, limit=runs)
         ],
         "labels": [asdict(label) for label in stats.per_label],
+        "needs_review": needs_review(
+            conn, read_taxonomy(conn), production.version if production else None, NEEDS_REVIEW
+        ),
     }
