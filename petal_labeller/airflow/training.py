@@ -84,6 +84,10 @@ def export(**context: Any) -> dict[str, Any]:
         "Exported %d training and %d held-out papers for model %s",
         exported.train_papers, exported.heldout_papers, version,
     )  # fmt: skip
+    log.info(
+        "Training on %d papers reviewed by curators (petal review apply)",
+        exported.reviewed_papers,
+    )
     return {
         "backend": resolve_backend(params["backend"]),
         "run_key": key,
@@ -92,6 +96,7 @@ def export(**context: Any) -> dict[str, Any]:
         "heldout": str(exported.heldout_path),
         "train_papers": exported.train_papers,
         "heldout_papers": exported.heldout_papers,
+        "reviewed_papers": exported.reviewed_papers,
         "version": version,
     }
 
