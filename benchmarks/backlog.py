@@ -44,9 +44,9 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks._corpus import write_papers
+from petal_labeller.store.databases import create_database, drop_database
 
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 SINCE, UNTIL = DAY, datetime(2026, 11, 3, tzinfo=UTC)
@@ -221,10 +221,8 @@ def tiny_model(folder: Path) -> Path:
     )  # fmt: skip
 
 
-def create_database(server: str, papers: Path, model: Path) -> str:
+def seeded_database(server: str, papers: Path, model: Path) -> str:
     """A throwaway migrated database holding the papers and the model as production."""
-    import psycopg2
-
     from petal_labeller.config import SHARED_DATA_DIR
     from petal_labeller.store.connection import connect
     from petal_labeller.store.migrations import upgrade
@@ -233,13 +231,7 @@ def create_database(server: str, papers: Path, model: Path) -> str:
     from petal_labeller.store.taxonomy import load_taxonomy
     from petal_labeller.taxonomy import Taxonomy
 
-    name = f"petal_backlog_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')  # an identifier: cannot be a parameter
-    admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    url = create_database(server, prefix="petal_backlog")
     taxonomy = Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json")
     with closing(connect(url)) as conn:
         upgrade(conn)
@@ -254,16 +246,6 @@ def create_database(server: str, papers: Path, model: Path) -> str:
             conn, VERSION, base_model="bench", artefact_uri=str(model), promote=True
         )
     return url
-
-
-def drop_database(server: str, url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    admin.close()
 
 
 def check_complete(url: str, papers: int) -> dict:
@@ -291,7 +273,7 @@ def measure(
     """Seed a database with `size` papers, label them in a fresh process, check, drop."""
     papers = write_papers(work / f"papers-{size}.jsonl", size)
     seeded = time.perf_counter()
-    url = create_database(server, papers, model)
+    url = seeded_database(server, papers, model)
     seed_seconds = time.perf_counter() - seeded
     papers.unlink()
     try:
@@ -324,7 +306,7 @@ def stage_probe(server: str, size: int, chunk: int, work: Path, model: Path) -> 
 
     papers = write_papers(work / f"papers-{size}.jsonl", size)
     seeded = time.perf_counter()
-    url = create_database(server, papers, model)
+    url = seeded_database(server, papers, model)
     result = {"backlog": size, "seed_seconds": round(time.perf_counter() - seeded, 1)}
     papers.unlink()
     try:

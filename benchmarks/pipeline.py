@@ -20,13 +20,12 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks._corpus import write_papers
+from petal_labeller.store.databases import create_database, drop_database
 
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
@@ -46,28 +45,6 @@ def _quick_model(folder: Path) -> Path:
         version="bench",
         report=False,
     )
-
-
-def _database(server: str) -> str:
-    import psycopg2
-
-    name = f"petal_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-
-
-def _drop(server: str, url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    admin.close()
 
 
 def _prepare(url: str, papers: Path, model: Path) -> None:
@@ -123,7 +100,7 @@ def main() -> None:
     from petal_labeller.store.connection import resolve_url
 
     server = resolve_url()
-    url = _database(server)
+    url = create_database(server, prefix="petal_bench")
     os.environ["PETAL_DATABASE_URL"] = url
     try:
         model = args.model or _quick_model(work / "model")
@@ -160,7 +137,7 @@ def main() -> None:
             "task_seconds": {k: round(v, 2) for k, v in result.task_seconds.items()},
         }
     finally:
-        _drop(server, url)
+        drop_database(server, url)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -19,15 +19,14 @@ import json
 import platform
 import random
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
 from petal_labeller.config import SHARED_DATA_DIR
 from petal_labeller.store.connection import redact, resolve_url
+from petal_labeller.store.databases import create_database, drop_database
 from petal_labeller.store.labels import upsert_model_labels
 from petal_labeller.store.migrations import upgrade
 from petal_labeller.store.models import register_model_version
@@ -148,15 +147,6 @@ def run(url: str, papers: int, per_paper: int) -> dict:
     }
 
 
-def throwaway_database(server_url: str):
-    name = f"petal_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    return admin, name, urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -172,13 +162,11 @@ def main() -> None:
     args = parser.parse_args()
 
     server = resolve_url(args.database_url)
-    admin, name, url = throwaway_database(server)
+    url = create_database(server, prefix="petal_bench")
     try:
         report = run(url, args.papers, args.labels)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        drop_database(server, url)
     with psycopg2.connect(server) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
         server_version = cur.fetchone()[0]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psycopg2
 import psycopg2.extensions
@@ -14,6 +17,9 @@ import psycopg2.extensions
 from petal_labeller import config
 
 log = logging.getLogger(__name__)
+
+#: What a password is replaced with wherever a connection string is shown.
+SECRET_MASK = "***"
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -56,6 +62,7 @@ def resolve_url(url: str | None = None) -> str:
 def connect(url: str | None = None) -> psycopg2.extensions.connection:
     """Open a connection, turning every driver failure into one clear line."""
     target = resolve_url(url)
+    conninfo(target)  # refuse a malformed string before libpq can echo parts of it
     try:
         return psycopg2.connect(target, connect_timeout=10)
     except psycopg2.Error as exc:
@@ -74,12 +81,65 @@ def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.connecti
         conn.close()
 
 
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
+def conninfo(url: str) -> dict[str, str]:
+    """The connection string's parameters, parsed by libpq itself (URL or key=value form).
 
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    libpq's parser is the only one that agrees with libpq on every form it accepts
+    (`postgresql:/db`, `?host=/socket`, `password=` as a query parameter, key=value
+    strings), so building and redacting strings by hand would miss some of them.
+    """
+    try:
+        return psycopg2.extensions.parse_dsn(url)
+    except psycopg2.ProgrammingError as exc:
+        # libpq quotes the offending piece of the string, which may be the password.
+        reason = re.sub(r'"[^"]*"', '"..."', _first_line(exc))
+        raise DatabaseUnavailable(f"invalid PostgreSQL connection string: {reason}") from exc
+
+
+def with_options(url: str, **options: str | int | None) -> str:
+    """The same connection with some parameters replaced (e.g. `dbname`, `password`).
+
+    Returns libpq's key=value form; a None value removes the parameter.
+    """
+    params: dict[str, object] = {**conninfo(url), **options}
+    return psycopg2.extensions.make_dsn(**{k: v for k, v in params.items() if v is not None})
+
+
+def database_name(url: str) -> str:
+    """The database a connection string names (libpq's default: the user name)."""
+    params = conninfo(url)
+    return params.get("dbname") or params.get("user") or getpass.getuser()
+
+
+def redact(url: str) -> str:
+    """The connection string with its password hidden, for messages and logs.
+
+    Every form libpq accepts is parsed by libpq; an unparseable string is never
+    echoed, since any part of it might be a secret.
+    """
+    try:
+        params = conninfo(url)
+    except DatabaseUnavailable:
+        return "<invalid connection string>"
+    if "password" not in params:
+        return url
+    if url.startswith(("postgresql://", "postgres://")):
+        return _redacted_url(params)
+    return psycopg2.extensions.make_dsn(**{**params, "password": SECRET_MASK})
+
+
+def _redacted_url(params: dict[str, str]) -> str:
+    """A URL rebuilt from parsed parameters, password masked, others percent-encoded."""
+    user = quote(params.get("user", ""), safe="")
+    host, port, query = params.get("host", ""), params.get("port", ""), {}
+    if host.startswith("/") or "," in host + port:  # socket folders, host lists: in the query
+        query.update({"host": host, "port": port})
+        host = port = ""
+    elif ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{user}:{SECRET_MASK}@{host}" + (f":{port}" if port else "")
+    skip = {"user", "password", "host", "port", "dbname"}
+    query = {k: v for k, v in query.items() if v}
+    query.update({k: v for k, v in params.items() if k not in skip})
+    suffix = f"?{urlencode(query, safe='/')}" if query else ""
+    return f"postgresql://{netloc}/{quote(params.get('dbname', ''), safe='')}{suffix}"

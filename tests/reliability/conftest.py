@@ -17,7 +17,7 @@ import pytest
 
 from petal_labeller.config import SHARED_DATA_DIR
 from petal_labeller.pipeline.validate import CheckedOutput
-from petal_labeller.store.connection import connect
+from petal_labeller.store.connection import connect, database_name
 from petal_labeller.taxonomy import Taxonomy
 
 VERSION = "v-fault"
@@ -107,7 +107,7 @@ def seeded_url(migrated_database_url: str) -> str:
 
 def backends(url: str, *, exclude: set[int] = frozenset()) -> list[tuple]:
     """(pid, state, wait_event_type, query) of the other sessions on this test's database."""
-    dbname = url.rsplit("/", 1)[-1].split("?")[0]
+    dbname = database_name(url)
     return [
         row
         for row in query(

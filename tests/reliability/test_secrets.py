@@ -11,19 +11,18 @@ import re
 import subprocess
 import uuid
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from petal_labeller.store.connection import with_options
 from tests.fixtures.airflow import AIRFLOW_HOME, REPO_ROOT, RUN_DATE_ISO, load_dag
 
 RUN_DATE = datetime.fromisoformat(RUN_DATE_ISO)
 
 
 def _with_password(url: str, password: str, port: int | None = None) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username}:{password}@{parts.hostname}:{port or parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The test database's URL (TCP or, embedded, a unix socket) carrying a password."""
+    return with_options(url, password=password, port=port)
 
 
 def _metadata_bytes() -> bytes:

@@ -1,0 +1,121 @@
+"""Connection strings in every form libpq accepts: built, named and redacted by libpq's parser.
+
+The embedded server's URL is a unix-socket URL (`postgresql://postgres:@/db?host=/dir`),
+where hand-made URL surgery produced `port=None`; and passwords leaked in messages
+for every form but `scheme://user:pw@host`.
+"""
+
+from __future__ import annotations
+
+import string
+
+import psycopg2.extensions
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from petal_labeller.store.connection import (
+    SECRET_MASK,
+    DatabaseUnavailable,
+    connect,
+    database_name,
+    redact,
+    with_options,
+)
+
+SOCKET_URL = "postgresql://postgres:@/petal?host=/tmp/petal-home/pgdata"
+
+
+def test_a_password_added_to_a_unix_socket_url_keeps_the_socket():
+    dsn = with_options(SOCKET_URL, password="s3cret")
+    params = psycopg2.extensions.parse_dsn(dsn)
+    assert params == {
+        "user": "postgres",
+        "password": "s3cret",
+        "dbname": "petal",
+        "host": "/tmp/petal-home/pgdata",
+    }
+    assert "None" not in dsn
+
+
+def test_another_database_on_the_same_server_in_every_form():
+    for server in (
+        SOCKET_URL,
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        "postgresql:///test?host=/var/run/postgresql",
+    ):
+        other = with_options(server, dbname="petal_test_1")
+        assert database_name(other) == "petal_test_1"
+        kept = psycopg2.extensions.parse_dsn(server)
+        kept.pop("dbname")
+        assert kept.items() <= psycopg2.extensions.parse_dsn(other).items()
+
+
+def test_a_database_name_is_never_read_from_the_socket_path():
+    assert database_name(SOCKET_URL) == "petal"
+
+
+#: Passwords drawn from the characters people put in them, quoting characters included.
+passwords = st.text(
+    alphabet=string.ascii_letters + string.digits + "!#$%&()*+,-./:;<=>?@[]^_{|}~ '\"\\",
+    min_size=6,
+    max_size=30,
+).filter(lambda p: p.strip() == p and SECRET_MASK not in p)
+
+
+def _forms(password: str) -> list[str]:
+    quoted = password.replace("\\", "\\\\").replace("'", "\\'")
+    from urllib.parse import quote
+
+    encoded = quote(password, safe="")
+    return [
+        f"postgresql://u:{encoded}@db.example:5432/petal",
+        f"postgresql://u@db.example/petal?password={encoded}",
+        f"postgresql://u:{encoded}@/petal?host=/run/postgresql",
+        f"postgresql://u:{encoded}@[2001:db8::1]:5432/petal",
+        f"postgres://u:{encoded}@h1:5432,h2:5433/petal?sslmode=require",
+        f"host=db.example port=5432 user=u password='{quoted}' dbname=petal",
+        f"postgresql://?dbname=petal&user=u&password={encoded}",
+    ]
+
+
+@given(passwords)
+@example("hunter2")
+@example("pa ss'wo\\rd")
+def test_redaction_hides_the_password_in_every_form(password):
+    for dsn in _forms(password):
+        assert psycopg2.extensions.parse_dsn(dsn)["password"] == password, dsn
+        shown = redact(dsn)
+        assert password not in shown, dsn
+        assert SECRET_MASK in shown
+        params = psycopg2.extensions.parse_dsn(shown)
+        assert params.pop("password") == SECRET_MASK
+        original = psycopg2.extensions.parse_dsn(dsn)
+        original.pop("password")
+        assert params == original, "redaction must keep everything but the password"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "postgresql://u:hunter2secret@[::1/petal",  # bad IPv6 host
+        "host=db password=hunter2secret dbname",  # key=value missing '='
+        "postgresql://u:hunter2secret@db/petal?nonsense=1",  # unknown parameter
+        "host=db password='hunter2secret",  # unterminated quote
+        "postgresql:/petal?password=hunter2secret",  # one slash: not a URI to libpq
+    ],
+)
+def test_an_unparseable_string_is_refused_without_echoing_it(broken):
+    assert "hunter2secret" not in redact(broken)
+    with pytest.raises(DatabaseUnavailable) as raised:
+        connect(broken)
+    assert "hunter2secret" not in str(raised.value)
+    assert "invalid PostgreSQL connection string" in str(raised.value)
+
+
+def test_an_unreachable_server_is_named_with_its_password_hidden():
+    with pytest.raises(DatabaseUnavailable) as raised:
+        connect("host=127.0.0.1 port=1 user=u password=hunter2secret dbname=none")
+    message = str(raised.value)
+    assert "hunter2secret" not in message and f"password={SECRET_MASK}" in message
