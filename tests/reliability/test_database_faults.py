@@ -87,23 +87,28 @@ def test_connections_killed_at_random_moments_never_leave_half_a_write(seeded_ur
     url = seeded_url
     seed_papers(url, 2500)
     outputs = [synthetic_output(url), synthetic_output(url, labels_per_paper=3, salt=0.5)]
-    started = time.monotonic()
-    _write(url, "clean-0", outputs[0])
-    clean_seconds = time.monotonic() - started
-    cores = []
+    _write(url, "warm-up", outputs[0])  # the first write pays for caches and plans
+    cores, seconds = [], []
     for i, checked in enumerate(outputs):
+        started = time.monotonic()
         _write(url, f"clean-{i}", checked)
+        seconds.append(time.monotonic() - started)
         cores.append(_core(snapshot(url)))
+    clean_seconds = min(seconds)
     rng = random.Random(7)
     outcomes = {"killed": 0, "completed": 0}
     current = 1  # the database now holds outputs[1]
 
-    for trial in range(TRIALS):
+    # Every trial checks atomicity; trials go on (within a bound) until enough of them
+    # were real kills, since on a loaded machine a write may outrun the random moment.
+    for trial in range(3 * TRIALS):
+        if trial >= TRIALS and outcomes["killed"] >= TRIALS // 2:
+            break
         target = 1 - current
         run_id = f"trial-{trial}"
         worker = Worker(_write, url, run_id, outputs[target])
         worker.start()
-        time.sleep(rng.uniform(0, clean_seconds * 1.2))
+        time.sleep(rng.uniform(0, clean_seconds))
         while worker.is_alive():
             victims = [pid for pid, *_ in backends(url)]
             if victims and any(terminate(url, pid) for pid in victims):
