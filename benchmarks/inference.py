@@ -5,7 +5,7 @@
 Same artefact, same papers, same run:
   (a) seed-style: one paper per request, tokenizer loaded on every call, padded
       to 256 tokens, fp32 (how the original handler worked);
-  (b) ours: code/inference.py's input_fn -> predict_fn -> output_fn over one
+  (b) ours: petal_labeller.runtime.handlers' input_fn -> predict_fn -> output_fn over one
       jsonlines body (tokenizer loaded once, length-sorted batches, fast CPU path);
   (c) raw forward: pre-tokenized length-sorted batches through the network at
       (b)'s precision, nothing else: the limit on this machine.
@@ -34,7 +34,8 @@ def seed_style(model_dir: Path, model, records: list[dict]) -> np.ndarray:
     import torch
     from transformers import AutoTokenizer
 
-    from petal_labeller.sagemaker.inference import paper_text, sigmoid
+    from petal_labeller.runtime.scorers import sigmoid
+    from petal_labeller.runtime.text import paper_text
 
     rows = []
     for record in records:
@@ -54,7 +55,8 @@ def seed_style(model_dir: Path, model, records: list[dict]) -> np.ndarray:
 
 def ours(model, body: bytes) -> str:
     """(b): exactly what SageMaker calls."""
-    from petal_labeller.sagemaker.inference import JSONLINES, input_fn, output_fn, predict_fn
+    from petal_labeller.runtime.handlers import input_fn, output_fn, predict_fn
+    from petal_labeller.runtime.jsonlines import JSONLINES
 
     return output_fn(predict_fn(input_fn(body, JSONLINES), model), JSONLINES)
 
@@ -99,7 +101,7 @@ def timed(fn, *args, repeats: int = 2):
 def run(model_path: Path, papers_path: Path, limit: int, repeats: int) -> dict:
     from petal_labeller.model.artefact import model_folder
     from petal_labeller.model.metrics import precision_at_k
-    from petal_labeller.sagemaker.inference import model_fn
+    from petal_labeller.runtime.handlers import model_fn
 
     lines = [line for line in papers_path.read_bytes().splitlines() if line.strip()][:limit]
     records = [json.loads(line) for line in lines]

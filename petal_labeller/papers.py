@@ -24,11 +24,42 @@ _DOI_PREFIXES = re.compile(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", re.IGNORECAS
 
 
 class PaperError(ValueError):
-    """One field of one record is invalid; `field` names it for reports."""
+    """One field of one record is invalid; `field` names it for reports.
 
-    def __init__(self, field: str, message: str):
-        super().__init__(f"field {field!r}: {message}")
+    The message reads "field 'title' must be ..."; `text` replaces it whole where
+    the fault is not one field's ("fields 'title' and 'abstract' are both empty").
+    """
+
+    def __init__(self, field: str, message: str, *, text: str | None = None):
+        super().__init__(text or f"field {field!r} {message}")
         self.field = field
+
+
+class LineError(ValueError):
+    """A line of JSON Lines is not one decodable JSON value; the message says why."""
+
+
+def decode_line(raw: bytes) -> object:
+    """One JSON Lines line as a Python value; LineError for bad UTF-8, JSON or nesting.
+
+    The only place lines are decoded (import, training data, inference), so every
+    path refuses the same lines with the same reason. Nesting deep enough to
+    exhaust the decoder's recursion is that line's error, never the batch's.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineError(
+            f"not valid UTF-8 text: {exc.reason} (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LineError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise LineError("not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit limit
+        raise LineError(f"not usable JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -78,11 +109,12 @@ def normalise_doi(value: str) -> str:
     """Lower-case and strip resolver prefixes (`https://doi.org/`, `doi:`); raise if not a DOI."""
     doi = _DOI_PREFIXES.sub("", value.strip()).strip().lower()
     if not _DOI_SHAPE.match(doi):
-        raise PaperError("doi", f"{value!r} is not a DOI (expected 10.<registrant>/<suffix>)")
+        raise PaperError("doi", f"is not a DOI: {value!r} (expected 10.<registrant>/<suffix>)")
     return doi
 
 
-def _text(record: Mapping[str, object], field: str, *, required: bool = False) -> str | None:
+def text_field(record: Mapping[str, object], field: str, *, required: bool = False) -> str | None:
+    """The field's stripped text, None when absent or blank; PaperError if not storable text."""
     value = record.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
@@ -105,14 +137,15 @@ def _storable(field: str, value: str) -> str:
     return value
 
 
-def _venue(record: Mapping[str, object]) -> tuple[str, ...]:
+def venue_field(record: Mapping[str, object]) -> tuple[str, ...]:
+    """The venue names, deduplicated; PaperError unless a string, a list of strings or null."""
     value = record.get("venue")
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise PaperError("venue", "must be a list of strings, a string or null")
+        raise PaperError("venue", "must be a string, a list of strings or null")
     names = [_storable("venue", item.strip()) for item in value]
     return tuple(dict.fromkeys(name for name in names if name))
 
@@ -133,14 +166,15 @@ def _labels(record: Mapping[str, object], taxonomy: Taxonomy | None) -> tuple[st
 def parse_paper(record: object, taxonomy: Taxonomy | None = None) -> Paper:
     """Validate one decoded JSON record; raise `PaperError` naming the first bad field."""
     if not isinstance(record, dict):
-        raise PaperError("record", f"must be a JSON object, not {type(record).__name__}")
-    doi = _text(record, "doi")
+        shown = type(record).__name__
+        raise PaperError("record", "", text=f"record must be a JSON object, not {shown}")
+    doi = text_field(record, "doi")
     return Paper(
-        title=_text(record, "title", required=True) or "",
+        title=text_field(record, "title", required=True) or "",
         doi=normalise_doi(doi) if doi else None,
-        abstract=_text(record, "abstract"),
-        venue=_venue(record),
-        url=_text(record, "url"),
+        abstract=text_field(record, "abstract"),
+        venue=venue_field(record),
+        url=text_field(record, "url"),
         labels=_labels(record, taxonomy),
     )
 
@@ -161,27 +195,9 @@ def read_papers(
                 continue
             shown = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield (
-                    number,
-                    Rejection(
-                        number,
-                        None,
-                        f"not valid UTF-8 text: {exc.reason} at byte {exc.start}",
-                        shown,
-                    ),
-                )
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield (
-                    number,
-                    Rejection(
-                        number, None, f"not valid JSON: {exc.msg} at column {exc.colno}", shown
-                    ),
-                )
+                record = decode_line(raw)
+            except LineError as exc:
+                yield number, Rejection(number, None, str(exc), shown)
                 continue
             try:
                 paper = parse_paper(record, taxonomy)

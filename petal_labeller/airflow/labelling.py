@@ -103,7 +103,7 @@ def _verify_model(conn: Any, model: Any, workspace: Any) -> None:
     papers are removed here.
     """
     from petal_labeller.pipeline.stage import verify_local_model
-    from petal_labeller.sagemaker.inference import ArtefactError
+    from petal_labeller.runtime.errors import ArtefactError
 
     try:
         verify_local_model(conn, model)

@@ -20,7 +20,7 @@ def _user_errors():
     from petal_labeller.model.artefact import UnsafeArtefactError
     from petal_labeller.model.config import ConfigError
     from petal_labeller.model.data import TrainingDataError
-    from petal_labeller.sagemaker.inference import ArtefactError
+    from petal_labeller.runtime.errors import ArtefactError
 
     try:
         yield

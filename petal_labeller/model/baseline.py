@@ -31,7 +31,7 @@ class TfidfSvm:
 
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         """SVM margins (higher = more likely)."""
-        from petal_labeller.sagemaker.inference import paper_text
+        from petal_labeller.runtime.text import paper_text
 
         return self.scorer.margins([paper_text(r) for r in records])
 
@@ -115,7 +115,7 @@ def fit_tfidf_svm_texts(
 
 
 def make_scorer(spec: dict[str, Any], arrays: dict[str, np.ndarray]):
-    from petal_labeller.sagemaker.inference import TfidfScorer
+    from petal_labeller.runtime.tfidf import TfidfScorer
 
     return TfidfScorer(spec, arrays["idf"], arrays["weight"], arrays["bias"])
 
@@ -124,7 +124,7 @@ def fit_tfidf_svm(
     papers: list[LabelledPaper], taxonomy: Taxonomy, c: float = 0.5, close: bool = False
 ) -> TfidfSvm:
     """The baseline on labelled papers (the curators' labels as given, unless `close`)."""
-    from petal_labeller.sagemaker.inference import paper_text
+    from petal_labeller.runtime.text import paper_text
 
     texts = [paper_text(p.record) for p in papers]
     spec, arrays = fit_tfidf_svm_texts(texts, target_matrix(papers, taxonomy, close), c)

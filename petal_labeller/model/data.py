@@ -33,7 +33,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def parse_labelled(line_number: int, raw: bytes, taxonomy: Taxonomy) -> LabelledPaper:
-    from petal_labeller.sagemaker.inference import PaperError, validate_paper
+    from petal_labeller.papers import PaperError
+    from petal_labeller.runtime.text import validate_paper
 
     where = f"line {line_number}"
     try:

@@ -71,13 +71,8 @@ def predict_file(
     `model` may be an already loaded model (from `model_fn`) to skip loading;
     `progress` is called with the lines done so far after each chunk.
     """
-    from petal_labeller.sagemaker.inference import (
-        JSONLINES,
-        input_fn,
-        model_fn,
-        output_fn,
-        predict_fn,
-    )
+    from petal_labeller.runtime.handlers import input_fn, model_fn, output_fn, predict_fn
+    from petal_labeller.runtime.jsonlines import JSONLINES
 
     in_path, out_path = Path(in_jsonl), Path(out_jsonl)
     if model is None:

@@ -4,13 +4,13 @@ Bases (each fit on a set of training papers): TF-IDF word + char n-grams with
 one linear SVM per label, kNN label transfer over frozen MiniLM embeddings,
 cosine to each label's path name (zero-shot), and label frequency per venue. The
 combiner sees, for every (paper, label) pair, each base's raw, per-label z-scored
-and rank score (`inference.StackCombiner`); it is fit on the bases' inner
+and rank score (`runtime.combine.StackCombiner`); it is fit on the bases' inner
 out-of-fold scores, so it learns how far to trust each base on papers that base
 never saw. Then the bases are refit on every paper. Recipe and measurements:
 docs/quality-research.md, "The recommended recipe".
 
 scikit-learn fits everything here; the artefact holds only numpy arrays
-(safetensors) and JSON, scored by code/inference.py.
+(safetensors) and JSON, scored by petal_labeller.runtime.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def label_path_texts(taxonomy: Taxonomy) -> list[str]:
 
 def fit_venues(records: list[dict[str, Any]], targets: np.ndarray):
     """P(label | venue) with `VENUE_SMOOTHING` pseudo-papers at the label's prior."""
-    from petal_labeller.sagemaker.inference import VenueScorer, paper_venues
+    from petal_labeller.runtime.scorers import VenueScorer
+    from petal_labeller.runtime.text import paper_venues
 
     prior = targets.mean(axis=0)
     counts: dict[str, np.ndarray] = {}
@@ -107,7 +108,7 @@ def fit_combiner(oof: dict[str, np.ndarray], targets: np.ndarray, levels: np.nda
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from petal_labeller.sagemaker.inference import StackCombiner
+    from petal_labeller.runtime.combine import StackCombiner
 
     bases = list(oof)
     arrays = {
@@ -175,13 +176,9 @@ def fit_stack(
         frozen_embeddings,
         seed_everything,
     )
-    from petal_labeller.sagemaker.inference import (
-        CHARS_PER_TOKEN_BOUND,
-        LabellerNet,
-        LoadedModel,
-        load_encoder,
-        paper_text,
-    )
+    from petal_labeller.runtime.model import LoadedModel
+    from petal_labeller.runtime.network import LabellerNet, load_encoder
+    from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, paper_text
 
     started = time.monotonic()
     seed_everything(config.seed)

@@ -1,6 +1,6 @@
 """Fine-tune encoder + head, tune scorer weights and thresholds on validation, write the artefact.
 
-The network, text building and scoring come from `petal_labeller.sagemaker.inference`,
+The network, text building and scoring come from `petal_labeller.runtime`,
 so what is tuned here is exactly what the artefact serves.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from petal_labeller.model.artefact import ARTEFACT_NAME, pack, write_json
+from petal_labeller.model.artefact import ARTEFACT_NAME, add_runtime_record, pack, write_json
 from petal_labeller.model.config import TrainConfig, preset
 from petal_labeller.model.data import LabelledPaper, file_sha256, load_labelled, target_matrix
 from petal_labeller.model.metrics import micro_f1, ranking_objective
@@ -61,7 +61,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _texts(papers: list[LabelledPaper], config: TrainConfig) -> list[str]:
-    from petal_labeller.sagemaker.inference import CHARS_PER_TOKEN_BOUND, paper_text
+    from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, paper_text
 
     max_chars = config.max_length * CHARS_PER_TOKEN_BOUND
     return [paper_text(p.record, config.include_venue, max_chars) for p in papers]
@@ -242,7 +242,7 @@ def fine_tune(net, tokenizer, texts, targets, train_rows, val_rows, config, prog
 
 
 def _predicted_matrix(scores, thresholds, model) -> np.ndarray:
-    from petal_labeller.sagemaker.inference import choose_labels
+    from petal_labeller.runtime.combine import choose_labels
 
     chosen = choose_labels(scores, thresholds, model.ancestors, int(model.settings["min_labels"]))
     predicted = np.zeros_like(scores)
@@ -308,7 +308,8 @@ def fit(
     The stack (`combiner="stack"`, the default preset) is fit by stacking.fit_stack."""
     from transformers import AutoTokenizer
 
-    from petal_labeller.sagemaker.inference import LabellerNet, LoadedModel, load_encoder
+    from petal_labeller.runtime.model import LoadedModel
+    from petal_labeller.runtime.network import LabellerNet, load_encoder
 
     config = config or preset("default")
     if config.combiner == "stack":
@@ -384,7 +385,7 @@ def fit(
         blended(tune_parts, weights), gold[tune_rows], model, config.threshold_mode
     )
     scores = blended(val_parts, weights)
-    from petal_labeller.sagemaker.inference import _thresholds
+    from petal_labeller.runtime.validate import parse_thresholds as _thresholds
 
     model.thresholds = _thresholds(spec, model.label_ids)
     predicted = _predicted_matrix(scores, model.thresholds, model)
@@ -499,6 +500,7 @@ def save_model(trained: TrainedModel, model_dir: Path, card: dict[str, Any]) -> 
     metrics = {"validation": trained.validation, "history": trained.history, **trained.tuning}
     write_json(model_dir / "metrics.json", metrics)
     write_json(model_dir / "model_card.json", {**card, "metrics": trained.validation})
+    add_runtime_record(model_dir)
     return model_dir
 
 

@@ -1,7 +1,7 @@
 """Batch inference on the worker: the local backend of the labelling DAG.
 
 It runs the model artefact's own inference functions (`predict_file` over
-`petal_labeller.sagemaker.inference`), the code SageMaker's batch transform runs,
+`petal_labeller.runtime.handlers`), the code SageMaker's batch transform runs,
 so both backends give the same labels for the same papers.
 """
 

@@ -81,7 +81,7 @@ class OptMl:
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ContainerConfigError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ContainerConfigError(f"{path}: expected a JSON object, got {type(value).__name__}")
@@ -98,6 +98,24 @@ def read_hyperparameters(opt_ml: OptMl) -> dict[str, Any]:
     if not path.exists():
         return {}
     return _read_json_object(path)
+
+
+def hyperparameters(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The one reading of hyperparameters for the entry point: SM_HPS (JSON) if set, else
+    hyperparameters.json under SM_INPUT_CONFIG_DIR (or the /opt/ml tree), else none."""
+    if environ.get("SM_HPS"):
+        try:
+            value = json.loads(environ["SM_HPS"])
+        except (ValueError, RecursionError) as exc:
+            raise ContainerConfigError(f"SM_HPS: not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ContainerConfigError(
+                f"SM_HPS: expected a JSON object, not {type(value).__name__}"
+            )
+        return value
+    config_dir = environ.get("SM_INPUT_CONFIG_DIR")
+    opt_ml = OptMl.from_environ(environ)
+    return read_hyperparameters(OptMl(Path(config_dir).parent.parent) if config_dir else opt_ml)
 
 
 def channels(opt_ml: OptMl) -> dict[str, Path]:

@@ -1,12 +1,13 @@
-"""`serve`: SageMaker's inference HTTP contract on uvicorn, around the same inference.py.
+"""`serve`: SageMaker's inference HTTP contract on uvicorn, around the runtime's handlers.
 
 SageMaker starts a hosting or batch-transform container as `<image> serve` and
 talks to port 8080: `GET /ping` (200 once the model is loaded), `POST /invocations`
 (here `application/jsonlines` in and out, many papers a request) and, for batch
 transform, the optional `GET /execution-parameters`. The work itself is
-`model_fn`/`input_fn`/`predict_fn`/`output_fn` from
-`petal_labeller.sagemaker.inference`, the functions the local backend and the
-tests run, so every path labels a paper the same way.
+`model_fn`/`input_fn`/`predict_fn`/`output_fn` from the image's installed
+`petal_labeller.runtime.handlers`, the functions the local backend and the
+tests run, so every path labels a paper the same way; the model artefact is data
+only and is refused unless it names this runtime's format.
 
 Hand-written on Starlette because the alternative, SageMaker's inference toolkit,
 runs a Java model server (MMS/TorchServe) for what is five small handlers here.
@@ -27,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import json
 import logging
 import os
 import tempfile
@@ -36,7 +35,6 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -45,13 +43,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from petal_labeller.papers import LineError, decode_line
+from petal_labeller.runtime import handlers
+from petal_labeller.runtime.jsonlines import ANY_MEDIA, JSONLINES, JSONLINES_ALIASES, media_type
+
 log = logging.getLogger(__name__)
 
-INFERENCE_MODULE = "petal_labeller.sagemaker.inference"
-JSONLINES = "application/jsonlines"
-#: Other spellings of JSON Lines that clients send; all mean JSONLINES.
-JSONLINES_ALIASES = frozenset({JSONLINES, "application/jsonl", "application/x-jsonlines"})
-ANY_MEDIA = frozenset({"*/*", "application/*"})
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 6 * MIB
 DEFAULT_PORT = 8080
@@ -151,12 +148,8 @@ class ModelHolder:
         return 200, "ok"
 
 
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";", 1)[0].strip().lower()
-
-
 def _check_content_type(header: str | None) -> None:
-    if _media_type(header) not in JSONLINES_ALIASES:
+    if media_type(header) not in JSONLINES_ALIASES:
         shown = header or "none"
         raise BadRequest(415, f"Content-Type {shown} is not supported: send {JSONLINES}")
 
@@ -165,7 +158,7 @@ def _response_type(accept: str | None) -> str:
     """The media type to answer in; only JSON Lines exists, so Accept can only refuse it."""
     if not accept:
         return JSONLINES
-    offered = {_media_type(part) for part in accept.split(",")}
+    offered = {media_type(part) for part in accept.split(",")}
     if offered & (JSONLINES_ALIASES | ANY_MEDIA):
         return JSONLINES
     raise BadRequest(406, f"Accept {accept} cannot be met: this model answers in {JSONLINES}")
@@ -191,9 +184,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _check_jsonlines(body: bytes) -> None:
     """Refuse a body that is not JSON Lines at all, before it reaches the model.
 
-    A batch with some bad lines is served: inference.py answers each bad line with
+    A batch with some bad lines is served: the handlers answer each bad line with
     an error naming it, so one malformed paper never fails a whole transform job.
-    Lines are judged one by one, as inference.py does (a bad byte spoils one line).
+    Lines are judged one by one, as the handlers do (a bad byte spoils one line).
     """
     lines = [(number, line) for number, line in enumerate(body.split(b"\n"), 1) if line.strip()]
     if not lines:
@@ -201,11 +194,9 @@ def _check_jsonlines(body: bytes) -> None:
     first_error = None
     for number, line in lines:
         try:
-            json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            first_error = first_error or f"line {number} is not UTF-8 (offset {exc.start})"
-        except json.JSONDecodeError as exc:
-            first_error = first_error or f"line {number} is not valid JSON: {exc}"
+            decode_line(line)
+        except LineError as exc:
+            first_error = first_error or f"line {number}: {exc}"
         else:
             return
     raise BadRequest(400, f"body is not JSON Lines: {first_error}")
@@ -215,10 +206,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _predict(handler: ModuleType, model: Any, body: bytes, content_type: str, accept: str) -> Any:
-    data = handler.input_fn(body, content_type)
-    prediction = handler.predict_fn(data, model)
-    return handler.output_fn(prediction, accept)
+def _predict(model: Any, body: bytes, content_type: str, accept: str) -> Any:
+    data = handlers.input_fn(body, content_type)
+    prediction = handlers.predict_fn(data, model)
+    return handlers.output_fn(prediction, accept)
 
 
 def _as_response(result: Any, accept: str) -> Response:
@@ -235,8 +226,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI app. `load` replaces the default `model_fn(<model dir>)`, e.g. to gate it."""
     settings = settings or ServeSettings.from_environ()
-    handler = importlib.import_module(INFERENCE_MODULE)
-    holder = ModelHolder(load or (lambda: handler.model_fn(str(_model_dir(settings.model_path)))))
+    holder = ModelHolder(load or (lambda: handlers.model_fn(str(_model_dir(settings.model_path)))))
     limiter = anyio.CapacityLimiter(settings.max_concurrency)
 
     @contextlib.asynccontextmanager
@@ -274,10 +264,10 @@ def create_app(
             return _error(exc.status, exc.message)
         try:
             result = await anyio.to_thread.run_sync(
-                _predict, handler, holder.model, body, JSONLINES, accept, limiter=limiter
+                _predict, holder.model, body, JSONLINES, accept, limiter=limiter
             )
         except ValueError as exc:
-            # inference.py raises ValueError for a request it cannot read as a whole.
+            # The handlers raise ValueError for a request it cannot read as a whole.
             return _error(400, str(exc))
         except Exception as exc:
             log.exception("prediction failed")

@@ -12,7 +12,6 @@ SM_OUTPUT_DATA_DIR. Locally the same variables point at plain folders.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -33,20 +32,12 @@ PAPERS_FILE = "papers.jsonl"
 TAXONOMY_FILE = "taxonomy.json"
 
 
-def hyperparameters(env: Mapping[str, str]) -> dict[str, str]:
-    """SM_HPS if set, else the hyperparameters.json SageMaker writes, else none."""
-    if env.get("SM_HPS"):
-        return json.loads(env["SM_HPS"])
-    path = Path(env.get("SM_INPUT_CONFIG_DIR", DEFAULTS["SM_INPUT_CONFIG_DIR"]))
-    path = path / "hyperparameters.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def run(env: Mapping[str, str] | None = None) -> Path:
     """Train from the channel, leave the artefact's files in SM_MODEL_DIR; return that folder."""
-    from petal_labeller.model.artefact import add_code, unpack
+    from petal_labeller.model.artefact import unpack
     from petal_labeller.model.config import from_hyperparameters
     from petal_labeller.model.train import train_artefact
+    from petal_labeller.sagemaker.container import hyperparameters
 
     env = dict(os.environ if env is None else env)
     channel = Path(env.get("SM_CHANNEL_TRAIN", DEFAULTS["SM_CHANNEL_TRAIN"]))
@@ -55,7 +46,7 @@ def run(env: Mapping[str, str] | None = None) -> Path:
     for name in (PAPERS_FILE, TAXONOMY_FILE):
         if not (channel / name).is_file():
             raise FileNotFoundError(f"training channel {channel}: missing file {name}")
-    hps = hyperparameters(env)
+    hps = dict(hyperparameters(env))
     version = hps.pop("version", None)
     config = from_hyperparameters(hps)
     log.info("training with %s", config)
@@ -71,7 +62,6 @@ def run(env: Mapping[str, str] | None = None) -> Path:
         # SageMaker packs SM_MODEL_DIR itself: leave the artefact's files there.
         model_dir.mkdir(parents=True, exist_ok=True)
         unpack(tar_path, model_dir)
-        add_code(model_dir)
         evaluation = Path(tmp) / "evaluation"
         if evaluation.is_dir():
             shutil.copytree(evaluation, output_dir / "evaluation", dirs_exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from petal_labeller.sagemaker import inference
+from petal_labeller.runtime import handlers as inference
 from petal_labeller.sagemaker.container import (
     ContainerConfigError,
     OptMl,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from petal_labeller.config import SHARED_DATA_DIR
-from petal_labeller.sagemaker import inference
+from petal_labeller.runtime import handlers as inference
 from petal_labeller.sagemaker.serve import ServeSettings, create_app
 from tests.docker.conftest import (
     free_port,
@@ -131,9 +131,9 @@ def test_bad_lines_are_answered_in_place_and_the_rest_labelled(client):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"this is not json\n", "line 1 is not valid JSON"),
+        (b"this is not json\n", "line 1: not valid JSON"),
         (b'{"title": "a"\n{"title": "b"\n', "body is not JSON Lines"),
-        (b"\xff\xfe\n", "line 1 is not UTF-8"),
+        (b"\xff\xfe\n", "line 1: not valid UTF-8"),
     ],
 )
 def test_a_body_that_is_not_json_lines_is_400(client, body, message):

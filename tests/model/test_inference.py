@@ -12,7 +12,8 @@ from petal_labeller.config import SHARED_DATA_DIR
 from petal_labeller.model.artefact import check_taxonomy, load_model, unpack
 from petal_labeller.model.metrics import precision_at_k
 from petal_labeller.model.predict import predict_file
-from petal_labeller.sagemaker import inference
+from petal_labeller.runtime import handlers as inference
+from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.taxonomy import Taxonomy
 from tests.fixtures.model import read_jsonl
 
@@ -120,7 +121,7 @@ def test_auto_precision_picks_a_path_that_runs(model_dir):
 def test_missing_file_is_named(model_dir, tmp_path):
     broken = shutil.copytree(model_dir, tmp_path / "broken")
     (broken / "thresholds.json").unlink()
-    with pytest.raises(inference.ArtefactError, match=r"missing file thresholds\.json"):
+    with pytest.raises(ArtefactError, match=r"missing file thresholds\.json"):
         inference.model_fn(broken)
 
 
@@ -128,14 +129,14 @@ def test_label_list_not_matching_the_head_is_refused(model_dir, tmp_path):
     broken = shutil.copytree(model_dir, tmp_path / "broken")
     labels = json.loads((broken / "labels.json").read_text())
     (broken / "labels.json").write_text(json.dumps(labels[:-1]))
-    with pytest.raises(inference.ArtefactError, match=r"labels\.json lists 130 labels"):
+    with pytest.raises(ArtefactError, match=r"labels\.json lists 130 labels"):
         inference.model_fn(broken)
 
 
 def test_wrong_taxonomy_is_refused(tiny_model_tar, fp32_model):
     records = TAXONOMY.to_records()
     other = Taxonomy.from_records([*records[:-1], {**records[-1], "id": "fly_backwards"}])
-    with pytest.raises(inference.ArtefactError, match="does not match the taxonomy"):
+    with pytest.raises(ArtefactError, match="does not match the taxonomy"):
         check_taxonomy(fp32_model, other)
     check_taxonomy(fp32_model, TAXONOMY)
     assert load_model(tiny_model_tar, TAXONOMY, precision="fp32").label_ids == TAXONOMY.ids

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from petal_labeller.config import SHARED_DATA_DIR
 from petal_labeller.model.artefact import unpack
 from petal_labeller.model.metrics import precision_at_k
-from petal_labeller.sagemaker import inference
+from petal_labeller.runtime import handlers as inference
 from petal_labeller.taxonomy import Taxonomy
 from tests.fixtures.model import read_jsonl, tiny_config
 
@@ -88,17 +88,18 @@ def test_bad_lines_pass_through_the_stack(model_dir):
     assert good[0]["labels"]
 
 
-def test_artefact_code_serves_without_scikit_learn(model_dir, tiny_training_data):
-    """code/inference.py, imported on its own with scikit-learn and scipy made unimportable,
-    scores exactly what the training side's model does."""
+def test_runtime_serves_without_scikit_learn_or_the_upper_layers(model_dir, tiny_training_data):
+    """petal_labeller.runtime, imported with scikit-learn, scipy and every package above it
+    made unimportable, scores exactly what the training side's model does."""
     papers = read_jsonl(tiny_training_data[0])[:6]
+    blocked = ["sklearn", "scipy", "airflow"] + [
+        f"petal_labeller.{name}" for name in ("model", "pipeline", "store", "sagemaker", "cli")
+    ]
     script = f"""
-import importlib.util, json, sys
-sys.modules.update({{"sklearn": None, "scipy": None, "petal_labeller": None}})
-spec = importlib.util.spec_from_file_location("handler", {str(model_dir / "code/inference.py")!r})
-handler = sys.modules["handler"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(handler)
-model = handler.model_fn({str(model_dir)!r}, precision="fp32")
+import json, sys
+sys.modules.update(dict.fromkeys({blocked!r}))
+from petal_labeller.runtime.handlers import model_fn
+model = model_fn({str(model_dir)!r}, precision="fp32")
 papers = json.loads(sys.stdin.read())
 print(json.dumps(model.score(papers).tolist()))
 """
@@ -108,8 +109,7 @@ print(json.dumps(model.score(papers).tolist()))
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PYTHONPATH": ""},
-        cwd=model_dir,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr[-2000:]
     served = np.array(json.loads(done.stdout.strip().splitlines()[-1]))

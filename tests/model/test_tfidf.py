@@ -1,4 +1,4 @@
-"""The numpy TF-IDF scorer in inference.py reproduces the scikit-learn model it was fitted as."""
+"""The numpy TF-IDF scorer (runtime/tfidf.py) reproduces the scikit-learn model it was fit as."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from petal_labeller.config import SHARED_DATA_DIR
 from petal_labeller.model.baseline import fit_tfidf_svm_texts, make_scorer
-from petal_labeller.sagemaker.inference import paper_text
+from petal_labeller.runtime.text import paper_text
 
 
 def test_numpy_transform_matches_scikit_learn():

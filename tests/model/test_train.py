@@ -12,7 +12,8 @@ from petal_labeller.cli import main
 from petal_labeller.model.config import preset
 from petal_labeller.model.data import load_labelled
 from petal_labeller.model.train import fit, save_model
-from petal_labeller.sagemaker import inference
+from petal_labeller.runtime import handlers as inference
+from petal_labeller.runtime.validate import RUNTIME_FORMAT
 from petal_labeller.sagemaker.train import run as sagemaker_train
 from petal_labeller.taxonomy import Taxonomy
 from tests.fixtures.model import read_jsonl, tiny_config
@@ -55,10 +56,9 @@ def test_sagemaker_entry_point_honours_sm_variables(tiny_training_data, tmp_path
 
     model_dir = sagemaker_train(env)
 
-    assert (model_dir / "code/inference.py").read_text() == inference.__loader__.get_data(
-        inference.__file__
-    ).decode()
-    assert (model_dir / "code/requirements.txt").is_file()
+    # Data only: the installed runtime labels with it, and runtime.json names its format.
+    assert not (model_dir / "code").exists()
+    assert json.loads((model_dir / "runtime.json").read_text())["format"] == RUNTIME_FORMAT
     card = json.loads((model_dir / "model_card.json").read_text())
     assert card["version"] == "sm-test" and len(card["training_data"]["papers_sha256"]) == 64
     assert (tmp_path / "output/evaluation/report.md").is_file()

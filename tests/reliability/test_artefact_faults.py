@@ -22,7 +22,7 @@ from petal_labeller.model.artefact import (
     unpack,
     verify_artefact,
 )
-from petal_labeller.sagemaker.inference import ArtefactError
+from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.store.connection import connect
 from tests.fixtures.airflow import RUN_DATE_ISO, load_dag
 from tests.reliability.conftest import query, taxonomy
@@ -121,7 +121,7 @@ def test_artefacts_of_another_taxonomy_are_refused(unpacked, tmp_path, change, m
 
 def test_missing_weights_and_unsafe_members_are_refused(unpacked, tmp_path):
     no_weights = variant(unpacked, tmp_path / "a", lambda f: (f / "model.safetensors").unlink())
-    with pytest.raises(ArtefactError, match=r"missing file\(s\) model\.safetensors"):
+    with pytest.raises(ArtefactError, match=r"missing file model\.safetensors"):
         verify_artefact(no_weights, taxonomy())
     labels = (unpacked / "labels.json").read_bytes()
     for name, kind, link in [

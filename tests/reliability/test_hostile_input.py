@@ -185,7 +185,8 @@ def handler_model(tiny_model_tar):
 @example(case=(b'{"title": "\xc2\x85 next line", "paper_id": 0}', [True]))
 @example(case=(b'{"title": "line\xe2\x80\xa8separator", "paper_id": 0}', [True]))
 def test_inference_handler_labels_every_good_line_and_reports_every_bad_one(handler_model, case):
-    from petal_labeller.sagemaker.inference import JSONLINES, input_fn, output_fn, predict_fn
+    from petal_labeller.runtime.handlers import input_fn, output_fn, predict_fn
+    from petal_labeller.runtime.jsonlines import JSONLINES
 
     body, good = case
     out = output_fn(predict_fn(input_fn(body, JSONLINES), handler_model), JSONLINES)
