@@ -83,8 +83,10 @@ class Taxonomy:
         """Read `taxonomy.json`: a list of {id, name, level, parent}."""
         try:
             records = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # JSON, UTF-8, over-long integers
             raise TaxonomyError(f"{path}: cannot read taxonomy: {exc}") from exc
+        except RecursionError:
+            raise TaxonomyError(f"{path}: cannot read taxonomy: nested too deeply") from None
         if not isinstance(records, list):
             raise TaxonomyError(f"{path}: expected a JSON list of labels")
         return cls.from_records(records)

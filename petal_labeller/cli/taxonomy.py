@@ -16,14 +16,19 @@ def taxonomy() -> None:
 
 @taxonomy.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Load even an empty tree, or one dropping over half of the stored labels.",
+)
 @click.pass_context
-def load(ctx: click.Context, path: Path) -> None:
+def load(ctx: click.Context, path: Path, allow_shrink: bool) -> None:
     """Load taxonomy.json (a list of {id, name, level, parent}) into the database."""
     from petal_labeller.store.taxonomy import load_taxonomy
     from petal_labeller.taxonomy import Taxonomy
 
     tree = Taxonomy.load(path)
-    count = load_taxonomy(connection(ctx), tree)
+    count = load_taxonomy(connection(ctx), tree, allow_shrink=allow_shrink)
     levels = [sum(1 for label in tree if label.level == level) for level in (1, 2, 3)]
     click.echo(
         f"loaded {count} labels ({levels[0]} level-1, {levels[1]} level-2, {levels[2]} level-3)"

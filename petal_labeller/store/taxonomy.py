@@ -1,8 +1,10 @@
 """The label tree in the database: `load_taxonomy(conn, taxonomy)` and `read_taxonomy(conn)`.
 
-`load_taxonomy(conn, taxonomy, *, commit=True) -> int` upserts every label (id,
-name, level, parent, file position) and deletes labels the new tree no longer
-has, unless a paper label still uses them (then `StoreError`, nothing changed).
+`load_taxonomy(conn, taxonomy, *, allow_shrink=False, commit=True) -> int` upserts
+every label (id, name, level, parent, file position) and deletes labels the new
+tree no longer has, unless a paper label still uses them (then `StoreError`,
+nothing changed). An empty tree, or one that would drop more than half of the
+stored labels, is refused unless `allow_shrink`: a wrong file must not empty the store.
 `read_taxonomy(conn) -> Taxonomy` returns the tree in file order.
 """
 
@@ -14,11 +16,20 @@ from psycopg2.extras import execute_values
 from petal_labeller.store.unit import StoreError, write_unit
 from petal_labeller.taxonomy import Taxonomy, TaxonomyError
 
+#: Dropping more than this share of the stored labels needs `allow_shrink`.
+MAX_DROPPED_SHARE = 0.5
+
 
 def load_taxonomy(
-    conn: psycopg2.extensions.connection, taxonomy: Taxonomy, *, commit: bool = True
+    conn: psycopg2.extensions.connection,
+    taxonomy: Taxonomy,
+    *,
+    allow_shrink: bool = False,
+    commit: bool = True,
 ) -> int:
     """Make the stored tree equal to `taxonomy`; return the number of labels."""
+    if not len(taxonomy) and not allow_shrink:
+        raise StoreError("the new taxonomy has no labels; refusing to empty the store")
     # Parents before children, so the self-referencing foreign key holds row by row.
     rows = sorted(
         (
@@ -30,6 +41,7 @@ def load_taxonomy(
     with write_unit(conn, commit), conn.cursor() as cur:
         cur.execute("SELECT id FROM taxonomy_labels WHERE NOT (id = ANY(%s))", (taxonomy.ids,))
         dropped = [row[0] for row in cur.fetchall()]
+        _check_shrink(cur, len(dropped), len(taxonomy), allow_shrink)
         if dropped:
             cur.execute(
                 "SELECT label_id, count(*) FROM paper_labels WHERE label_id = ANY(%s) "
@@ -56,6 +68,18 @@ def load_taxonomy(
                 (dropped, dropped, dropped),
             )
     return len(rows)
+
+
+def _check_shrink(cur, dropped: int, new: int, allow_shrink: bool) -> None:
+    if allow_shrink or not dropped:
+        return
+    cur.execute("SELECT count(*) FROM taxonomy_labels")
+    stored = cur.fetchone()[0]
+    if dropped > MAX_DROPPED_SHARE * stored:
+        raise StoreError(
+            f"the new taxonomy ({new} labels) would drop {dropped} of the {stored} stored "
+            "labels; refusing (load it with --allow-shrink if that is meant)"
+        )
 
 
 def read_taxonomy(conn: psycopg2.extensions.connection) -> Taxonomy:

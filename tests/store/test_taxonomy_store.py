@@ -25,7 +25,7 @@ def test_reading_before_loading_says_what_to_do(db_conn):
 def test_reload_renames_and_drops_unused_labels(db_conn, tree):
     load_taxonomy(db_conn, tree)
     smaller = Taxonomy([Label("protect", "Protect!", 1, None), Label("move", "Move", 1, None)])
-    load_taxonomy(db_conn, smaller)
+    load_taxonomy(db_conn, smaller, allow_shrink=True)  # drops 3 of 5: asked for explicitly
     assert read_taxonomy(db_conn).to_records() == smaller.to_records()
 
 
@@ -33,5 +33,28 @@ def test_dropping_a_label_in_use_is_refused(db_conn, tree, write_jsonl):
     load_taxonomy(db_conn, tree)
     import_papers(db_conn, write_jsonl([paper(1, labels=["temperature"])]), tree)
     with pytest.raises(StoreError, match=r"temperature \(1 paper labels\)"):
-        load_taxonomy(db_conn, Taxonomy([Label("move", "Move", 1, None)]))
+        load_taxonomy(db_conn, Taxonomy([Label("move", "Move", 1, None)]), allow_shrink=True)
     assert read_taxonomy(db_conn).ids == tree.ids
+
+
+@pytest.mark.parametrize("kept", [0, 1, 2])
+def test_an_empty_or_near_empty_tree_is_refused_unless_asked_for(db_conn, tree, kept):
+    load_taxonomy(db_conn, tree)
+    smaller = Taxonomy([label for label in tree if label.level == 1][:kept])
+    with pytest.raises(StoreError, match="refusing"):
+        load_taxonomy(db_conn, smaller)
+    assert read_taxonomy(db_conn).ids == tree.ids
+    load_taxonomy(db_conn, smaller, allow_shrink=True)
+    assert set(read_taxonomy_ids(db_conn)) == {label.id for label in smaller}
+
+
+def read_taxonomy_ids(conn) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM taxonomy_labels")
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_dropping_a_few_labels_needs_no_flag(db_conn, tree):
+    load_taxonomy(db_conn, tree)
+    fewer = Taxonomy([label for label in tree if label.id != "active"])
+    assert load_taxonomy(db_conn, fewer) == len(tree) - 1
