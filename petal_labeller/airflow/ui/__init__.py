@@ -1,1 +1,1 @@
-"""The PeTaL page in the Airflow UI: a FastAPI app mounted by `plugins/petal_plugin.py`."""
+"""The PeTaL page in the Airflow UI: a FastAPI app mounted by `petal_labeller/airflow/plugin.py`."""

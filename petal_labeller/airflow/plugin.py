@@ -1,7 +1,11 @@
 """Adds the PeTaL page to the Airflow UI (nav entry "PeTaL") and its JSON under /petal.
 
-The page itself lives in `petal_labeller.airflow.ui`; it declares its own
-authentication, because Airflow mounts plugin apps without the API server's.
+Registered through the `airflow.plugins` entry point (pyproject.toml), so installing
+`petal-labeller[airflow]` is enough: no file in the plugins folder. Keep it that way,
+since a copy there too would register the name twice (Airflow skips the second and
+reports it as a plugin import error). The page itself lives in
+`petal_labeller.airflow.ui`; it declares its own authentication, because Airflow
+mounts plugin apps without the API server's.
 """
 
 from __future__ import annotations
