@@ -2,16 +2,23 @@
 
 API:
 - `start_run(conn, run_id, model_version, *, interval_start=None, interval_end=None,
-  airflow_run_id=None, commit=True) -> LabellingRun`: status `running`. Starting
-  the same `run_id` again (a retried task) resets it instead of failing.
+  airflow_run_id=None, started_at=None, commit=True) -> LabellingRun`: status
+  `running`, started at `started_at` (default now). Starting the same `run_id`
+  again (a retried task) resets it instead of failing.
 - `finish_run(conn, run_id, status="success", *, papers_selected=None,
   papers_labelled=None, labels_written=None, papers_rejected=None, error=None,
-  commit=True) -> LabellingRun`: status `success` or `failed`.
-- `get_run(conn, run_id)`, `list_runs(conn, limit=20)` (newest first).
+  commit=True) -> LabellingRun`: status `success` or `failed`, finished at the
+  wall-clock time of the call (not the transaction's start).
+- `fail_run(conn, run_id, model_version, error, *, ...) -> bool`: record a run that
+  wrote no labels, unless it already ended (success, or failed with its first error).
+- `get_run(conn, run_id)`, `list_runs(conn, limit=20, offset=0)` (newest first),
+  `count_runs(conn)`.
+- `redact_error(text)`: an error message fit to store and show: secrets masked, bounded.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +27,23 @@ import psycopg2.extensions
 from petal_labeller.store.unit import StoreError, write_unit
 
 STATUSES = ("running", "success", "failed")
+#: Stored error text is cut to this many characters.
+MAX_ERROR_CHARS = 2000
+_SECRET_PATTERNS = (
+    # user:password@ in any URL (database, broker, SMTP).
+    (re.compile(r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s]*@"), r"\g<keep>***@"),
+    # key=value and key: value pairs whose key names a secret.
+    (
+        re.compile(
+            r"(?P<keep>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|credential)[\w-]*"
+            r"['\"]?\s*[=:]\s*['\"]?)[^\s'\",;&]+",
+            re.IGNORECASE,
+        ),
+        r"\g<keep>***",
+    ),
+    # AWS access key ids.
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "***"),
+)
 _COLUMNS = (
     "run_id, airflow_run_id, model_version, interval_start, interval_end, status, "
     "papers_selected, papers_labelled, labels_written, papers_rejected, error, "
@@ -31,7 +55,7 @@ _COLUMNS = (
 class LabellingRun:
     run_id: str
     airflow_run_id: str | None
-    model_version: str
+    model_version: str | None
     interval_start: datetime | None
     interval_end: datetime | None
     status: str
@@ -58,26 +82,33 @@ def start_run(
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
     airflow_run_id: str | None = None,
+    started_at: datetime | None = None,
     commit: bool = True,
 ) -> LabellingRun:
     """Record that labelling began (or began again) for `run_id`."""
     with write_unit(conn, commit), conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM model_versions WHERE version = %s", (model_version,))
-        if cur.fetchone() is None:
-            raise StoreError(f"run {run_id!r}: model version {model_version!r} is not registered")
+        _check_model(cur, run_id, model_version)
         cur.execute(
-            """INSERT INTO labelling_runs
-                   (run_id, airflow_run_id, model_version, interval_start, interval_end)
-               VALUES (%s, %s, %s, %s, %s)
+            """INSERT INTO labelling_runs (run_id, airflow_run_id, model_version,
+                   interval_start, interval_end, started_at)
+               VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))
                ON CONFLICT (run_id) DO UPDATE SET airflow_run_id = EXCLUDED.airflow_run_id,
                    model_version = EXCLUDED.model_version,
                    interval_start = EXCLUDED.interval_start, interval_end = EXCLUDED.interval_end,
                    status = 'running', papers_selected = NULL, papers_labelled = NULL,
                    labels_written = NULL, papers_rejected = NULL, error = NULL,
-                   started_at = now(), finished_at = NULL""",
-            (run_id, airflow_run_id, model_version, interval_start, interval_end),
+                   started_at = EXCLUDED.started_at, finished_at = NULL""",
+            (run_id, airflow_run_id, model_version, interval_start, interval_end, started_at),
         )
         return _get(cur, run_id)  # type: ignore[return-value]
+
+
+def _check_model(cur, run_id: str, model_version: str | None) -> None:
+    if model_version is None:
+        return
+    cur.execute("SELECT 1 FROM model_versions WHERE version = %s", (model_version,))
+    if cur.fetchone() is None:
+        raise StoreError(f"run {run_id!r}: model version {model_version!r} is not registered")
 
 
 def finish_run(
@@ -92,14 +123,18 @@ def finish_run(
     error: str | None = None,
     commit: bool = True,
 ) -> LabellingRun:
-    """Record the outcome and counts of a run; counts left as None keep their stored value."""
+    """Record the outcome and counts of a run; counts left as None keep their stored value.
+
+    `finished_at` is `clock_timestamp()`: `now()` is the transaction's start, which
+    for a run started in the same transaction would equal `started_at`.
+    """
     if status not in ("success", "failed"):
         raise StoreError(
             f"run {run_id!r}: field 'status' must be success or failed, not {status!r}"
         )
     with write_unit(conn, commit), conn.cursor() as cur:
         cur.execute(
-            """UPDATE labelling_runs SET status = %s, error = %s, finished_at = now(),
+            """UPDATE labelling_runs SET status = %s, error = %s, finished_at = clock_timestamp(),
                    papers_selected = coalesce(%s, papers_selected),
                    papers_labelled = coalesce(%s, papers_labelled),
                    labels_written = coalesce(%s, labels_written),
@@ -107,7 +142,7 @@ def finish_run(
                WHERE run_id = %s""",
             (
                 status,
-                error,
+                redact_error(error) if error else None,
                 papers_selected,
                 papers_labelled,
                 labels_written,
@@ -120,14 +155,74 @@ def finish_run(
         return _get(cur, run_id)  # type: ignore[return-value]
 
 
+def fail_run(
+    conn: psycopg2.extensions.connection,
+    run_id: str,
+    model_version: str | None,
+    error: str,
+    *,
+    interval_start: datetime | None = None,
+    interval_end: datetime | None = None,
+    airflow_run_id: str | None = None,
+    started_at: datetime | None = None,
+    commit: bool = True,
+) -> bool:
+    """Record a run that wrote no labels; False if it had already ended.
+
+    A run that succeeded stays a success, and a run already recorded as failed
+    keeps its first error (the task that failed knows more than the cleanup
+    that notices it later). `model_version` may be None when the run failed
+    before it could resolve one.
+    """
+    with write_unit(conn, commit), conn.cursor() as cur:
+        _check_model(cur, run_id, model_version)
+        cur.execute(
+            """INSERT INTO labelling_runs (run_id, airflow_run_id, model_version,
+                   interval_start, interval_end, status, error, started_at, finished_at)
+               VALUES (%s, %s, %s, %s, %s, 'failed', %s, coalesce(%s, now()), clock_timestamp())
+               ON CONFLICT (run_id) DO UPDATE SET status = 'failed', error = EXCLUDED.error,
+                   finished_at = EXCLUDED.finished_at,
+                   model_version = coalesce(EXCLUDED.model_version, labelling_runs.model_version)
+               WHERE labelling_runs.status = 'running'""",
+            (
+                run_id,
+                airflow_run_id,
+                model_version,
+                interval_start,
+                interval_end,
+                redact_error(error),
+                started_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+
+def redact_error(text: str) -> str:
+    """The error with passwords, tokens and AWS key ids masked, on at most MAX_ERROR_CHARS."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def get_run(conn: psycopg2.extensions.connection, run_id: str) -> LabellingRun | None:
     with conn.cursor() as cur:
         return _get(cur, run_id)
 
 
-def list_runs(conn: psycopg2.extensions.connection, limit: int = 20) -> list[LabellingRun]:
+def list_runs(
+    conn: psycopg2.extensions.connection, limit: int = 20, offset: int = 0
+) -> list[LabellingRun]:
+    """Newest first; `offset` pages through older runs."""
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT {_COLUMNS} FROM labelling_runs ORDER BY started_at DESC LIMIT %s", (limit,)
+            f"SELECT {_COLUMNS} FROM labelling_runs ORDER BY started_at DESC, run_id "
+            "LIMIT %s OFFSET %s",
+            (limit, offset),
         )
         return [LabellingRun(*row) for row in cur.fetchall()]
+
+
+def count_runs(conn: psycopg2.extensions.connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM labelling_runs")
+        return cur.fetchone()[0]
