@@ -1,13 +1,23 @@
-"""Batch inference on the worker: the local backend of the labelling DAG.
+"""Batch inference on the worker: the local backend of the labelling run.
 
 It runs the model artefact's own inference functions (`predict_file` over
-`petal_labeller.runtime.handlers`), the code SageMaker's batch transform runs,
-so both backends give the same labels for the same papers.
+the artefact's inference code), the code SageMaker's batch transform runs, so
+both backends give the same labels for the same papers. Progress goes to the
+log at INFO (papers done, rate, ETA); the libraries' own progress bars are
+switched off, since a task log shows anything written to stderr as an error.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: At most one progress line per this many seconds (and one at the end).
+PROGRESS_EVERY_S = 10.0
 
 
 def local_path(artefact_uri: str) -> Path:
@@ -22,12 +32,59 @@ def local_path(artefact_uri: str) -> Path:
     return Path(artefact_uri)
 
 
+def progress_logger(
+    total: int | None,
+    every_s: float = PROGRESS_EVERY_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int], None]:
+    """A `progress(done)` callback logging `done/total papers [elapsed<ETA, rate]` at INFO."""
+    from tqdm import tqdm
+
+    started = clock()
+    last = [started - every_s]
+
+    def progress(done: int) -> None:
+        now = clock()
+        if now - last[0] < every_s and done != total:
+            return
+        last[0] = now
+        meter = tqdm.format_meter(done, total, now - started, unit=" papers", ncols=0)
+        log.info("Labelled %s", meter)
+
+    return progress
+
+
+def quiet_progress_bars() -> None:
+    """No tqdm bars from transformers / huggingface_hub while loading a model."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # a model without transformers (the TF-IDF baseline) has no bars
+        pass
+
+
 def infer_local(
-    artefact_uri: str, input_path: Path, output_path: Path, batch_size: int = 32
+    artefact_uri: str,
+    input_path: Path,
+    output_path: Path,
+    batch_size: int = 32,
+    total: int | None = None,
 ) -> Path:
     """Label every line of `input_path` into `output_path`, one output line per input line."""
     # Heavy import (torch, transformers) inside the function: DAG parsing stays light.
     from petal_labeller.model.predict import predict_file
 
-    predict_file(local_path(artefact_uri), input_path, output_path, batch_size=batch_size)
+    quiet_progress_bars()
+    log.info("Loading model %s", local_path(artefact_uri).name)
+    predict_file(
+        local_path(artefact_uri),
+        input_path,
+        output_path,
+        batch_size=batch_size,
+        progress=progress_logger(total),
+    )
     return output_path

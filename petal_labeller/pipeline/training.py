@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from petal_labeller import config
 from petal_labeller.store.connection import connect
 from petal_labeller.taxonomy import Taxonomy
 
@@ -139,10 +137,6 @@ def quality_gate(
     )
 
 
-def models_dir() -> Path:
-    return config.petal_home() / "models"
-
-
 def promote_model(
     version: str,
     artefact: Path,
@@ -150,18 +144,19 @@ def promote_model(
     base_model: str,
     database_url: str | None = None,
 ):
-    """Keep the artefact under PETAL_HOME/models and register it as the production model."""
-    from petal_labeller.store.models import register_model_version
+    """Keep the artefact under PETAL_HOME/models and register it as the production model.
 
-    target = models_dir() / version / "model.tar.gz"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(artefact, target)
-    with closing(connect(database_url)) as conn:
-        return register_model_version(
-            conn,
-            version,
-            base_model=base_model,
-            artefact_uri=str(target),
-            metrics=metrics,
-            promote=True,
-        )
+    The same path as `petal model register --promote` (`pipeline.promotion`).
+    """
+    from petal_labeller.pipeline.promotion import register_model
+
+    model, _ = register_model(
+        version,
+        str(artefact),
+        metrics=metrics,
+        base_model=base_model,
+        promote=True,
+        verify=False,  # evaluated on the held-out papers a moment ago
+        database_url=database_url,
+    )
+    return model

@@ -9,8 +9,13 @@ size is written without holding its labels in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from typing import Any
+
+import psycopg2.extensions
 
 from petal_labeller.pipeline.validate import CheckedOutput
 from petal_labeller.store import labels, runs
@@ -19,7 +24,11 @@ from petal_labeller.store.connection import connect
 
 @dataclass(frozen=True)
 class RunSummary:
-    """The counts of one labelling run, as recorded in `labelling_runs`."""
+    """The counts of one labelling run, as recorded in `labelling_runs`.
+
+    `dry_run` summaries were checked but not written; `quarantine` is the file
+    holding the papers the model rejected, if any.
+    """
 
     run_id: str
     model_version: str
@@ -27,6 +36,27 @@ class RunSummary:
     papers_labelled: int
     papers_rejected: int
     labels_written: int
+    dry_run: bool = False
+    quarantine: str | None = None
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: dict[str, Any]) -> RunSummary:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@contextmanager
+def _run_transaction(database_url: str | None) -> Iterator[psycopg2.extensions.connection]:
+    """One connection, one transaction: commits on success, rolls back on any error."""
+    conn = connect(database_url)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def write_labels(
@@ -38,82 +68,70 @@ def write_labels(
     airflow_run_id: str | None = None,
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
+    started_at: datetime | None = None,
     database_url: str | None = None,
 ) -> RunSummary:
     """Upsert the checked labels and record the run; one commit for both."""
-    conn = connect(database_url)
-    try:
-        with conn:  # commits on success, rolls everything back on any error
-            runs.start_run(
-                conn,
-                run_id,
-                model_version,
-                interval_start=interval_start,
-                interval_end=interval_end,
-                airflow_run_id=airflow_run_id,
-                commit=False,
-            )
-            report = labels.upsert_model_labels(
-                conn,
-                checked.rows,
-                model_version,
-                run_id,
-                paper_ids=checked.labelled,
-                commit=False,
-            )
-            summary = RunSummary(
-                run_id=run_id,
-                model_version=model_version,
-                papers_selected=papers_selected,
-                papers_labelled=len(checked.labelled),
-                papers_rejected=len(checked.rejected),
-                labels_written=report.written,
-            )
-            runs.finish_run(
-                conn,
-                run_id,
-                "success",
-                papers_selected=summary.papers_selected,
-                papers_labelled=summary.papers_labelled,
-                labels_written=summary.labels_written,
-                papers_rejected=summary.papers_rejected,
-                error=_rejection_note(checked),
-                commit=False,
-            )
-    finally:
-        conn.close()
+    with _run_transaction(database_url) as conn:
+        runs.start_run(
+            conn,
+            run_id,
+            model_version,
+            interval_start=interval_start,
+            interval_end=interval_end,
+            airflow_run_id=airflow_run_id,
+            started_at=started_at,
+            commit=False,
+        )
+        report = labels.upsert_model_labels(
+            conn, checked.rows, model_version, run_id, paper_ids=checked.labelled, commit=False
+        )
+        summary = RunSummary(
+            run_id=run_id,
+            model_version=model_version,
+            papers_selected=papers_selected,
+            papers_labelled=len(checked.labelled),
+            papers_rejected=len(checked.rejected),
+            labels_written=report.written,
+        )
+        runs.finish_run(
+            conn,
+            run_id,
+            "success",
+            papers_selected=summary.papers_selected,
+            papers_labelled=summary.papers_labelled,
+            labels_written=summary.labels_written,
+            papers_rejected=summary.papers_rejected,
+            error=_rejection_note(checked),
+            commit=False,
+        )
     return summary
 
 
 def record_failed_run(
     run_id: str,
-    model_version: str,
+    model_version: str | None,
     error: str,
     *,
     airflow_run_id: str | None = None,
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
+    started_at: datetime | None = None,
     database_url: str | None = None,
-) -> None:
-    """Record a run that wrote no labels, unless it already finished successfully."""
-    conn = connect(database_url)
-    try:
-        with conn:
-            existing = runs.get_run(conn, run_id)
-            if existing is not None and existing.status == "success":
-                return
-            runs.start_run(
-                conn,
-                run_id,
-                model_version,
-                interval_start=interval_start,
-                interval_end=interval_end,
-                airflow_run_id=airflow_run_id,
-                commit=False,
-            )
-            runs.finish_run(conn, run_id, "failed", error=error[:2000], commit=False)
-    finally:
-        conn.close()
+) -> bool:
+    """Record a run that wrote no labels (error redacted), unless it already ended."""
+    with _run_transaction(database_url) as conn:
+        return runs.fail_run(
+            conn,
+            run_id,
+            model_version,
+            error,
+            interval_start=interval_start,
+            interval_end=interval_end,
+            airflow_run_id=airflow_run_id,
+            started_at=started_at,
+            commit=False,
+        )
 
 
 def _rejection_note(checked: CheckedOutput) -> str | None:

@@ -1,0 +1,99 @@
+"""Registering and promoting a model version: what the training DAG's `promote` task and
+`petal model register/promote` both do, so a hand-registered model is recorded the same way.
+
+The production model's Asset is named here (without importing Airflow) so the
+DAGs' `Asset` and the CLI's REST call name the same thing; the event's `extra`
+is built by `asset_event_extra` for both.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from petal_labeller import config
+from petal_labeller.store.connection import connect
+
+#: The Asset `petal_train_model` updates and `petal_relabel_papers` is scheduled on.
+PRODUCTION_MODEL_ASSET = "petal_production_model"
+PRODUCTION_MODEL_URI = "petal://models/production"
+
+
+def models_dir() -> Path:
+    return config.petal_home() / "models"
+
+
+def asset_event_extra(version: str, previous: str | None) -> dict[str, Any]:
+    return {"version": version, "previous": previous}
+
+
+def keep_artefact(version: str, artefact: Path) -> Path:
+    """Copy a local artefact under PETAL_HOME/models/<version>/ (the run's workspace goes)."""
+    target = models_dir() / version / "model.tar.gz"
+    if artefact.resolve() != target.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artefact, target)
+    return target
+
+
+def register_model(
+    version: str,
+    artefact_uri: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    base_model: str | None = None,
+    promote: bool = False,
+    verify: bool = True,
+    database_url: str | None = None,
+):
+    """Register `version` (a local artefact is checked against the taxonomy and kept under
+    PETAL_HOME/models; an s3:// URI is recorded as given) and optionally promote it.
+
+    Returns `(model, previous production version)`.
+    """
+    from petal_labeller.store.models import production_model, register_model_version
+
+    local = not ("://" in artefact_uri and not artefact_uri.startswith("file://"))
+    with closing(connect(database_url)) as conn:
+        if local:
+            from petal_labeller.model.artefact import read_card, verify_artefact
+            from petal_labeller.pipeline.infer import local_path
+            from petal_labeller.store.taxonomy import read_taxonomy
+
+            path = local_path(artefact_uri)
+            if verify:
+                verify_artefact(path, read_taxonomy(conn))
+            card = read_card(path)
+            base_model = base_model or str(card.get("base_model", "unknown"))
+            metrics = metrics if metrics is not None else _card_metrics(card)
+            artefact_uri = str(keep_artefact(version, path))
+        previous = production_model(conn)
+        model = register_model_version(
+            conn,
+            version,
+            base_model=base_model or "unknown",
+            artefact_uri=artefact_uri,
+            metrics=metrics or {},
+            promote=promote,
+        )
+    return model, previous.version if previous else None
+
+
+def promote_version(version: str, database_url: str | None = None):
+    """Make a registered version production; returns `(model, previous production version)`."""
+    from petal_labeller.store.models import production_model
+    from petal_labeller.store.models import promote as promote_in_store
+
+    with closing(connect(database_url)) as conn:
+        previous = production_model(conn)
+        model = promote_in_store(conn, version)
+    return model, previous.version if previous else None
+
+
+def _card_metrics(card: dict[str, Any]) -> dict[str, float]:
+    metrics = card.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        return {}
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
