@@ -23,7 +23,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from petal_labeller.airflow.defaults import dag_kwargs, start_date
-from petal_labeller.airflow.labelling import INTERVAL, MACROS, labelling_flow
+from petal_labeller.airflow.labelling import INTERVAL, labelling_flow, record_task_failure
 from petal_labeller.airflow.params import run_params
 
 with DAG(
@@ -32,7 +32,6 @@ with DAG(
     start_date=start_date(),
     catchup=True,
     params=run_params(),
-    user_defined_macros=MACROS,
-    **dag_kwargs(__doc__, tags=["labelling"]),
+    **dag_kwargs(__doc__, tags=["labelling"], on_failure=[record_task_failure]),
 ):
     labelling_flow(INTERVAL)

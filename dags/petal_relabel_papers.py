@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.defaults import dag_kwargs, start_date
-from petal_labeller.airflow.labelling import EVERYTHING, MACROS, labelling_flow
+from petal_labeller.airflow.labelling import EVERYTHING, labelling_flow, record_task_failure
 from petal_labeller.airflow.params import run_params
 
 with DAG(
@@ -22,8 +22,9 @@ with DAG(
     schedule=[PRODUCTION_MODEL],
     start_date=start_date(),
     catchup=False,
+    # A promotion must lead to a relabel run without anyone unpausing this DAG first.
+    is_paused_upon_creation=False,
     params=run_params(),
-    user_defined_macros=MACROS,
-    **dag_kwargs(__doc__, tags=["labelling", "model"]),
+    **dag_kwargs(__doc__, tags=["labelling", "model"], on_failure=[record_task_failure]),
 ):
     labelling_flow(EVERYTHING)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from petal_labeller.airflow.defaults import dag_kwargs, start_date
-from petal_labeller.airflow.training import MACROS, training_flow, training_params
+from petal_labeller.airflow.training import training_flow, training_params
 
 with DAG(
     dag_id="petal_train_model",
@@ -31,7 +31,6 @@ with DAG(
     start_date=start_date(),
     catchup=False,
     params=training_params(),
-    user_defined_macros=MACROS,
     # HyperParameters come from XCom as a dict; native rendering keeps them a dict.
     render_template_as_native_obj=True,
     **dag_kwargs(__doc__, tags=["model"]),

@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-#: Updated when `petal_train_model` promotes a model; `petal_relabel_papers` runs on it.
-PRODUCTION_MODEL = Asset(name="petal_production_model", uri="petal://models/production")
+from petal_labeller.pipeline.promotion import PRODUCTION_MODEL_ASSET, PRODUCTION_MODEL_URI
+
+#: Updated when a model is promoted (`petal_train_model`, `petal model promote`);
+#: `petal_relabel_papers` runs on it.
+PRODUCTION_MODEL = Asset(name=PRODUCTION_MODEL_ASSET, uri=PRODUCTION_MODEL_URI)

@@ -35,3 +35,7 @@ def sagemaker_name_prefix(kind: str, dag_id: str, run_id: str) -> str:
     """What every try's `sagemaker_name(kind, dag_id, run_id, try)` starts with."""
     name = sagemaker_name(kind, dag_id, run_id, 1)
     return name[: name.rindex("-t") + 2]
+
+
+#: Jinja helpers the operator configs use; every DAG passes this as `user_defined_macros`.
+MACROS = {"sagemaker_name": sagemaker_name}

@@ -7,10 +7,10 @@ from typing import Any
 from airflow.sdk import Param
 
 from petal_labeller import config
+from petal_labeller.airflow.variables import BACKEND as BACKEND_VARIABLE
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.g4dn.xlarge"
-BACKEND_VARIABLE = "petal_backend"
 
 
 def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:

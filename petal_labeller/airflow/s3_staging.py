@@ -11,6 +11,7 @@ from pathlib import Path
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+from petal_labeller.airflow import s3_layout
 from petal_labeller.pipeline.infer import local_path
 
 log = logging.getLogger(__name__)
@@ -22,19 +23,15 @@ def s3_hook(aws_conn_id: str = AWS_CONN_ID) -> S3Hook:
     return S3Hook(aws_conn_id=aws_conn_id)
 
 
-def model_key(version: str) -> str:
-    return f"petal/models/{version}/model.tar.gz"
-
-
 def ensure_model_in_s3(hook: S3Hook, artefact_uri: str, bucket: str, version: str) -> str:
     """The artefact's s3:// URI, uploading a local artefact once per model version."""
     if artefact_uri.startswith("s3://"):
         return artefact_uri
-    key = model_key(version)
+    key = s3_layout.model_key(version)
     if not hook.check_for_key(key, bucket_name=bucket):
         log.info("Uploading model %s from %s to s3://%s/%s", version, artefact_uri, bucket, key)
         hook.load_file(str(local_path(artefact_uri)), key, bucket_name=bucket, replace=True)
-    return f"s3://{bucket}/{key}"
+    return s3_layout.uri(bucket, key)
 
 
 def upload(hook: S3Hook, path: Path, bucket: str, key: str) -> str:

@@ -11,35 +11,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
-from airflow.sdk import Param, TaskGroup, Variable, task
+from airflow.sdk import Param, Variable, task
 
-from petal_labeller.airflow import s3_staging, sagemaker_configs
+from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
-from petal_labeller.airflow.labelling import BUCKET_VARIABLE, ROLE_VARIABLE
-from petal_labeller.airflow.names import (
-    run_digest,
-    run_prefix,
-    sagemaker_name,
-    sagemaker_name_prefix,
+from petal_labeller.airflow.flow_parts import (
+    check_config_task,
+    job_name,
+    job_operator_kwargs,
+    sagemaker_group,
 )
-from petal_labeller.airflow.params import (
-    DEFAULT_TRAINING_INSTANCE_TYPE,
-    resolve_backend,
-    run_params,
-)
+from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name_prefix
+from petal_labeller.airflow.params import DEFAULT_TRAINING_INSTANCE_TYPE, run_params
 from petal_labeller.pipeline.workspace import workspace_for
 
 log = logging.getLogger(__name__)
 
-MACROS = {"sagemaker_name": sagemaker_name}
-TRAINING_IMAGE_VARIABLE = "petal_sagemaker_training_image"
 _UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_training_data')"
 
 
@@ -68,7 +61,7 @@ def training_params() -> dict[str, Param]:
 
 
 @task
-def export(**context: Any) -> dict[str, Any]:
+def export(backend: str, **context: Any) -> dict[str, Any]:
     """Write the curator-labelled papers, split into training and held-out, to the workspace."""
     from petal_labeller.pipeline.training import export_training_set
 
@@ -76,8 +69,9 @@ def export(**context: Any) -> dict[str, Any]:
     key = run_prefix(dag_run.dag_id, dag_run.run_id)
     workspace = workspace_for(key).create()
     exported = export_training_set(workspace.root, limit=params["max_papers"])
+    # A manual run may have no logical date (the REST API's default): name it by run_after.
     version = params["model_version"] or (
-        f"v{context['logical_date'] or dag_run.run_after:%Y%m%d}-"
+        f"v{context.get('logical_date') or dag_run.run_after:%Y%m%d}-"
         f"{run_digest(dag_run.dag_id, dag_run.run_id, 6)}"
     )
     log.info(
@@ -89,7 +83,7 @@ def export(**context: Any) -> dict[str, Any]:
         exported.reviewed_papers,
     )
     return {
-        "backend": resolve_backend(params["backend"]),
+        "backend": backend,
         "run_key": key,
         "workdir": str(workspace.root),
         "train_dir": str(exported.train_dir),
@@ -131,8 +125,8 @@ def train_local(exported: dict[str, Any], **context: Any) -> str:
 def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
     """The `train` channel in S3, and the hyperparameters as SageMaker wants them."""
     hook = s3_staging.s3_hook()
-    bucket = Variable.get(BUCKET_VARIABLE)
-    prefix = f"petal/training/{exported['run_key']}"
+    bucket = Variable.get(variables.BUCKET)
+    prefix = s3_layout.training_prefix(exported["run_key"])
     for name in ("papers.jsonl", "taxonomy.json"):
         s3_staging.upload(
             hook, Path(exported["train_dir"]) / name, bucket, f"{prefix}/train/{name}"
@@ -142,8 +136,8 @@ def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, 
     return {
         "bucket": bucket,
         "prefix": prefix,
-        "train_uri": f"s3://{bucket}/{prefix}/train/",
-        "output_uri": f"s3://{bucket}/{prefix}/output/",
+        "train_uri": s3_layout.uri(bucket, f"{prefix}/train/"),
+        "output_uri": s3_layout.uri(bucket, f"{prefix}/output/"),
         "hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
     }
 
@@ -214,6 +208,7 @@ def quality_gate(evaluated: dict[str, Any], **context: Any) -> bool:
 def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Register the version as production; the Asset update starts relabelling."""
     from petal_labeller.model.artefact import read_card
+    from petal_labeller.pipeline.promotion import asset_event_extra
     from petal_labeller.pipeline.training import promote_model
 
     card = read_card(evaluated["artefact"])
@@ -223,10 +218,9 @@ def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
         evaluated["candidate"],
         base_model=str(card.get("base_model", "unknown")),
     )
-    context["outlet_events"][PRODUCTION_MODEL].extra = {
-        "version": model.version,
-        "previous": evaluated["production_version"],
-    }
+    context["outlet_events"][PRODUCTION_MODEL].extra = asset_event_extra(
+        model.version, evaluated["production_version"]
+    )
     log.info("Promoted %s (was %s)", model.version, evaluated["production_version"])
     return {"version": model.version, "artefact_uri": model.artefact_uri}
 
@@ -245,8 +239,8 @@ def cleanup(exported: dict[str, Any], **context: Any) -> None:
                 "delete the S3 training data",
                 lambda: s3_staging.delete_prefix(
                     s3_staging.s3_hook(),
-                    Variable.get(BUCKET_VARIABLE),
-                    f"petal/training/{exported['run_key']}",
+                    Variable.get(variables.BUCKET),
+                    s3_layout.training_prefix(exported["run_key"]),
                 ),
             ),
             (
@@ -259,36 +253,37 @@ def cleanup(exported: dict[str, Any], **context: Any) -> None:
     run_cleanup_steps(steps)
 
 
-def _sagemaker_group(exported: Any) -> tuple[Any, Any]:
-    with TaskGroup("sagemaker") as group:
-        uploaded = upload_training_data(exported)
-        train = SageMakerTrainingOperator(
+def _sagemaker_tasks(exported: Any) -> tuple[Any, Any]:
+    def train() -> Any:
+        return SageMakerTrainingOperator(
             task_id="train",
             config=sagemaker_configs.training_config(
-                job_name="{{ sagemaker_name('train', dag.dag_id, run_id, ti.try_number) }}",
-                image_uri="{{ var.value." + TRAINING_IMAGE_VARIABLE + " }}",
-                role_arn="{{ var.value." + ROLE_VARIABLE + " }}",
+                job_name=job_name("train"),
+                image_uri=variables.template(variables.TRAINING_IMAGE),
+                role_arn=variables.template(variables.ROLE),
                 train_uri=_UPLOADED + "['train_uri'] }}",
                 output_uri=_UPLOADED + "['output_uri'] }}",
                 instance_type="{{ params.instance_type }}",
             )
             | {"HyperParameters": _UPLOADED + "['hyperparameters'] }}"},
-            check_interval=int(os.environ.get("PETAL_SAGEMAKER_POLL_SECONDS", "60")),
             # Status polling only: the training log stays in CloudWatch.
             print_log=False,
-            action_if_job_exists="fail",
+            **job_operator_kwargs(default_poll_s=60),
         )
-        downloaded = download_artefact(exported)
-        uploaded >> train >> downloaded
+
+    group, _, downloaded = sagemaker_group(
+        lambda: upload_training_data(exported), train, lambda: download_artefact(exported)
+    )
     return group, downloaded
 
 
 def training_flow() -> None:
     """Add the retraining tasks to the DAG being defined (call inside `with DAG(...)`)."""
-    exported = export()
+    backend = check_config_task(variables.TRAINING_SAGEMAKER)()
+    exported = export(backend)
     route = choose_path(exported)
     local = train_local(exported)
-    group, downloaded = _sagemaker_group(exported)
+    group, downloaded = _sagemaker_tasks(exported)
     evaluated = evaluate()
     route >> [local, group]
     [local, downloaded] >> evaluated

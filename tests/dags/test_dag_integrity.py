@@ -30,8 +30,23 @@ def test_dag_has_tags_owner_retries_docs_and_alert(dag_bag, dag_id):
     for task in dag.tasks:
         assert task.on_failure_callback, f"{task.task_id} must alert on failure"
         assert task.owner == "petal", task.task_id
+        if task.task_id == "check_config":  # a configuration error is not retried
+            assert task.retries == 0
+            continue
         assert task.retries >= 1, task.task_id
         assert task.retry_exponential_backoff, task.task_id
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_check_config_runs_before_anything_else(dag_bag, dag_id):
+    dag = dag_bag.get_dag(dag_id)
+    roots = [task.task_id for task in dag.roots]
+    assert roots == ["check_config"], roots
+
+
+def test_relabelling_is_not_paused_when_created(dag_bag):
+    """A promotion's Asset event must start a relabel run without anyone unpausing it."""
+    assert dag_bag.get_dag("petal_relabel_papers").is_paused_upon_creation is False
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))

@@ -123,3 +123,40 @@ def test_params_limit_the_batch_and_dry_run_writes_nothing(
     )
     assert capped.state == "success", _states(capped)
     assert _query(url, "SELECT count(*) FROM paper_labelling") == [(3,)]
+
+
+def test_a_run_without_a_logical_date_labels_every_pending_paper(
+    airflow_db, labelling_database, petal_home
+):
+    """`airflow dags trigger` without --logical-date (the REST API's default) has no data
+    interval: the run labels every pending paper instead of failing on a missing key."""
+    url = labelling_database
+    run = load_dag("petal_label_papers").test(logical_date=None)
+
+    assert run.state == "success", _states(run)
+    assert len(_query(url, "SELECT 1 FROM paper_labelling WHERE model_version = 'tiny'")) == 11
+    rows = _query(
+        url,
+        "SELECT interval_start, interval_end, status, started_at < finished_at FROM labelling_runs",
+    )
+    assert rows == [(None, None, "success", True)]
+
+
+def test_a_failed_run_records_its_error_and_real_times(airflow_db, labelling_database, petal_home):
+    """The failing task's error (redacted) lands in the run's row; started < finished."""
+    url = labelling_database
+    with closing(connect(url)) as conn, conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE model_versions SET artefact_uri = %s WHERE version = 'tiny'",
+            ("s3://bucket/model.tar.gz?password=hunter2",),
+        )
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf={"backend": "local"})
+
+    assert run.state == "failed", _states(run)
+    assert _states(run)["infer_local"] == "failed"
+    [(status, error, timed)] = _query(
+        url, "SELECT status, error, started_at < finished_at FROM labelling_runs"
+    )
+    assert status == "failed" and timed
+    assert error.startswith("infer_local: ") and "not on this machine" in error
+    assert "hunter2" not in error

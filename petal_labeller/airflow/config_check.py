@@ -1,0 +1,59 @@
+"""Check the sagemaker backend's configuration before a run creates anything.
+
+A missing Variable or region is not a transient fault: retrying it three times
+and then failing the cleanup too (nothing to clean, no region to clean it in)
+cost ten minutes and two alerts. The first task of each flow calls
+`sagemaker_problems` and fails at once, naming everything that is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from petal_labeller.airflow import variables
+
+AWS_CONN_ID = "aws_default"
+_IMAGE = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+([:@][\w.:-]+)?$")
+_ROLE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+
+def _variable(name: str) -> str | None:
+    from airflow.sdk import Variable
+
+    value = Variable.get(name, default=None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _region(aws_conn_id: str) -> str | None:
+    """The region the provider's hook would use: the connection's extra, else boto3's own."""
+    import boto3
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    try:
+        region = AwsGenericHook(aws_conn_id=aws_conn_id, client_type="sts").region_name
+    except Exception:  # no such connection: the hook falls back on boto3's chain
+        region = None
+    return region or boto3.session.Session().region_name or os.environ.get("AWS_REGION")
+
+
+def sagemaker_problems(required: Iterable[str], aws_conn_id: str = AWS_CONN_ID) -> list[str]:
+    """What stops the sagemaker backend from running, one line each; empty when ready."""
+    problems = []
+    values = {name: _variable(name) for name in required}
+    for name, value in values.items():
+        if value is None:
+            problems.append(f"Airflow Variable {name!r} is not set")
+    for name in (variables.IMAGE, variables.TRAINING_IMAGE):
+        if values.get(name) and not _IMAGE.match(values[name]):
+            problems.append(f"Variable {name!r} = {values[name]!r} is not an image URI")
+    role = values.get(variables.ROLE)
+    if role and not _ROLE.match(role):
+        problems.append(f"Variable {variables.ROLE!r} = {role!r} is not an IAM role ARN")
+    if not _region(aws_conn_id):
+        problems.append(
+            f"no AWS region: set region_name in the extra of connection {aws_conn_id!r} "
+            "(or AWS_DEFAULT_REGION on the workers)"
+        )
+    return problems

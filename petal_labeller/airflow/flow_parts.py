@@ -1,0 +1,72 @@
+"""Pieces both flows (labelling and training) are built from: the configuration check,
+the SageMaker task group, and the settings their SageMaker operators share."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from airflow.sdk import TaskGroup, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from petal_labeller.airflow.params import resolve_backend
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the SageMaker operators' status polls; tests shorten it.
+POLL_SECONDS_ENV = "PETAL_SAGEMAKER_POLL_SECONDS"
+
+
+def poll_seconds(default: int) -> int:
+    return int(os.environ.get(POLL_SECONDS_ENV, str(default)))
+
+
+def job_name(kind: str) -> str:
+    """Template of a SageMaker name unique per run and try (see `names.sagemaker_name`)."""
+    return "{{ sagemaker_name('" + kind + "', dag.dag_id, run_id, ti.try_number) }}"
+
+
+def job_operator_kwargs(default_poll_s: int) -> dict[str, Any]:
+    """Waiting and naming rules every SageMaker job operator of ours follows."""
+    return {
+        "check_interval": poll_seconds(default_poll_s),
+        # Names carry the run and the try, so an existing job is a bug, not a retry.
+        "action_if_job_exists": "fail",
+    }
+
+
+def check_config_task(required_for_sagemaker: Iterable[str]) -> Callable[..., Any]:
+    """The first task of a flow: resolve the backend and refuse a sagemaker run that
+    cannot work, at once and without retries, naming everything that is missing."""
+    required = tuple(required_for_sagemaker)
+
+    @task(task_id="check_config", retries=0)
+    def check_config(**context: Any) -> str:
+        try:
+            backend = resolve_backend(context["params"]["backend"])
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if backend == "sagemaker":
+            from petal_labeller.airflow.config_check import sagemaker_problems
+
+            problems = sagemaker_problems(required)
+            if problems:
+                raise AirflowFailException(
+                    "the sagemaker backend is not configured: " + "; ".join(problems)
+                )
+        log.info("Backend %s: configuration complete", backend)
+        return backend
+
+    return check_config
+
+
+def sagemaker_group(
+    upload: Callable[[], Any], job: Callable[[], Any], download: Callable[[], Any]
+) -> tuple[TaskGroup, Any, Any]:
+    """`sagemaker.{upload -> job -> download}`; returns (group, job operator, download task)."""
+    with TaskGroup("sagemaker") as group:
+        uploaded, operator, downloaded = upload(), job(), download()
+        uploaded >> operator >> downloaded
+    return group, operator, downloaded

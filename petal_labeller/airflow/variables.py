@@ -1,0 +1,22 @@
+"""The Airflow Variables the PeTaL DAGs read, by name, in one place (docs/airflow.md lists them)."""
+
+from __future__ import annotations
+
+#: `local` or `sagemaker` when a run's `backend` Param is empty.
+BACKEND = "petal_backend"
+#: The S3 bucket the sagemaker backend stages under (see `s3_layout`).
+BUCKET = "petal_s3_bucket"
+#: The serving image for batch transform, and the training image.
+IMAGE = "petal_sagemaker_image"
+TRAINING_IMAGE = "petal_sagemaker_training_image"
+#: The IAM role SageMaker runs jobs as.
+ROLE = "petal_sagemaker_role"
+
+#: What each sagemaker flow needs set.
+LABELLING_SAGEMAKER = (BUCKET, IMAGE, ROLE)
+TRAINING_SAGEMAKER = (BUCKET, TRAINING_IMAGE, ROLE)
+
+
+def template(name: str) -> str:
+    """The Jinja expression that renders Variable `name` in an operator's template field."""
+    return "{{ var.value." + name + " }}"
