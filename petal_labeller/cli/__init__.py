@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "demo": "petal_labeller.cli.demo:demo",
     "model": "petal_labeller.cli.model:model",
     "review": "petal_labeller.cli.review:review",
+    "label": "petal_labeller.cli.label:label",
 }
 
 EXIT_REJECTED = 1

@@ -2,7 +2,9 @@
 
 The demo is a list of steps, each a function that takes the shared `Demo`
 state and returns the line it prints. Later steps (train, label, show results)
-are `MODEL_STEPS`, which run the real DAGs through Airflow's `dag.test()`.
+are `MODEL_STEPS`: training runs the real `petal_train_model` DAG through
+Airflow's `dag.test()`; labelling runs `label_window`, the labelling run the
+DAGs' tasks and `petal label` call.
 """
 
 from __future__ import annotations
@@ -151,19 +153,22 @@ def train_model(demo: Demo) -> str:
 
 
 def label_papers(demo: Demo) -> str:
-    """Run `petal_label_papers` for today's interval: the papers the demo just ingested."""
+    """Label today's papers (those the demo just ingested) with the run the DAGs make.
+
+    `petal_labeller.pipeline.run.label_window`, the function behind
+    `petal_label_papers`'s tasks and `petal label`: no Airflow needed.
+    """
+    from petal_labeller.pipeline.run import label_window
     from petal_labeller.store.stats import collect_stats
 
     started = time.monotonic()
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    # A daily run's logical date is the end of its interval, so tomorrow's covers today.
-    run_id = _run_dag(
-        demo, "petal_label_papers", today + dt.timedelta(days=1), {"backend": "local"}
-    )
-    demo.conn.rollback()
+    summary = label_window(today, today + dt.timedelta(days=1), database_url=demo.url)
+    demo.conn.rollback()  # a fresh snapshot: the run wrote on its own connection
     found = collect_stats(demo.conn)
     return (
-        f"labelling: petal_label_papers run {run_id} in {time.monotonic() - started:.0f} s; "
+        f"labelling: run {summary.run_id} labelled {summary.papers_labelled} of "
+        f"{summary.papers_selected} new papers in {time.monotonic() - started:.0f} s; "
         f"{found.model_labelled} papers now carry model labels"
     )
 
@@ -236,13 +241,13 @@ MODEL_STEPS: list[tuple[str, Step]] = [
     "--label/--no-label",
     default=True,
     show_default=True,
-    help="Train a model if none is there and label the new papers through Airflow.",
+    help="Train a model (through Airflow) if none is there and label the new papers.",
 )
 @click.pass_context
 def demo(
     ctx: click.Context, papers: int, labelled: int, preset: str, train_options: str, label: bool
 ) -> None:
-    """Set up the store, train a model if needed and label new papers through Airflow."""
+    """Set up the store, train a model if needed (through Airflow) and label new papers."""
     state = Demo(
         url=database_url(ctx) or config.database_url(),
         home=config.petal_home(),

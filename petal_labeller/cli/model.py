@@ -123,3 +123,70 @@ def evaluate(model_path, papers, taxonomy, baseline_train, report_dir, split, fo
             )
             rows = result["rows"]
     click.echo(json.dumps(rows, indent=2))
+
+
+def _announce(model, previous: str | None, airflow_url: str | None) -> None:
+    from petal_labeller.cli.airflow_api import AirflowApiError, notify_promotion
+    from petal_labeller.pipeline.promotion import asset_event_extra
+
+    click.echo(f"promoted {model.version} (was {previous or 'none'})")
+    try:
+        click.echo(notify_promotion(asset_event_extra(model.version, previous), airflow_url))
+    except AirflowApiError as exc:
+        raise CommandError(
+            f"{model.version} is production, but Airflow was not told: {exc}"
+        ) from exc
+
+
+AIRFLOW_URL = click.option(
+    "--airflow-url",
+    envvar="PETAL_AIRFLOW_URL",
+    metavar="URL",
+    help="Airflow API server to send the Asset event to (user/password from "
+    "PETAL_AIRFLOW_USER / PETAL_AIRFLOW_PASSWORD); unset: no event.",
+)
+
+
+@model.command()
+@click.argument("artefact")
+@click.option("--version", "version", required=True, help="Name of the new model version.")
+@click.option("--base-model", help="Recorded base model (default: the artefact's model card).")
+@click.option("--promote", is_flag=True, help="Also make it the production model.")
+@AIRFLOW_URL
+@click.pass_context
+def register(ctx, artefact: str, version: str, base_model, promote: bool, airflow_url) -> None:
+    """Register ARTEFACT (a model.tar.gz path or an s3:// URI) as model VERSION.
+
+    A local artefact is checked against the stored taxonomy and kept under
+    PETAL_HOME/models/VERSION/; with --promote the version becomes production
+    and, like the training DAG, updates the Asset that starts petal_relabel_papers.
+    """
+    from petal_labeller.cli import database_url
+    from petal_labeller.pipeline.promotion import register_model
+
+    if "://" not in artefact and not Path(artefact).is_file():
+        raise CommandError(f"{artefact}: no such file")
+    with _user_errors():
+        registered, previous = register_model(
+            version,
+            artefact,
+            base_model=base_model,
+            promote=promote,
+            database_url=database_url(ctx),
+        )
+    click.echo(f"registered {registered.version} ({registered.artefact_uri})")
+    if promote:
+        _announce(registered, previous, airflow_url)
+
+
+@model.command()
+@click.argument("version")
+@AIRFLOW_URL
+@click.pass_context
+def promote(ctx, version: str, airflow_url) -> None:
+    """Make the registered VERSION the production model (and update its Asset)."""
+    from petal_labeller.cli import database_url
+    from petal_labeller.pipeline.promotion import promote_version
+
+    promoted, previous = promote_version(version, database_url(ctx))
+    _announce(promoted, previous, airflow_url)

@@ -11,40 +11,6 @@ import click
 from petal_labeller.cli import EXIT_REJECTED, connection
 
 
-@click.group()
-def papers() -> None:
-    """Papers in the store."""
-
-
-@papers.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--rejects",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write rejected records here (JSONL: line, field, reason, record).",
-)
-@click.pass_context
-def import_(ctx: click.Context, path: Path, rejects: Path | None) -> None:
-    """Import a JSONL file of papers; exit 1 when any record was rejected."""
-    from petal_labeller.store.papers import import_papers
-    from petal_labeller.store.taxonomy import read_taxonomy
-
-    conn = connection(ctx)
-    report = import_papers(conn, path, read_taxonomy(conn), rejects)
-    click.echo(
-        f"read {report.read} records: {report.inserted} new, {report.updated} updated, "
-        f"{report.rejected} rejected; {report.curator_labels} curator labels"
-    )
-    for rejection in report.rejections[:20]:
-        click.echo(f"  rejected line {rejection.line}: {rejection.reason}", err=True)
-    if report.rejected > 20:
-        click.echo(f"  ... and {report.rejected - 20} more", err=True)
-    if report.rejected:
-        if rejects:
-            click.echo(f"rejected records written to {rejects}", err=True)
-        ctx.exit(EXIT_REJECTED)
-
-
 class IsoDateTime(click.ParamType):
     """ISO 8601 date or date-time; offsets and `Z` allowed, naive means UTC."""
 
@@ -58,6 +24,49 @@ class IsoDateTime(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 date or date-time", param, ctx)
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group()
+def papers() -> None:
+    """Papers in the store."""
+
+
+@papers.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write rejected records here (JSONL: line, field, reason, record).",
+)
+@click.option(
+    "--ingested-at",
+    type=IsoDateTime(),
+    metavar="ISO",
+    help="Ingestion time of the new papers (default: now; UTC if no offset). Papers "
+    "already stored keep theirs. A daily run labels the papers ingested in its day.",
+)
+@click.pass_context
+def import_(
+    ctx: click.Context, path: Path, rejects: Path | None, ingested_at: datetime | None
+) -> None:
+    """Import a JSONL file of papers; exit 1 when any record was rejected."""
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    conn = connection(ctx)
+    report = import_papers(conn, path, read_taxonomy(conn), rejects, ingested_at=ingested_at)
+    click.echo(
+        f"read {report.read} records: {report.inserted} new, {report.updated} updated, "
+        f"{report.rejected} rejected; {report.curator_labels} curator labels"
+    )
+    for rejection in report.rejections[:20]:
+        click.echo(f"  rejected line {rejection.line}: {rejection.reason}", err=True)
+    if report.rejected > 20:
+        click.echo(f"  ... and {report.rejected - 20} more", err=True)
+    if report.rejected:
+        if rejects:
+            click.echo(f"rejected records written to {rejects}", err=True)
+        ctx.exit(EXIT_REJECTED)
 
 
 @papers.command()

@@ -1,12 +1,13 @@
 """Papers in the database: import from JSONL, stream the ones a model has not labelled.
 
 API:
-- `import_papers(conn, path, taxonomy, rejects_path=None, *, source=None, commit=True)
-  -> ImportReport`
+- `import_papers(conn, path, taxonomy, rejects_path=None, *, source=None,
+  ingested_at=None, commit=True) -> ImportReport`
   validates every line (`petal_labeller.papers.read_papers`), writes bad ones to
   `rejects_path` (JSONL: line, field, reason, record) and imports the good ones
   in one transaction. A paper already stored (same DOI, or same title without
-  DOI) is updated in place and keeps its `ingested_at`; a record with `labels`
+  DOI) is updated in place and keeps its `ingested_at` (new papers get `ingested_at`,
+  default now, so a historic batch can be loaded into its day); a record with `labels`
   replaces that paper's curator labels, one without leaves them alone.
 - `pending_papers(conn, since, until, model_version=None, limit=None) -> Iterator[dict]`
   streams papers with `since <= ingested_at < until` that `model_version` (default:
@@ -77,6 +78,7 @@ def import_papers(
     rejects_path: str | Path | None = None,
     *,
     source: str | None = None,
+    ingested_at: datetime | None = None,
     commit: bool = True,
 ) -> ImportReport:
     """Import a JSONL file of papers; bad records are reported, never imported."""
@@ -101,7 +103,8 @@ def import_papers(
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
             for batch in _batches(good_papers(), BATCH_SIZE):
-                _write_batch(cur, _unique(cur, batch, seen, reject), source, report)
+                unique = _unique(cur, batch, seen, reject)
+                _write_batch(cur, unique, source, report, ingested_at)
     finally:
         if rejects:
             rejects.close()
@@ -131,7 +134,13 @@ def _unique(cur, batch: list[tuple[int, Paper]], seen: dict[str, int], reject) -
     return unique
 
 
-def _write_batch(cur, batch: list[tuple[int, Paper]], source: str, report: ImportReport) -> None:
+def _write_batch(
+    cur,
+    batch: list[tuple[int, Paper]],
+    source: str,
+    report: ImportReport,
+    ingested_at: datetime | None = None,
+) -> None:
     if not batch:
         return
     papers = [paper for _, paper in batch]
@@ -139,10 +148,11 @@ def _write_batch(cur, batch: list[tuple[int, Paper]], source: str, report: Impor
     # whatever order RETURNING uses; xmax = 0 only for rows this statement inserted.
     rows = execute_values(
         cur,
-        f"""WITH input (n, doi, title, abstract, venue, url, source) AS (VALUES %s),
+        f"""WITH input (n, doi, title, abstract, venue, url, source, ingested_at) AS (VALUES %s),
            written AS (
-               INSERT INTO papers (doi, title, abstract, venue, url, source)
-               SELECT doi, title, abstract, venue, url, source FROM input ORDER BY n
+               INSERT INTO papers (doi, title, abstract, venue, url, source, ingested_at)
+               SELECT doi, title, abstract, venue, url, source, coalesce(ingested_at, now())
+               FROM input ORDER BY n
                ON CONFLICT (identity_key) DO UPDATE SET title = EXCLUDED.title,
                    abstract = EXCLUDED.abstract, venue = EXCLUDED.venue, url = EXCLUDED.url
                RETURNING id, (xmax = 0) AS inserted, identity_key)
@@ -150,10 +160,12 @@ def _write_batch(cur, batch: list[tuple[int, Paper]], source: str, report: Impor
            FROM written JOIN input ON written.identity_key = {IDENTITY_SQL}
            ORDER BY input.n""",
         [
-            (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source)
+            (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source, ingested_at)
             for n, p in enumerate(papers)
         ],
-        template="(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text)",
+        template=(
+            "(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text, %s::timestamptz)"
+        ),
         page_size=len(papers),
         fetch=True,
     )

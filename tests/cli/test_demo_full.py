@@ -27,7 +27,7 @@ def test_demo_trains_and_labels_through_airflow(database_url, tmp_path):
     first = _demo(env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "model: trained and promoted" in first.stdout
-    assert "petal_label_papers run" in first.stdout
+    assert "labelling: run petal-label/" in first.stdout
     assert "30 papers now carry model labels" in first.stdout
     assert "examples (new papers and their model labels):\n  - " in first.stdout
     assert (tmp_path / "home" / "airflow" / "airflow.db").is_file()
