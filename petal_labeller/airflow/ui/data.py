@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
 import psycopg2.extensions
 
@@ -11,7 +13,7 @@ from petal_labeller.pipeline.stage import EARLIEST, LATEST
 from petal_labeller.review import needs_review
 from petal_labeller.store.models import list_model_versions, production_model
 from petal_labeller.store.papers import pending_papers
-from petal_labeller.store.runs import list_runs
+from petal_labeller.store.runs import LabellingRun, count_runs, list_runs
 from petal_labeller.store.stats import collect_stats
 from petal_labeller.store.taxonomy import read_taxonomy
 
@@ -19,8 +21,66 @@ from petal_labeller.store.taxonomy import read_taxonomy
 NEEDS_REVIEW = 10
 
 
-def dashboard(conn: psycopg2.extensions.connection, runs: int = 10) -> dict[str, Any]:
-    """Coverage, papers waiting, model versions with metrics, recent runs, per-label counts."""
+#: Runs shown per page.
+RUNS_PER_PAGE = 10
+#: An absolute file path (two or more parts); a viewer sees only its last part.
+_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~-]+/)+([\w.@+~-]+)")
+
+
+def hide_paths(text: str | None) -> str | None:
+    """Server file paths in text reduced to their last part: a viewer needs no layout."""
+    return _PATH.sub(r"…/\1", text) if text else text
+
+
+def run_row(run: LabellingRun) -> dict[str, Any]:
+    """One run as the page shows it: times, duration, counts, error, and its Airflow run."""
+    dag_id = run.run_id.split("/", 1)[0] if run.airflow_run_id else None
+    duration = (
+        round((run.finished_at - run.started_at).total_seconds(), 1)
+        if run.finished_at and run.started_at
+        else None
+    )
+    return {
+        "run_id": run.run_id,
+        "dag_id": dag_id,
+        "airflow_run_id": run.airflow_run_id,
+        # Relative to Airflow's base URL, so it works behind a proxy prefix too.
+        "airflow_link": (
+            f"dags/{quote(dag_id, safe='')}/runs/{quote(run.airflow_run_id, safe='')}"
+            if dag_id
+            else None
+        ),
+        "status": run.status,
+        "model_version": run.model_version,
+        "interval_start": _iso(run.interval_start),
+        "interval_end": _iso(run.interval_end),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration_s": duration,
+        "papers_selected": run.papers_selected,
+        "papers_labelled": run.papers_labelled,
+        "papers_rejected": run.papers_rejected,
+        "labels_written": run.labels_written,
+        "error": hide_paths(run.error),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _base_model_name(base_model: str) -> str:
+    """A Hub-style name stays; a local path (e.g. under the virtualenv) shows its last part."""
+    return base_model.rstrip("/").rsplit("/", 1)[-1] if base_model.startswith("/") else base_model
+
+
+def dashboard(
+    conn: psycopg2.extensions.connection, runs: int = RUNS_PER_PAGE, page: int = 1
+) -> dict[str, Any]:
+    """Coverage, papers waiting, model versions with metrics, a page of runs, per-label counts.
+
+    Only what a viewer needs: no artefact locations or server paths.
+    """
     stats = collect_stats(conn)
     production = production_model(conn)
     labelled = next(
@@ -47,20 +107,16 @@ def dashboard(conn: psycopg2.extensions.connection, runs: int = 10) -> dict[str,
             {
                 "version": model.version,
                 "is_production": model.is_production,
-                "base_model": model.base_model,
+                "base_model": _base_model_name(model.base_model),
                 "metrics": model.metrics,
                 "created_at": model.created_at.isoformat() if model.created_at else None,
                 "promoted_at": model.promoted_at.isoformat() if model.promoted_at else None,
             }
             for model in list_model_versions(conn)
         ],
-        "runs": [
-            {
-                key: value.isoformat() if hasattr(value, "isoformat") else value
-                for key, value in asdict(run).items()
-            }
-            for run in list_runs(conn, limit=runs)
-        ],
+        "runs": [run_row(run) for run in list_runs(conn, limit=runs, offset=(page - 1) * runs)],
+        "runs_page": page,
+        "runs_pages": max(1, -(-count_runs(conn) // runs)),
         "labels": [asdict(label) for label in stats.per_label],
         "needs_review": needs_review(
             conn, read_taxonomy(conn), production.version if production else None, NEEDS_REVIEW
