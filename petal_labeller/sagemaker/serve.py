@@ -19,6 +19,8 @@ Settings come from the environment (SageMaker passes a model's `Environment`):
     SAGEMAKER_MAX_PAYLOAD_IN_MB        in MiB; default 6 MiB, SageMaker's own limit
     PETAL_SERVE_MAX_CONCURRENCY        predictions run at once per worker (default 1:
                                        torch already spreads one batch over every core)
+    PETAL_SERVE_MAX_QUEUE              requests waiting for a prediction slot (default 4);
+                                       more are answered 503 with Retry-After
     SAGEMAKER_MODEL_SERVER_WORKERS     uvicorn worker processes (default 1)
     SAGEMAKER_BIND_TO_PORT             port (default 8080)
 """
@@ -37,21 +39,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from petal_labeller.papers import LineError, decode_line
 from petal_labeller.runtime import handlers
 from petal_labeller.runtime.jsonlines import ANY_MEDIA, JSONLINES, JSONLINES_ALIASES, media_type
+from petal_labeller.sagemaker.admission import CHUNK_LINES, Admission, Busy, ClientGone
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 6 * MIB
 DEFAULT_PORT = 8080
+RETRY_AFTER_SECONDS = 5
 
 
 class BadRequest(Exception):
@@ -83,6 +86,7 @@ class ServeSettings:
     model_path: Path
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_concurrency: int = 1
+    max_queue: int = 4
     workers: int = 1
     host: str = "0.0.0.0"  # a container must listen on every interface
     port: int = DEFAULT_PORT
@@ -99,21 +103,23 @@ class ServeSettings:
                 environ, "PETAL_SERVE_MAX_BODY_BYTES", max_body or DEFAULT_MAX_BODY_BYTES
             ),
             max_concurrency=_int_setting(environ, "PETAL_SERVE_MAX_CONCURRENCY", 1),
+            max_queue=_int_setting(environ, "PETAL_SERVE_MAX_QUEUE", 4, minimum=0),
             workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
             port=_int_setting(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
         )
 
 
-def _model_dir(model_path: Path) -> Path:
-    """A folder to hand model_fn: the path itself, or a model.tar.gz unpacked safely."""
+def load_model(model_path: Path) -> Any:
+    """model_fn on the folder, or on a model.tar.gz unpacked into a temporary folder that
+    is removed once loaded (the model is then in memory), so no start leaves one behind."""
     if model_path.is_dir():
-        return model_path
+        return handlers.model_fn(model_path)
     if not model_path.exists():
         raise FileNotFoundError(f"model not found: {model_path}")
     from petal_labeller.model.artefact import unpack  # only tarballs need it
 
-    target = Path(tempfile.mkdtemp(prefix="petal-serve-model-"))
-    return unpack(model_path, target)
+    with tempfile.TemporaryDirectory(prefix="petal-serve-model-") as tmp:
+        return handlers.model_fn(unpack(model_path, tmp))
 
 
 class ModelHolder:
@@ -206,19 +212,21 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _predict(model: Any, body: bytes, content_type: str, accept: str) -> Any:
-    data = handlers.input_fn(body, content_type)
-    prediction = handlers.predict_fn(data, model)
-    return handlers.output_fn(prediction, accept)
+def _chunks(model: Any, body: bytes, accept: str) -> list[Callable[[], str]]:
+    """The request's work in chunks of lines, each one input_fn -> predict_fn -> output_fn."""
+    lines = body.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
 
+    def chunk(first: int) -> Callable[[], str]:
+        def work() -> str:
+            part = b"\n".join(lines[first : first + CHUNK_LINES])
+            items = handlers.input_fn(part, JSONLINES, first_line=first + 1)
+            return handlers.output_fn(handlers.predict_fn(items, model), accept)
 
-def _as_response(result: Any, accept: str) -> Response:
-    """output_fn may return the body, or (body, content type) as SageMaker's toolkits allow."""
-    if isinstance(result, tuple):
-        result, accept = result
-    if isinstance(result, str):
-        result = result.encode("utf-8")
-    return Response(result, media_type=accept)
+        return work
+
+    return [chunk(first) for first in range(0, len(lines), CHUNK_LINES)]
 
 
 def create_app(
@@ -226,8 +234,8 @@ def create_app(
 ) -> Starlette:
     """The ASGI app. `load` replaces the default `model_fn(<model dir>)`, e.g. to gate it."""
     settings = settings or ServeSettings.from_environ()
-    holder = ModelHolder(load or (lambda: handlers.model_fn(str(_model_dir(settings.model_path)))))
-    limiter = anyio.CapacityLimiter(settings.max_concurrency)
+    holder = ModelHolder(load or (lambda: load_model(settings.model_path)))
+    admission = Admission(settings.max_concurrency, settings.max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,19 +268,26 @@ def create_app(
             accept = _response_type(request.headers.get("accept"))
             body = await _read_body(request, settings.max_body_bytes)
             _check_jsonlines(body)
+            parts = await admission.run(request, _chunks(holder.model, body, accept))
         except BadRequest as exc:
             return _error(exc.status, exc.message)
-        try:
-            result = await anyio.to_thread.run_sync(
-                _predict, holder.model, body, JSONLINES, accept, limiter=limiter
-            )
+        except Busy:
+            response = _error(503, "every prediction slot and queue place is taken; retry")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        except ClientDisconnect:
+            # One line, no traceback: a client hanging up is not a server fault.
+            log.info("client disconnected while sending its request")
+            return Response(status_code=499)
+        except ClientGone:  # the watcher logged it
+            return Response(status_code=499)
         except ValueError as exc:
-            # The handlers raise ValueError for a request it cannot read as a whole.
+            # The handlers raise ValueError for a request they cannot read as a whole.
             return _error(400, str(exc))
         except Exception as exc:
             log.exception("prediction failed")
             return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
-        return _as_response(result, accept)
+        return Response("".join(parts).encode("utf-8"), media_type=accept)
 
     app = Starlette(
         routes=[
