@@ -10,6 +10,7 @@ taxonomy ids, optional). Other keys (e.g. the pipeline's `paper_id`) are ignored
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -103,6 +104,14 @@ class Rejection:
 
     def to_record(self) -> dict[str, object]:
         return {"line": self.line, "field": self.field, "reason": self.reason, "record": self.raw}
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same inode: links and ../ spellings included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def normalise_doi(value: str) -> str:

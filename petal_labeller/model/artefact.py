@@ -25,6 +25,7 @@ unless runtime.json names the runtime format it reads (see runtime/__init__.py).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import tarfile
 import tempfile
@@ -77,13 +78,18 @@ def pack(model_dir: str | Path, tar_path: str | Path) -> Path:
     check_folder(model_dir)  # never write an artefact our own loader would refuse
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     partial = tar_path.with_name(tar_path.name + ".partial")
-    with tarfile.open(partial, "w:gz", compresslevel=1) as tar:  # weights barely compress
+    # gzip without a name or a timestamp, members normalised: the same folder packs to the
+    # same bytes. Level 1: weights barely compress.
+    with (
+        open(partial, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in sorted(model_dir.rglob("*")):
             if path.is_symlink() or not (path.is_file() or path.is_dir()):
                 raise ArtefactError(f"{path}: only files and folders go into an artefact")
-            tar.add(
-                path, arcname=str(path.relative_to(model_dir)), recursive=False, filter=_normalised
-            )
+            name = str(path.relative_to(model_dir))
+            tar.add(path, arcname=name, recursive=False, filter=_normalised)
     partial.replace(tar_path)  # readers never see a half-written artefact
     return tar_path
 

@@ -69,14 +69,20 @@ def member_name(source: str, member: tarfile.TarInfo) -> str:
 
 def _members(tar: tarfile.TarFile, source: str) -> Iterator[tuple[str, tarfile.TarInfo]]:
     """Checked members in archive order, with the count and total size capped as we go."""
-    total, seen = 0, set()
+    total, seen, files, folders = 0, set(), set(), set()
     for count, member in enumerate(tar, start=1):
         if count > MAX_MEMBERS:
             raise UnsafeArtefactError(f"{source}: more than {MAX_MEMBERS} members")
         name = member_name(source, member)
         if name in seen:
             raise UnsafeArtefactError(f"{source}: refusing member {name!r}: listed twice")
+        parents = {"/".join(name.split("/")[:i]) for i in range(1, name.count("/") + 1)}
+        if parents & files or (member.isreg() and name in folders):
+            raise UnsafeArtefactError(f"{source}: refusing member {name!r}: file and folder")
         seen.add(name)
+        folders |= parents
+        if member.isreg():
+            files.add(name)
         total += member.size
         if total > MAX_TOTAL_BYTES:
             raise UnsafeArtefactError(f"{source}: members exceed {MAX_TOTAL_BYTES} bytes in all")
