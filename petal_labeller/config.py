@@ -14,8 +14,16 @@ BACKENDS = ("local", "sagemaker")
 
 
 def petal_home() -> Path:
-    """The folder for local state: embedded database, models, staged files."""
-    return Path(os.environ.get("PETAL_HOME", REPO_ROOT / ".petal"))
+    """The folder for local state: embedded database, models, staged files.
+
+    A checkout's `.petal/`; an installed package's `~/.petal`, since site-packages
+    is often read-only (MWAA, Astronomer) and shared by every user.
+    """
+    if os.environ.get("PETAL_HOME"):
+        return Path(os.environ["PETAL_HOME"])
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".petal"
+    return Path.home() / ".petal"
 
 
 def database_url() -> str | None:

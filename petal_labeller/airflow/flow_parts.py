@@ -56,6 +56,13 @@ def check_config_task(required_for_sagemaker: Iterable[str]) -> Callable[..., An
                 raise AirflowFailException(
                     "the sagemaker backend is not configured: " + "; ".join(problems)
                 )
+        if backend == "local":  # a worker installed with [airflow] alone has no model stack
+            from petal_labeller.extras import MissingExtraError, require_extra
+
+            try:
+                require_extra("local", "the local backend")
+            except MissingExtraError as exc:
+                raise AirflowFailException(str(exc)) from exc
         log.info("Backend %s: configuration complete", backend)
         return backend
 

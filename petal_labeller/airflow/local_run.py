@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from petal_labeller import config
+from petal_labeller.airflow.dag_files import dags_folder
 
-DAGS_FOLDER = config.REPO_ROOT / "dags"
+DAGS_FOLDER = dags_folder()
 PLUGINS_FOLDER = config.REPO_ROOT / "plugins"
 
 

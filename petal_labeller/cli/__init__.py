@@ -50,6 +50,16 @@ def expected_error(exc: BaseException) -> str | None:
         exc, DatabaseUnavailable | MigrationError | StoreError | TaxonomyError | PaperError
     ):
         return str(exc)
+    from petal_labeller.extras import MissingExtraError, extra_for_module
+
+    if isinstance(exc, MissingExtraError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and extra_for_module(exc.name):
+        extra = extra_for_module(exc.name)
+        return (
+            f"this command needs petal-labeller's {extra!r} extra (no module {exc.name!r}): "
+            f"pip install 'petal-labeller[{extra}]' -c requirements.txt"
+        )
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     import psycopg2.errors

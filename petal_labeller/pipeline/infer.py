@@ -75,6 +75,9 @@ def infer_local(
     total: int | None = None,
 ) -> Path:
     """Label every line of `input_path` into `output_path`, one output line per input line."""
+    from petal_labeller.extras import require_extra
+
+    require_extra("local", "labelling on this machine")
     # Heavy import (torch, transformers) inside the function: DAG parsing stays light.
     from petal_labeller.model.predict import predict_file
 

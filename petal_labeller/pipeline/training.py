@@ -107,6 +107,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Path) -> dict:
     """Score a model artefact on the held-out papers with the inference code it ships with."""
+    from petal_labeller.extras import require_extra
+
+    require_extra("local", "evaluating a model on this machine")
     from petal_labeller.model.predict import predict_file
     from petal_labeller.model.scoring import score_results
 

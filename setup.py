@@ -1,0 +1,14 @@
+"""Only what pyproject.toml cannot say: the DAG files in dags/ ship inside the wheel.
+
+They become `petal_labeller/dags/` in site-packages, so a team that installs the
+wheel gets the DAGs without this repository (`python -m petal_labeller.airflow.dag_files`
+prints the folder; `petal_labeller.airflow.bundle.PetalDagBundle` is a DAG bundle).
+Everything else about the package is in pyproject.toml.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["petal_labeller*"]), "petal_labeller.dags"],
+    package_dir={"petal_labeller.dags": "dags"},
+)
