@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-JSONLINES = "application/jsonlines"
+from petal_labeller.runtime.jsonlines import JSONLINES
 
-#: The container runs `code/inference.py` from the model artefact (SageMaker layout).
+#: Our image runs its own installed runtime (docs/deploy.md); the artefact is data only,
+#: so no SAGEMAKER_PROGRAM: that names a script for SageMaker's framework images.
 INFERENCE_ENVIRONMENT = {
-    "SAGEMAKER_PROGRAM": "inference.py",
     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
 }
 
@@ -22,7 +22,7 @@ INFERENCE_ENVIRONMENT = {
 def model_config(
     model_name: str, image_uri: str, model_data_url: str, role_arn: str
 ) -> dict[str, Any]:
-    """CreateModel: the serving image plus our model.tar.gz (weights + code/inference.py)."""
+    """CreateModel: the serving image (which holds the code) plus our data-only model.tar.gz."""
     return {
         "ModelName": model_name,
         "PrimaryContainer": {
