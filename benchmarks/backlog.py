@@ -214,7 +214,7 @@ def tiny_model(folder: Path) -> Path:
     lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text().splitlines()[:24]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "papers.jsonl").write_text("\n".join(lines) + "\n")
-    config = preset("default", max_length=48, batch_size=8, epochs=2, max_steps=4, knn_k=3)
+    config = preset("default", max_length=48, knn_k=3)
     return train_artefact(
         folder / "papers.jsonl", SHARED_DATA_DIR / "taxonomy.json", folder, config,
         progress=False, version=VERSION,

@@ -40,7 +40,7 @@ def _quick_model(folder: Path) -> Path:
         SHARED_DATA_DIR / "labelled_papers.jsonl",
         SHARED_DATA_DIR / "taxonomy.json",
         folder,
-        preset("default", epochs=1, max_steps=8),
+        preset("default"),
         progress=False,
         version="bench",
         report=False,

@@ -55,7 +55,7 @@ def training_params() -> dict[str, Param]:
     )
     params["preset"] = Param("default", type="string", description="Training preset.")
     params["train_options"] = Param(
-        {}, type="object", description='TrainConfig overrides, e.g. {"epochs": 4}.'
+        {}, type="object", description='TrainConfig overrides, e.g. {"knn_k": 10}.'
     )
     return params
 

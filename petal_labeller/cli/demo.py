@@ -235,7 +235,7 @@ MODEL_STEPS: list[tuple[str, Step]] = [
     "--train-options",
     default="{}",
     show_default=True,
-    help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'.",
+    help="TrainConfig overrides as JSON, e.g. '{\"knn_k\": 10}'.",
 )
 @click.option(
     "--label/--no-label",

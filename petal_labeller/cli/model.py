@@ -41,11 +41,10 @@ def model() -> None:
 @click.option("--papers", required=True, type=EXISTING_FILE, help="Labelled papers (JSONL).")
 @click.option("--taxonomy", required=True, type=EXISTING_FILE, help="taxonomy.json")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", type=int, default=None, help="Override the preset's epoch count.")
 @click.option("--base-model", default=None, help="HF name or local path (default: MiniLM).")
 @click.option("--preset", "preset_name", default="default", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KNOB=VALUE", help="Any config knob.")
-def train(papers, taxonomy, output, epochs, base_model, preset_name, overrides) -> None:
+def train(papers, taxonomy, output, base_model, preset_name, overrides) -> None:
     """Write OUTPUT/model.tar.gz and OUTPUT/evaluation/ (validation report)."""
     from petal_labeller.model.config import from_hyperparameters
     from petal_labeller.model.train import train_artefact
@@ -54,8 +53,6 @@ def train(papers, taxonomy, output, epochs, base_model, preset_name, overrides) 
     with _user_errors():
         values = dict(item.split("=", 1) for item in overrides if "=" in item)
         values["preset"] = preset_name
-        if epochs is not None:
-            values["epochs"] = str(epochs)
         if base_model is not None:
             values["base_model"] = base_model
         config = from_hyperparameters(values)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from petal_labeller.model.config import TrainConfig, preset
+from petal_labeller.model.config import TrainConfig
 from petal_labeller.model.data import LabelledPaper, load_labelled
 from petal_labeller.model.scoring import gold_matrix, result_matrices, score
 from petal_labeller.model.splits import CV_FOLDS, CV_SEED, kfold_indices
@@ -123,6 +123,21 @@ def _summary(per_fold: list[dict[str, float]]) -> dict[str, list[float]]:
     }
 
 
+def one_fold(
+    papers: list[LabelledPaper], taxonomy: Taxonomy, split: tuple, config: TrainConfig, progress
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """(model results, baseline results, TrainedModel) for one (train, test) split."""
+    from petal_labeller.model.train import fit
+
+    train = [papers[i] for i in split[0]]
+    test = [papers[i] for i in split[1]]
+    log.info("training on %d papers, testing on %d", len(train), len(test))
+    trained = fit(train, taxonomy, config, progress=progress)
+    ours = score_model(trained.model, test, taxonomy)
+    ours["metrics"]["train_seconds"] = trained.seconds
+    return ours, score_baseline(train, test, taxonomy), trained
+
+
 def run_experiment(
     papers_path: str | Path,
     taxonomy_path: str | Path,
@@ -140,53 +155,34 @@ def run_experiment(
     k folds and reports mean and standard deviation.
     """
     from petal_labeller.model.report import write_report
-    from petal_labeller.model.train import fit
 
-    config = config or preset("default")
+    config = config or TrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     taxonomy = Taxonomy.load(taxonomy_path)
     papers = load_labelled(papers_path, taxonomy)
     splits = kfold_indices(len(papers), n_folds, seed)
     chosen = list(range(n_folds)) if folds is None else folds
-    ours_folds, base_folds, details = [], [], []
-    first = None
-    for fold in chosen:
-        train_rows, test_rows = splits[fold]
-        train = [papers[i] for i in train_rows]
-        test = [papers[i] for i in test_rows]
-        log.info("fold %d: training on %d papers, testing on %d", fold, len(train), len(test))
-        trained = fit(train, taxonomy, config, progress=progress)
-        ours = score_model(trained.model, test, taxonomy)
-        ours["metrics"]["train_seconds"] = trained.seconds
-        base = score_baseline(train, test, taxonomy)
-        ours_folds.append(ours["metrics"])
-        base_folds.append(base["metrics"])
-        details.append(
-            {"fold": fold, "history": trained.history, "tuning": trained.tuning,
-             "model": ours["metrics"], BASELINE: base["metrics"]}
-        )  # fmt: skip
-        if first is None:
-            first = (ours, base, trained.history)
+    results = [one_fold(papers, taxonomy, splits[f], config, progress) for f in chosen]
+    details = [
+        {"fold": fold, "history": trained.history, "tuning": trained.tuning,
+         "model": ours["metrics"], BASELINE: base["metrics"]}
+        for fold, (ours, base, trained) in zip(chosen, results, strict=True)
+    ]  # fmt: skip
     if len(chosen) == 1:
-        rows = {config.preset: ours_folds[0], BASELINE: base_folds[0]}
+        rows = {config.preset: details[0]["model"], BASELINE: details[0][BASELINE]}
         title = f"Fixed split (fold {chosen[0]} of {n_folds}, seed {seed})"
     else:
-        rows = {config.preset: _summary(ours_folds), BASELINE: _summary(base_folds)}
+        rows = {name: _summary([d[key] for d in details])
+                for name, key in ((config.preset, "model"), (BASELINE, BASELINE))}  # fmt: skip
         title = f"{len(chosen)}-fold cross-validation (seed {seed}), mean ± std"
     notes = (
         f"{len(papers)} papers from {papers_path}; test papers per fold: "
         f"{[len(splits[f][1]) for f in chosen]}. Config: {config.to_dict()}"
     )
-    ours, base, history = first
-    write_report(
-        out,
-        title,
-        rows,
-        {"folds": details, "config": config.to_dict()},
-        _plots(out, taxonomy, ours, base, history),
-        notes,
-    )
+    ours, base, trained = results[0]
+    plots = _plots(out, taxonomy, ours, base, trained.history)
+    write_report(out, title, rows, {"folds": details, "config": config.to_dict()}, plots, notes)
     return {"rows": rows, "folds": details}
 
 

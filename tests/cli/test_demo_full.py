@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-TINY_TRAINING = {"max_length": 48, "batch_size": 8, "epochs": 2, "max_steps": 4, "tune_folds": 2}
+TINY_TRAINING = {"max_length": 48, "tune_folds": 2}
 
 
 def _demo(env: dict[str, str]) -> subprocess.CompletedProcess:

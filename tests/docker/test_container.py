@@ -130,7 +130,7 @@ def fake_training_job(base: Path, papers: Path, taxonomy: Path) -> OptMl:
     opt_ml = make_tree(
         base,
         # As SageMaker sends them: every value a string.
-        {"max_length": "48", "batch_size": "8", "epochs": "1", "max_steps": "2", "knn_k": "3"},
+        {"max_length": "48", "knn_k": "3", "tune_folds": "2"},
     )
     shutil.copy(papers, opt_ml.data_dir / "train" / "papers.jsonl")
     shutil.copy(taxonomy, opt_ml.data_dir / "train" / "taxonomy.json")

@@ -6,66 +6,94 @@ import json
 
 import pytest
 
-from petal_labeller.model.config import ConfigError, from_hyperparameters, preset
+from petal_labeller.model.config import ConfigError, TrainConfig, from_hyperparameters, preset
 from petal_labeller.model.data import TrainingDataError, load_labelled
 from petal_labeller.taxonomy import Taxonomy
 
 
-def test_v01_preset_is_the_original_recipe():
-    config = preset("v0.1")
-    assert (config.pooling, config.body_lr, config.head_lr) == ("pooler", 2e-5, 2e-5)
-    assert (config.batch_size, config.epochs, config.loss) == (32, 4, "bce")
-    assert config.scorer_names() == ["head"]
-    assert config.max_length == 256 and config.patience == 0
-
-
-def test_default_preset_is_the_measured_stack():
-    config = preset()
-    assert config.combiner == "stack" and config.tfidf_char and config.tune_folds == 5
+def test_bare_defaults_are_the_production_recipe():
+    config = TrainConfig()
+    assert config == preset("default")
+    assert config.recipe == "stack" and config.tfidf_char and config.tune_folds == 5
     assert config.scorer_names() == ["tfidf", "knn", "zeroshot", "venue"]
-    assert (config.knn_k, config.knn_temperature) == (20, 0.1)
-    assert config.pooling == "mean" and config.base_model.endswith("model")
-
-
-def test_blend_preset_is_the_previous_default():
-    config = preset("blend")
-    assert config.combiner == "blend" and config.scorer_names() == ["head", "knn", "tfidf"]
-    assert config.pooling == "mean" and config.loss == "asl" and config.patience > 0
-    assert config.head_lr > config.body_lr and not config.tfidf_char
+    assert (config.knn_k, config.knn_temperature, config.tfidf_c) == (20, 0.1, 0.5)
+    assert config.pooling == "mean" and not config.include_venue
+    assert config.base_model.endswith("model")
 
 
 def test_hyperparameters_arrive_as_strings():
     config = from_hyperparameters(
-        {"preset": '"v0.1"', "epochs": "2", "knn-k": "7", "include_venue": "false"}
+        {"preset": '"word-only"', "knn-k": "7", "include_venue": "false", "tfidf_c": "0.25"}
     )
-    assert config.preset == "v0.1" and config.epochs == 2 and config.knn_k == 7
-    assert config.include_venue is False and config.pooling == "pooler"
-    blend = from_hyperparameters(
-        {"preset": "blend", "scorers": "knn,tfidf", "scorer_weights": "knn=3,tfidf=1"}
-    )
-    assert blend.fixed_weights() == {"knn": 0.75, "tfidf": 0.25}
+    assert config.preset == "word-only" and not config.tfidf_char
+    assert (config.knn_k, config.tfidf_c, config.include_venue) == (7, 0.25, False)
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"learning_rate": "1"}, "unknown hyperparameter"),
-        ({"loss": "hinge"}, "loss must be one of"),
+        ({"epochs": "4"}, "unknown hyperparameter"),  # the stack trains no epochs
         ({"preset": "v9"}, "unknown preset"),
-        ({"scorers": "head,svm"}, "scorers from"),
-        (
-            {"preset": "blend", "scorers": "head,knn", "scorer_weights": "head=1"},
-            "scorer_weights",
-        ),
-        ({"preset": "blend", "scorers": "head,knn,zeroshot"}, "scorers from"),
-        ({"scorers": "head,knn", "combiner": "stack"}, "the stack's scorers from"),
+        ({"scorers": "head,knn"}, "scorers from"),
         ({"tune_folds": "1"}, "the stack needs tune_folds >= 2"),
-        ({"combiner": "vote"}, "combiner must be one of"),
+        ({"knn_k": "many"}, "knn_k must be a int"),
+        ({"tfidf_c": "0"}, "tfidf_c and combiner_c must be > 0"),
     ],
 )
 def test_bad_hyperparameters_are_named(values, message):
     with pytest.raises(ConfigError, match=message):
         from_hyperparameters(values)
+
+
+def test_the_recipe_table_names_each_recipe_and_refuses_others():
+    from petal_labeller.model.recipes import RECIPES, recipe_for
+
+    assert RECIPES["stack"] == "petal_labeller.model.stacking:STACK"
+    assert type(recipe_for(TrainConfig())).__name__ == "StackRecipe"
+    with pytest.raises(ConfigError, match="unknown recipe 'nonesuch'; choose one of stack"):
+        recipe_for(TrainConfig(recipe="nonesuch"))
+
+
+def test_research_recipes_register_behind_the_same_interface():
+    from benchmarks.ablation.blend import BlendConfig
+    from benchmarks.ablation.blend import preset as research_preset
+    from petal_labeller.model.recipes import recipe_for
+
+    config = research_preset("v0.1")
+    assert isinstance(config, BlendConfig) and config.recipe == "blend"
+    assert (config.pooling, config.body_lr, config.epochs, config.loss) == (
+        "pooler",
+        2e-5,
+        4,
+        "bce",
+    )
+    assert config.replace(epochs=2).epochs == 2
+    recipe = recipe_for(config)
+    assert all(callable(getattr(recipe, name)) for name in ("fit", "save", "load"))
+
+
+def test_train_and_stacking_import_no_circle():
+    """stacking.py (a recipe) never imports train.py (which runs recipes), and vice versa."""
+    import ast
+    from pathlib import Path
+
+    import petal_labeller.model as package
+
+    folder = Path(package.__file__).parent
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "petal_labeller.model."
+            ):
+                found.add(node.module.rsplit(".", 1)[1])
+        return found
+
+    assert "train" not in imports("stacking") and "stacking" not in imports("train")
+    assert "train" not in imports("recipes") and "stacking" not in imports("recipes")
 
 
 TAXONOMY = Taxonomy.from_records(
