@@ -223,10 +223,10 @@ MODEL_STEPS: list[tuple[str, Step]] = [
 
 
 @click.command()
-@click.option("--papers", default=630, show_default=True, help="Demo papers to import.")
+@click.option("--papers", default=996, show_default=True, help="Demo papers to import.")
 @click.option(
     "--labelled",
-    default=600,
+    default=966,
     show_default=True,
     help="How many keep curator labels (the model trains on them; the rest are new papers).",
 )

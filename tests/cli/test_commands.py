@@ -68,7 +68,7 @@ def test_taxonomy_load_and_show(petal):
 
 def test_import_all_good_exits_zero(petal, loaded):
     result = petal("papers", "import", str(PAPERS))
-    assert "read 630 records: 600 new, 30 updated, 0 rejected; 3044 curator labels" in result.stdout
+    assert "read 996 records: 966 new, 30 updated, 0 rejected; 4661 curator labels" in result.stdout
 
 
 def test_import_with_rejects_exits_one_and_writes_the_rejects_file(petal, loaded, tmp_path):
