@@ -55,8 +55,9 @@ def label_ids(model_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path):
+    # Queue room for the 8 concurrent requests below (beyond it they would get 503).
     settings = ServeSettings(
-        model_path=tiny_model_dir, max_body_bytes=BODY_LIMIT, max_concurrency=2
+        model_path=tiny_model_dir, max_body_bytes=BODY_LIMIT, max_concurrency=2, max_queue=8
     )
     with running_server(create_app(settings)) as url:
         wait_until_ready(url)
