@@ -236,14 +236,15 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, str, dict | None, str | N
                     yield reader.line_num, "", None, f"not valid CSV: {exc}"
                     continue
                 if any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                    yield reader.line_num, json.dumps(row, ensure_ascii=False), row, None
+                    shown = json.dumps(row, ensure_ascii=False)[:2000]
+                    yield reader.line_num, shown, row, None
         return
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw, whole in _bounded_lines(handle):
             if not raw.strip():
                 continue
             shown = raw[:2000].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
-            if len(raw) > MAX_LINE_BYTES:
+            if not whole:
                 yield number, shown, None, f"line longer than {MAX_LINE_BYTES} bytes"
                 continue
             try:
@@ -255,6 +256,22 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, str, dict | None, str | N
                 yield number, shown, None, "a decision must be a JSON object"
                 continue
             yield number, shown, row, None
+
+
+def _bounded_lines(handle) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, at most MAX_LINE_BYTES of the line, whether that is all of it).
+
+    Iterating a file reads a whole line into memory however long it is; a
+    hostile file could be one line of gigabytes, so lines are read in bounded pieces.
+    """
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        whole = len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n")
+        tail = raw
+        while not whole and tail and not tail.endswith(b"\n"):
+            tail = handle.readline(MAX_LINE_BYTES + 1)  # skip the rest of the long line
+        yield number, raw, whole
 
 
 def _label_list(row: Mapping, field: str, taxonomy: Taxonomy) -> tuple[str, ...]:

@@ -184,3 +184,23 @@ def test_reading_decisions_names_the_production_model_by_default(store, tmp_path
     read = read_decisions(store["conn"], path, TREE)
     assert [d.model_version for _, d in read.decisions] == ["v1"]
     assert not read.rejections
+
+
+def test_a_huge_line_is_one_rejected_line_and_the_next_line_still_counts(
+    store, tmp_path, apply_cli, monkeypatch
+):
+    import petal_labeller.review as review
+
+    monkeypatch.setattr(review, "MAX_LINE_BYTES", 64)
+    ids = store["ids"]
+    path = _write(
+        tmp_path,
+        [
+            {"paper_id": ids["deep"], "accept": True, "note": "x" * 500},
+            {"paper_id": ids["sure"], "accept": True},
+        ],
+    )
+    result = apply_cli(str(path), "--reviewer", "ana", code=1)
+    assert "rejected line 1: line longer than 64 bytes" in result.output
+    assert "1 applied" in result.output
+    assert curator_labels(store["conn"], ids["sure"]) == [("move", "ana"), ("swim", "ana")]
