@@ -1,4 +1,4 @@
-"""The references and deletes of paper_labels are served by indexes (issue 12, item 10).
+"""The references and deletes of paper_labels are served by indexes (issue 12 item 10, 0005).
 
 The plans are shown with sequential scans priced out (`enable_seqscan = off`), so
 a tiny test table gives the plan a large one would: an index the planner can
@@ -23,7 +23,7 @@ def plan(conn, sql: str, params: tuple = ()) -> str:
 @pytest.mark.parametrize(
     ("sql", "index"),
     [
-        # paper_labels_restrict_taxonomy, per dropped label; load_taxonomy's in-use count.
+        # The label key's check per deleted label; load_taxonomy's in-use count.
         ("SELECT 1 FROM paper_labels pl WHERE pl.label_id = %s", "paper_labels_label"),
         (
             "SELECT label_id, count(*) FROM paper_labels WHERE label_id = ANY(%s) GROUP BY 1",
@@ -31,14 +31,11 @@ def plan(conn, sql: str, params: tuple = ()) -> str:
         ),
         # The self-reference of taxonomy_labels, checked for each deleted label.
         ("SELECT 1 FROM taxonomy_labels WHERE parent = %s", "taxonomy_labels_parent"),
-        # paper_labels_cascade_papers: one delete per origin.
+        # The paper key's cascade (paper deleted), then the labelling key's (mark deleted).
+        ("DELETE FROM paper_labels WHERE paper_id = %s", "paper_labels_paper"),
         (
-            "DELETE FROM paper_labels WHERE origin = 'curator' AND paper_id = %s",
-            "paper_labels_curator",
-        ),
-        (
-            "DELETE FROM paper_labels WHERE origin = 'model' AND paper_id = %s",
-            "paper_labels_model",
+            "DELETE FROM paper_labels WHERE paper_id = %s AND model_version = 'v1'",
+            "paper_labels_paper",
         ),
     ],
 )
@@ -46,10 +43,3 @@ def test_reference_lookups_use_an_index(db_conn, sql, index):
     param = (["swim", "fly"],) if "ANY" in sql else (7 if "paper_id" in sql else "swim",)
     shown = plan(db_conn, sql, param)
     assert index in shown and "Seq Scan" not in shown
-
-
-def test_paper_delete_cascade_uses_the_per_origin_indexes(db_conn):
-    with db_conn.cursor() as cur:
-        cur.execute("SELECT prosrc FROM pg_proc WHERE proname = 'paper_labels_cascade_papers'")
-        source = cur.fetchone()[0]
-    assert "pl.origin = 'curator'" in source and "pl.origin = 'model'" in source

@@ -58,10 +58,11 @@ def applied(conn: psycopg2.extensions.connection) -> dict[str, str]:
         return dict(cur.fetchall())
 
 
-def upgrade(conn: psycopg2.extensions.connection) -> list[str]:
+def upgrade(conn: psycopg2.extensions.connection, until: str | None = None) -> list[str]:
     """Apply pending migrations in one transaction and commit; return the versions applied.
 
-    Running it again applies nothing and returns [].
+    Running it again applies nothing and returns []. `until` (a version, e.g.
+    "0004") stops after that one: for tests and benchmarks of an earlier schema.
     """
     with conn, conn.cursor() as cur:
         # Transaction-scoped lock: released by the commit or rollback below.
@@ -75,6 +76,8 @@ def upgrade(conn: psycopg2.extensions.connection) -> list[str]:
         done = applied(conn)
         newly: list[str] = []
         for migration in available():
+            if until is not None and migration.version[: len(until)] > until:
+                break
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
                     raise MigrationError(
