@@ -1,0 +1,93 @@
+"""The typed run state the Airflow tasks pass through XCom, the window a run labels,
+the sagemaker configuration check, and the error text a run row keeps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from petal_labeller.pipeline.run import RunSummary, StagedRun
+from petal_labeller.store.runs import MAX_ERROR_CHARS, redact_error
+
+
+def test_staged_run_round_trips_through_json_xcom():
+    staged = StagedRun(
+        run_id="petal_label_papers/scheduled__2026-11-03T00:00:00+00:00",
+        run_key="petal-label-papers/abc",
+        model_version="v1",
+        artefact_uri="/models/v1/model.tar.gz",
+        count=12,
+        backend="sagemaker",
+        since=datetime(2026, 11, 2, tzinfo=UTC),
+        until=datetime(2026, 11, 3, tzinfo=UTC),
+        airflow_run_id="scheduled__2026-11-03T00:00:00+00:00",
+        dry_run=True,
+    )
+    payload = json.loads(json.dumps(staged.to_xcom()))
+    assert StagedRun.from_xcom(payload) == staged
+    everything = StagedRun("r", "k", "v1", "/m", 0)
+    assert StagedRun.from_xcom(json.loads(json.dumps(everything.to_xcom()))) == everything
+    assert everything.to_xcom()["since"] is None
+
+
+def test_run_summary_round_trips_and_ignores_unknown_keys():
+    summary = RunSummary("r", "v1", 12, 11, 1, 40, quarantine="q.jsonl")
+    assert RunSummary.from_xcom({**summary.to_xcom(), "added_later": 1}) == summary
+
+
+def test_a_run_without_data_interval_labels_everything():
+    from petal_labeller.airflow.labelling import EVERYTHING, INTERVAL, data_window
+
+    day = (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
+    context = {"data_interval_start": day[0], "data_interval_end": day[1]}
+    assert data_window(INTERVAL, context) == day
+    assert data_window(INTERVAL, {}) == (None, None)  # no logical date: no keys at all
+    assert data_window(INTERVAL, dict.fromkeys(context)) == (None, None)
+    assert data_window(EVERYTHING, context) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("could not connect to postgresql://petal:s3cr3t@db:5432/petal", "s3cr3t"),
+        ("smtp login failed: password=hunter2 user=x", "hunter2"),
+        ("AWS said no to AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+        ('{"api_key": "k-123456"}', "k-123456"),
+    ],
+)
+def test_error_text_is_stored_without_secrets(text, secret):
+    redacted = redact_error(text)
+    assert secret not in redacted and "***" in redacted
+
+
+def test_error_text_is_bounded():
+    assert len(redact_error("x" * 10_000)) == MAX_ERROR_CHARS
+
+
+def test_sagemaker_check_names_everything_missing(monkeypatch, tmp_path):
+    from petal_labeller.airflow import variables
+    from petal_labeller.airflow.config_check import sagemaker_problems
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_ROLE", "not-a-role")
+
+    problems = sagemaker_problems(variables.LABELLING_SAGEMAKER)
+
+    text = "; ".join(problems)
+    assert "'petal_s3_bucket' is not set" in text
+    assert "'petal_sagemaker_image' is not set" in text
+    assert "'not-a-role' is not an IAM role ARN" in text
+    assert "no AWS region" in text
+
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_S3_BUCKET", "bucket")
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_PETAL_SAGEMAKER_IMAGE", "123456789012.dkr.ecr.us-east-1.amazonaws.com/p:1"
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/p")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert sagemaker_problems(variables.LABELLING_SAGEMAKER) == []
