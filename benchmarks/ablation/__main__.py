@@ -29,10 +29,11 @@ from .evaluate import Result, cross_validate, format_row, header
 ENCODER_VARIANTS = ("title_abstract", "title_abstract_venue", "title")
 
 
-def build_context(with_mpnet: bool) -> s.Context:
+def build_context(with_mpnet: bool, variants=ENCODER_VARIANTS) -> s.Context:
     data = data_module.load()
-    ctx = s.Context(data, {v: emb.paper_embeddings(data, v, 256) for v in ENCODER_VARIANTS})
-    ctx.embeddings["title_abstract_512"] = emb.paper_embeddings(data, "title_abstract", 512)
+    ctx = s.Context(data, {v: emb.paper_embeddings(data, v, 256) for v in variants})
+    if variants == ENCODER_VARIANTS:
+        ctx.embeddings["title_abstract_512"] = emb.paper_embeddings(data, "title_abstract", 512)
     ctx.label_vectors = emb.label_embeddings(data, with_ancestors=True)
     if with_mpnet:
         ctx.embeddings["mpnet"] = emb.paper_embeddings(data, "title_abstract", 256, encoder="mpnet")
@@ -57,7 +58,8 @@ def threshold_metrics(stacker, parents: np.ndarray, post):
     def extra(
         ctx: s.Context, train: np.ndarray, test: np.ndarray, scores: np.ndarray
     ) -> dict[str, float]:
-        train_scores, y_train, y_test = post(stacker.train_scores), ctx.y[train], ctx.y[test]
+        train_scores = post(stacker.train_scores)
+        y_train, y_test = ctx.data.gold[train], ctx.data.gold[test]
         t_global = th.fit_global(train_scores, y_train, parents)
         t_label = th.fit_per_label(train_scores, y_train, parents)
         out = {}
@@ -161,6 +163,37 @@ def rows(ctx: s.Context, quick: bool):
             )
 
 
+def retune_rows(ctx: s.Context):
+    """The recommended 4-base stack (+ cap) with each data-size-dependent knob moved one step:
+    the SVM's C, kNN's k and temperature (`--retune`, for a grown data set)."""
+    parents = s.parent_index(ctx.data)
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    cap = lambda x: s.cap_by_parent(x, parents)  # noqa: E731
+    cache: dict = {}
+    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
+    variants = {
+        "as measured on 630 (SVM C=0.5, kNN k=20 T=0.1)": {},
+        "SVM C=0.25": {"svm_wc_C0.5": ("svm_wc_C0.25", s.tfidf_svm(0.25, char=True))},
+        "SVM C=1": {"svm_wc_C0.5": ("svm_wc_C1", s.tfidf_svm(1.0, char=True))},
+        "kNN k=10": {"knn_minilm_k20_T0.1": ("knn_minilm_k10_T0.1", s.knn(10, 0.1))},
+        "kNN k=40": {"knn_minilm_k20_T0.1": ("knn_minilm_k40_T0.1", s.knn(40, 0.1))},
+        "kNN k=20 T=0.05": {"knn_minilm_k20_T0.1": ("knn_minilm_k20_T0.05", s.knn(20, 0.05))},
+    }
+    for label, swaps in variants.items():
+        bases = dict(four)
+        for old, (new, scorer) in swaps.items():
+            bases = {
+                (new if k == old else k): (scorer if k == old else v) for k, v in bases.items()
+            }
+        stacker = st.stacked(bases, "logistic", cache, levels)
+        yield (
+            f"STACK-LR 4 bases + cap, {label}",
+            stacker,
+            cap,
+            threshold_metrics(stacker, parents, cap),
+        )
+
+
 def finetune_rows(data: data_module.Dataset) -> list[dict]:
     """Fine-tuning results written by `python -m benchmarks.ablation.finetune`, a fold at a time."""
     found = []
@@ -176,10 +209,14 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="skip the GBM combiner and the leave-one-out stacks"
     )
+    parser.add_argument(
+        "--retune", action="store_true", help="only the stack with data-size knobs moved"
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
     args = parser.parse_args()
     with_mpnet = bool(os.environ.get("PETAL_MPNET_DIR"))
-    ctx = build_context(with_mpnet)
+    # The retune rows read only the title + abstract embeddings.
+    ctx = build_context(with_mpnet, ("title_abstract",) if args.retune else ENCODER_VARIANTS)
     print(
         f"# Ablation, {len(ctx.y)} papers, {ctx.y.shape[1]} labels, "
         f"5-fold CV (seed {data_module.FOLD_SEED})"
@@ -192,7 +229,7 @@ def main() -> None:
     print(header())
     results: list[Result] = []
     started = time.perf_counter()
-    for row in rows(ctx, args.quick):
+    for row in retune_rows(ctx) if args.retune else rows(ctx, args.quick):
         name, scorer, post = row[:3]
         extra = row[3] if len(row) > 3 else None
         result = cross_validate(name, scorer, ctx, post, extra)
@@ -217,10 +254,14 @@ def main() -> None:
     print(f"# total {time.perf_counter() - started:.0f} s")
     levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
     parents = s.parent_index(ctx.data)
-    costs = cost.measure(
-        ctx,
-        lambda: st.stacked(best_bases(), "logistic", {}, levels, persist=False),
-        lambda x: s.cap_by_parent(x, parents),
+    costs = (
+        {}
+        if args.retune
+        else cost.measure(
+            ctx,
+            lambda: st.stacked(best_bases(), "logistic", {}, levels, persist=False),
+            lambda x: s.cap_by_parent(x, parents),
+        )
     )
     for key, value in costs.items():
         print(f"# cost: {key} = {value:.1f}")

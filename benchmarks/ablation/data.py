@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from petal_labeller.config import SHARED_DATA_DIR, petal_home
+from petal_labeller.model.scoring import gold_matrix
 from petal_labeller.taxonomy import Taxonomy
 
 #: Fixed seed of the 5-fold split; every model in the table sees these folds.
@@ -22,7 +23,8 @@ class Dataset:
     papers: list[dict]
     taxonomy: Taxonomy
     labels: list[str]  # taxonomy file order = model output order
-    y: np.ndarray  # (n_papers, n_labels) 0/1
+    y: np.ndarray  # (n_papers, n_labels) 0/1, the curators' labels as given (training targets)
+    gold: np.ndarray  # the same closed upwards: what every row is scored against
     digest: str  # hash of the papers file, keys the embedding cache
 
     def venues(self, index: int) -> list[str]:
@@ -42,7 +44,8 @@ def load(data_dir: Path = SHARED_DATA_DIR) -> Dataset:
     for i, paper in enumerate(papers):
         for label in paper.get("labels") or []:
             y[i, column[label]] = 1.0
-    return Dataset(papers, taxonomy, labels, y, hashlib.sha256(raw).hexdigest()[:12])
+    gold = gold_matrix([paper.get("labels") or [] for paper in papers], taxonomy)
+    return Dataset(papers, taxonomy, labels, y, gold, hashlib.sha256(raw).hexdigest()[:12])
 
 
 def folds(

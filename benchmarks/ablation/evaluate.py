@@ -57,7 +57,7 @@ def cross_validate(name: str, scorer: Scorer, ctx: Context, post=None, extra=Non
         elapsed.append(time.perf_counter() - started)
         if post is not None:
             scores = post(scores)
-        metrics = ranking_metrics(ctx.y[test], scores)
+        metrics = ranking_metrics(ctx.data.gold[test], scores)  # closed upwards, as everywhere
         if extra is not None:
             metrics.update(extra(ctx, train, test, scores))
         per_fold.append(metrics)

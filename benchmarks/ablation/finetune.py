@@ -158,7 +158,7 @@ def run_fold(fold: int, args: argparse.Namespace) -> dict:
     def val_metrics(scores: np.ndarray) -> dict[str, float]:
         """Ranking metrics and BCE loss of logits on the validation tenth."""
         loss = bce(torch.tensor(scores), y[val]).sum(1).mean().item()
-        return {**ranking_metrics(data.y[val], scores), "loss": loss}
+        return {**ranking_metrics(data.gold[val], scores), "loss": loss}
 
     # Frozen embeddings of every paper: the LP head's input and the frozen kNN baseline.
     frozen = enc.embed(np.arange(len(texts)))
@@ -192,7 +192,7 @@ def run_fold(fold: int, args: argparse.Namespace) -> dict:
             break
     head.load_state_dict(best_state)
     with torch.no_grad():
-        report["test"]["lp_head"] = ranking_metrics(data.y[test], head(x[test]).numpy())
+        report["test"]["lp_head"] = ranking_metrics(data.gold[test], head(x[test]).numpy())
         report["lp"] = {"epochs_run": epoch, "best_epoch": best_epoch, "val_nDCG@3": best}
     log(f"fold {fold}: LP best epoch {best_epoch}/{epoch} val nDCG@3 {best:.3f}")
     log(f"fold {fold}: test knn_frozen {report['test']['knn_frozen']}")
@@ -230,7 +230,7 @@ def run_fold(fold: int, args: argparse.Namespace) -> dict:
         scores = knn_scores(
             enc.embed(index), data.y[index], np.arange(len(fit)), np.arange(len(fit), len(index))
         )
-        return {**ranking_metrics(data.y[val], scores), "loss": float("nan")}
+        return {**ranking_metrics(data.gold[val], scores), "loss": float("nan")}
 
     base = validate()
     best, best_epoch = base["nDCG@3"], 0
@@ -293,8 +293,10 @@ def run_fold(fold: int, args: argparse.Namespace) -> dict:
     tuned = enc.embed(np.arange(len(texts)))
     with torch.no_grad():
         test_scores = head(torch.tensor(tuned[test])).numpy()
-    report["test"]["ft_model"] = ranking_metrics(data.y[test], test_scores)
-    report["test"]["knn_ft"] = ranking_metrics(data.y[test], knn_scores(tuned, data.y, train, test))
+    report["test"]["ft_model"] = ranking_metrics(data.gold[test], test_scores)
+    report["test"]["knn_ft"] = ranking_metrics(
+        data.gold[test], knn_scores(tuned, data.y, train, test)
+    )
     report["total_s"] = time.perf_counter() - started
     for name in ("ft_model", "knn_ft"):
         log(f"fold {fold}: test {name} {report['test'][name]}")
