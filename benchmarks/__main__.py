@@ -2,7 +2,9 @@
 
 A benchmark is a module `benchmarks/<name>.py` or a package with a
 `__main__.py`; each runs as `python -m benchmarks.<name>` in its own process,
-so one benchmark's imports and memory never skew another's numbers.
+so one benchmark's imports and memory never skew another's numbers. The
+research runs in `ON_REQUEST` (hours on 2 cores) run only when named, e.g.
+`python -m benchmarks learning_curve`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Research runs of an hour or more on 2 cores: run only when named.
+ON_REQUEST = {"learning_curve", "active_learning"}
 
 
 def discover() -> list[str]:
@@ -22,7 +26,7 @@ def discover() -> list[str]:
 
 def main(argv: list[str]) -> int:
     found = discover()
-    chosen = argv or found
+    chosen = argv or [name for name in found if name not in ON_REQUEST]
     unknown = [name for name in chosen if name not in found]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {found}", file=sys.stderr)
