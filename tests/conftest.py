@@ -1,3 +1,8 @@
 """Shared fixtures. Each area keeps its fixtures in tests/fixtures/<area>.py."""
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.model", "tests.fixtures.airflow"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.model",
+    "tests.fixtures.airflow",
+    "tests.fixtures.packaging",
+]
