@@ -29,7 +29,7 @@ DOCKERFILES = sorted(
     for path in REPO.rglob("Dockerfile*")
     if path.is_file()
     and not path.name.endswith(".dockerignore")
-    and not {".venv", ".git", "node_modules"} & set(path.relative_to(REPO).parts)
+    and not {".venv", ".petal", ".git", "node_modules"} & set(path.relative_to(REPO).parts)
 )
 COMPOSE_DIR = REPO / "docker" / "airflow"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yaml"
