@@ -79,7 +79,11 @@ def _problems(path: Path) -> list[str]:
         where = f"{path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', '?')}"
         if isinstance(sql, ast.BinOp) and isinstance(sql.op, ast.Mod):
             problems.append(f"{where}: SQL built with % formatting")
-        elif isinstance(sql, ast.Call) and getattr(sql.func, "attr", "") == "format":
+        elif (
+            isinstance(sql, ast.Call)
+            and getattr(sql.func, "attr", "") == "format"
+            and not _is_sql_composition(sql)
+        ):
             problems.append(f"{where}: SQL built with str.format")
         elif isinstance(sql, ast.JoinedStr):
             for part in sql.values:
@@ -88,6 +92,20 @@ def _problems(path: Path) -> list[str]:
                 ):
                     problems.append(f"{where}: f-string splices {ast.unparse(part.value)!r}")
     return problems
+
+
+def _is_sql_composition(call: ast.Call) -> bool:
+    """`sql.SQL("...").format(sql.Identifier(...))`: psycopg2's quoting composition, not str."""
+    template = call.func.value if isinstance(call.func, ast.Attribute) else None
+    return (
+        isinstance(template, ast.Call)
+        and ast.unparse(template.func) in {"sql.SQL", "psycopg2.sql.SQL"}
+        and all(
+            isinstance(arg, ast.Call)
+            and ast.unparse(arg.func) in {"sql.Identifier", "psycopg2.sql.Identifier"}
+            for arg in call.args
+        )
+    )
 
 
 def test_no_sql_is_built_from_values():

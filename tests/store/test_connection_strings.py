@@ -56,12 +56,12 @@ def test_a_database_name_is_never_read_from_the_socket_path():
     assert database_name(SOCKET_URL) == "petal"
 
 
-#: Passwords drawn from the characters people put in them, quoting characters included.
+#: Passwords drawn from the characters people put in them, quoting characters included;
+#: the prefix keeps a short draw from matching the rest of the string (`postgr`).
 passwords = st.text(
     alphabet=string.ascii_letters + string.digits + "!#$%&()*+,-./:;<=>?@[]^_{|}~ '\"\\",
-    min_size=6,
     max_size=30,
-).filter(lambda p: p.strip() == p and SECRET_MASK not in p)
+).map(lambda p: f"pw:{p}".strip())
 
 
 def _forms(password: str) -> list[str]:
@@ -99,23 +99,23 @@ def test_redaction_hides_the_password_in_every_form(password):
 @pytest.mark.parametrize(
     "broken",
     [
-        "postgresql://u:hunter2secret@[::1/petal",  # bad IPv6 host
-        "host=db password=hunter2secret dbname",  # key=value missing '='
-        "postgresql://u:hunter2secret@db/petal?nonsense=1",  # unknown parameter
-        "host=db password='hunter2secret",  # unterminated quote
-        "postgresql:/petal?password=hunter2secret",  # one slash: not a URI to libpq
+        "postgresql://u:hunter2@[::1/petal",  # bad IPv6 host
+        "host=db password=hunter2 dbname",  # key=value missing '='
+        "postgresql://u:hunter2@db/petal?nonsense=1",  # unknown parameter
+        "host=db password='hunter2",  # unterminated quote
+        "postgresql:/petal?password=hunter2",  # one slash: not a URI to libpq
     ],
 )
 def test_an_unparseable_string_is_refused_without_echoing_it(broken):
-    assert "hunter2secret" not in redact(broken)
+    assert "hunter2" not in redact(broken)
     with pytest.raises(DatabaseUnavailable) as raised:
         connect(broken)
-    assert "hunter2secret" not in str(raised.value)
+    assert "hunter2" not in str(raised.value)
     assert "invalid PostgreSQL connection string" in str(raised.value)
 
 
 def test_an_unreachable_server_is_named_with_its_password_hidden():
     with pytest.raises(DatabaseUnavailable) as raised:
-        connect("host=127.0.0.1 port=1 user=u password=hunter2secret dbname=none")
+        connect("host=127.0.0.1 port=1 user=u password=hunter2 dbname=none")
     message = str(raised.value)
-    assert "hunter2secret" not in message and f"password={SECRET_MASK}" in message
+    assert "hunter2" not in message and f"password={SECRET_MASK}" in message
