@@ -1,0 +1,350 @@
+"""Airflow as a team runs it: `airflow api-server`, `scheduler` and `dag-processor` as
+subprocesses, metadata in a PostgreSQL database of their own, the PeTaL store in another.
+
+Started once per session (they take about a minute to come up), stopped by PID;
+each service logs to a file under the session's folder, and a failing live test
+gets the tail of every log attached to its report. Tests talk to Airflow only
+through its public clients: the REST API v2 (JWT from /auth/token) and the
+`airflow` CLI. Alerts go to a local SMTP server (aiosmtpd) that keeps what it
+receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import requests
+
+from tests.fixtures.airflow import DAGS_FOLDER, PLUGINS_FOLDER, REPO_ROOT, free_port
+
+#: The machine's PostgreSQL: the live tier creates its databases there directly.
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN, ADMIN_PASSWORD = "petal-admin", "live-admin-password"
+VIEWER, VIEWER_PASSWORD = "petal-viewer", "live-viewer-password"
+JWT_SECRET = "petal-live-tests-jwt-secret-" + "fedcba9876543210" * 3
+SERVICES = ("api-server", "scheduler", "dag-processor")
+#: The scheduled schedule starts three days ago: unpausing catches up three daily runs.
+CATCHUP_DAYS = 3
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+START_DATE = TODAY - timedelta(days=CATCHUP_DAYS)
+BIN = Path(sys.executable).parent
+
+
+def _postgres_available() -> bool:
+    try:
+        with closing(psycopg2.connect(POSTGRES, connect_timeout=3)):
+            return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def _create_database(prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with closing(psycopg2.connect(POSTGRES)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')  # an identifier, not a parameter
+    return name
+
+
+def _drop_database(name: str) -> None:
+    with closing(psycopg2.connect(POSTGRES)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class SmtpSink:
+    """A real SMTP server on a free loopback port; `messages` holds what it received."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook
+                sink.messages.append(envelope)
+                return "250 Message accepted for delivery"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def connection(self) -> str:
+        return json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": self.port,
+                "extra": {
+                    "from_email": "airflow@petal.test",
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "timeout": 10,
+                    "retry_limit": 0,
+                },
+            }
+        )
+
+
+@dataclass
+class Airflow:
+    """The running services and how to talk to them."""
+
+    url: str
+    env: dict[str, str]
+    home: Path
+    store_url: str
+    logs: dict[str, Path]
+    smtp: SmtpSink
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    # REST API v2 -------------------------------------------------------------------
+    def token(self, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> str:
+        if user not in self._tokens:
+            reply = requests.post(
+                f"{self.url}/auth/token",
+                json={"username": user, "password": password},
+                timeout=30,
+            )
+            assert reply.status_code == 201, reply.text
+            self._tokens[user] = reply.json()["access_token"]
+        return self._tokens[user]
+
+    def api(self, method: str, path: str, user: str = ADMIN, **kwargs: Any) -> requests.Response:
+        password = ADMIN_PASSWORD if user == ADMIN else VIEWER_PASSWORD
+        headers = {"Authorization": f"Bearer {self.token(user, password)}"}
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+
+    def ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = self.api(method, path, **kwargs)
+        assert reply.status_code < 300, f"{method} {path}: {reply.status_code} {reply.text}"
+        return reply.json() if reply.content else None
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.ok("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=id")["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        found = self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
+        return {ti["task_id"]: ti for ti in found["task_instances"]}
+
+    def wait_for_runs(
+        self,
+        dag_id: str,
+        count: int,
+        where: Callable[[dict[str, Any]], bool] = lambda run: True,
+        timeout: float = 300,
+    ) -> list[dict[str, Any]]:
+        """Wait until `count` runs matching `where` have finished; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [run for run in self.runs(dag_id) if where(run)]
+            done = [run for run in runs if run["state"] in ("success", "failed")]
+            if len(done) >= count:
+                return done
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{dag_id}: {len(done)} of {count} runs finished after {timeout} s: "
+                    + json.dumps([(r["dag_run_id"], r["state"]) for r in runs])
+                )
+            self.check_alive()
+            time.sleep(2)
+
+    # The airflow CLI ---------------------------------------------------------------
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(BIN / "airflow"), *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT,
+        )  # fmt: skip
+        said = f"{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, f"airflow {' '.join(args)}:\n{said}"
+        return result
+
+    def petal(self, *args: str, code: int = 0) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(BIN / "petal"), *args],
+            env=self.env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        )  # fmt: skip
+        said = f"{result.stdout}\n{result.stderr}"
+        assert result.returncode == code, f"petal {' '.join(args)}:\n{said}"
+        return result
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with closing(psycopg2.connect(self.store_url)) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"airflow {name} exited with {process.returncode}")
+
+    def log_tails(self, lines: int = 60) -> str:
+        parts = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            parts.append(f"===== airflow {name} ({path}) =====\n" + "\n".join(text[-lines:]))
+        return "\n".join(parts)
+
+
+def _environment(home: Path, meta_db: str, store_url: str, port: int, smtp: SmtpSink) -> dict:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "AWS_", "PETAL_"))
+    }
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({ADMIN: ADMIN_PASSWORD, VIEWER: VIEWER_PASSWORD}))
+    url = f"http://127.0.0.1:{port}"
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://postgres@127.0.0.1:5432/{meta_db}"
+            ),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{VIEWER}:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+            "AIRFLOW__API__BASE_URL": url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW_CONN_PETAL_SMTP": smtp.connection(),
+            # No AWS anywhere: no region, no credentials, no config files.
+            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PETAL_ALERT_TO": "petal-team@petal.test",
+            "PETAL_DATABASE_URL": store_url,
+            "PETAL_HOME": str(home / "petal-home"),
+            "PETAL_START_DATE": f"{START_DATE:%Y-%m-%d}",
+            "PETAL_AIRFLOW_URL": url,
+            "PETAL_AIRFLOW_USER": ADMIN,
+            "PETAL_AIRFLOW_PASSWORD": ADMIN_PASSWORD,
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    shared = os.environ.get("PETAL_SHARED_DATA")
+    if shared:
+        env["PETAL_SHARED_DATA"] = shared
+    return env
+
+
+def _start(name: str, env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
+    args = [str(BIN / "airflow"), name]
+    if name == "api-server":
+        args += ["--host", "127.0.0.1", "--port", str(port)]
+    with log.open("ab") as out:
+        # A session of its own: stopping it by PID stops its workers too.
+        return subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _wait_until_ready(airflow: Airflow, timeout: float = 240) -> None:
+    """Healthy API server and scheduler, and every PeTaL DAG parsed."""
+    deadline = time.monotonic() + timeout
+    expected = {"petal_label_papers", "petal_relabel_papers", "petal_train_model"}
+    last = ""
+    while time.monotonic() < deadline:
+        airflow.check_alive()
+        try:
+            health = requests.get(f"{airflow.url}/api/v2/monitor/health", timeout=5).json()
+            dags = {d["dag_id"] for d in airflow.ok("GET", "/api/v2/dags?limit=100")["dags"]}
+            last = f"health={health} dags={sorted(dags)}"
+            if health["scheduler"]["status"] == "healthy" and expected <= dags:
+                return
+        except (requests.RequestException, AssertionError, KeyError) as exc:
+            last = repr(exc)
+        time.sleep(2)
+    raise AssertionError(f"Airflow not ready after {timeout} s: {last}\n{airflow.log_tails()}")
+
+
+@pytest.fixture(scope="session")
+def airflow_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
+    """api-server, scheduler and dag-processor on free loopback ports, for the session."""
+    if not _postgres_available():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 for Airflow's metadata database")
+    home = Path(tempfile.mkdtemp(prefix="petal-live-"))
+    meta_db, store_db = _create_database("petal_live_airflow"), _create_database("petal_live")
+    store_url = f"postgresql://postgres@127.0.0.1:5432/{store_db}"
+    smtp = SmtpSink()
+    smtp.controller.start()
+    port = free_port()
+    env = _environment(home, meta_db, store_url, port, smtp)
+    logs = {name: home / f"{name}.log" for name in SERVICES}
+    airflow = Airflow(f"http://127.0.0.1:{port}", env, home, store_url, logs, smtp)
+    _LIVE.append(airflow)
+    try:
+        airflow.cli("db", "migrate", timeout=300)
+        airflow.petal("db", "upgrade")
+        for name in SERVICES:
+            airflow.processes[name] = _start(name, env, logs[name], port)
+        _wait_until_ready(airflow)
+        yield airflow
+    finally:
+        for process in airflow.processes.values():
+            _stop(process)
+        smtp.controller.stop()
+        _LIVE.clear()
+        for name in (meta_db, store_db):
+            _drop_database(name)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_LIVE: list[Airflow] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing live test carries the tail of every service's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _LIVE:
+        report.sections.append(("Airflow service logs", _LIVE[0].log_tails()))

@@ -1,0 +1,310 @@
+"""The PeTaL DAGs in a live Airflow, driven only through its REST API v2 and CLI.
+
+One story over one set of services (started once, see conftest.py), in order:
+train without a logical date -> promote -> Asset -> relabel; the scheduler
+catching up three days; a manual run without a logical date; logs without
+ERROR lines; a seven-day backfill twice with the same rows; a misconfigured
+run failing at once with one alert; `petal model register --promote` sending
+the Asset event; the PeTaL page for a viewer; the commands of docs/airflow.md.
+"""
+
+from __future__ import annotations
+
+import email
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from petal_labeller.config import SHARED_DATA_DIR
+from tests.fixtures.airflow import TINY_TRAINING, write_unlabelled_papers
+from tests.live.conftest import CATCHUP_DAYS, TODAY, VIEWER, Airflow
+
+pytestmark = pytest.mark.slow
+
+CURATED = 60
+LABEL, TRAIN, RELABEL = "petal_label_papers", "petal_train_model", "petal_relabel_papers"
+
+
+def _day(days_ago: int) -> datetime:
+    return TODAY - timedelta(days=days_ago)
+
+
+def _import(airflow: Airflow, tmp: Path, start: int, count: int, ingested: datetime) -> None:
+    papers = write_unlabelled_papers(tmp / f"papers-{start}.jsonl", start=start, count=count)
+    airflow.petal("papers", "import", str(papers), "--ingested-at", ingested.isoformat())
+
+
+def _production(airflow: Airflow) -> tuple[str, str] | None:
+    rows = airflow.query("SELECT version, artefact_uri FROM model_versions WHERE is_production")
+    return rows[0] if rows else None
+
+
+@pytest.fixture(scope="module")
+def live(airflow_services: Airflow, tmp_path_factory) -> Airflow:
+    """The store with the taxonomy and curator-labelled papers (ingested long ago)."""
+    tmp = tmp_path_factory.mktemp("live-data")
+    airflow_services.petal("taxonomy", "load", str(SHARED_DATA_DIR / "taxonomy.json"))
+    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text(encoding="utf-8").splitlines()
+    curated = tmp / "curated.jsonl"
+    curated.write_text("\n".join(lines[:CURATED]) + "\n", encoding="utf-8")
+    airflow_services.petal("papers", "import", str(curated), "--ingested-at", "2020-01-01")
+    airflow_services.tmp = tmp  # type: ignore[attr-defined]
+    return airflow_services
+
+
+def test_train_without_logical_date_promotes_and_the_asset_starts_relabelling(live: Airflow):
+    """Items 1 and 6: the REST API's default manual run (no logical date) trains and
+    promotes; the Asset event starts petal_relabel_papers, never unpaused by hand."""
+    live.set_paused(TRAIN, False)  # no scheduled run is due: the first week has not ended
+    run = live.ok(
+        "POST",
+        f"/api/v2/dags/{TRAIN}/dagRuns",
+        json={"logical_date": None, "conf": {"train_options": TINY_TRAINING}},
+    )
+    assert run["logical_date"] is None
+    [trained] = live.wait_for_runs(TRAIN, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 600)
+    assert trained["state"] == "success", live.task_instances(TRAIN, run["dag_run_id"])
+    version, _ = _production(live)
+    assert version.startswith(f"v{TODAY:%Y%m%d}-")
+
+    [relabel] = live.wait_for_runs(RELABEL, 1, timeout=300)
+    assert relabel["state"] == "success"
+    assert relabel["run_type"] == "asset_triggered"
+    rows = live.query(
+        "SELECT status, model_version, papers_labelled, interval_start FROM labelling_runs "
+        "WHERE run_id LIKE %s",
+        (f"{RELABEL}/%",),
+    )
+    assert rows == [("success", version, CURATED, None)]
+
+
+def test_the_scheduler_catches_up_three_days_each_labelling_its_own_papers(live: Airflow):
+    for days_ago in range(1, CATCHUP_DAYS + 1):
+        _import(live, live.tmp, 100 + 10 * days_ago, 2, _day(days_ago) + timedelta(hours=12))
+    live.set_paused(LABEL, False)
+
+    runs = live.wait_for_runs(LABEL, CATCHUP_DAYS, lambda r: r["run_type"] == "scheduled", 600)
+
+    assert [r["state"] for r in runs] == ["success"] * CATCHUP_DAYS
+    rows = live.query(
+        "SELECT interval_start, interval_end, papers_labelled FROM labelling_runs "
+        "WHERE run_id LIKE %s AND airflow_run_id LIKE 'scheduled%%' ORDER BY interval_start",
+        (f"{LABEL}/%",),
+    )
+    assert [(start.date(), end.date(), n) for start, end, n in rows] == [
+        (_day(d).date(), _day(d - 1).date(), 2) for d in range(CATCHUP_DAYS, 0, -1)
+    ]
+
+
+def test_a_manual_run_without_logical_date_labels_every_pending_paper(live: Airflow):
+    """Item 2, through the CLI: `airflow dags trigger` without --logical-date."""
+    _import(live, live.tmp, 200, 3, datetime(2021, 6, 1, 12))  # in no daily interval
+    before = {r["dag_run_id"] for r in live.runs(LABEL)}
+    live.cli("dags", "trigger", LABEL)
+
+    [run] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] not in before, 300)
+
+    assert run["state"] == "success" and run["logical_date"] is None
+    [(labelled, start)] = live.query(
+        "SELECT papers_labelled, interval_start FROM labelling_runs WHERE airflow_run_id = %s",
+        (run["dag_run_id"],),
+    )
+    assert (labelled, start) == (3, None)
+
+
+def test_inference_logs_show_progress_at_info_and_nothing_at_error(live: Airflow):
+    """Item 9: no progress bar logged as ERROR; a readable INFO line with papers and rate."""
+    run = next(r for r in live.runs(LABEL) if r["run_type"] == "scheduled")
+    reply = live.ok(
+        "GET",
+        f"/api/v2/dags/{LABEL}/dagRuns/{run['dag_run_id']}/taskInstances/infer_local/logs/1",
+        params={"full_content": "true"},
+    )
+    events = [e for e in reply["content"] if isinstance(e, dict)]
+    errors = [e for e in events if str(e.get("level", "")).lower() in ("error", "critical")]
+    assert errors == [], errors[:3]
+    progress = [e["event"] for e in events if "Labelled" in str(e.get("event"))]
+    assert progress and re.search(r"2/2 .*papers", progress[-1]), progress
+
+
+def _backfill(live: Airflow, first: datetime, last: datetime, max_active_runs: int) -> dict:
+    before = {b["id"] for b in live.ok("GET", f"/api/v2/backfills?dag_id={LABEL}")["backfills"]}
+    live.cli(
+        "backfill", "create", "--dag-id", LABEL, "--from-date", f"{first:%Y-%m-%d}",
+        "--to-date", f"{last:%Y-%m-%d}", "--reprocess-behavior", "completed",
+        "--max-active-runs", str(max_active_runs),
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        found = live.ok("GET", f"/api/v2/backfills?dag_id={LABEL}")["backfills"]
+        [backfill] = [b for b in found if b["id"] not in before]
+        if backfill["completed_at"]:
+            return backfill
+        live.check_alive()
+        time.sleep(3)
+    raise AssertionError(f"backfill {backfill} did not complete")
+
+
+def _counts(live: Airflow) -> tuple:
+    return live.query(
+        "SELECT (SELECT count(*) FROM paper_labelling), (SELECT count(*) FROM paper_labels "
+        "WHERE origin = 'model'), (SELECT count(*) FROM labelling_runs)"
+    )[0]
+
+
+@pytest.mark.timeout(900)
+def test_a_seven_day_backfill_twice_runs_seven_days_in_turn_and_writes_the_same_rows(
+    live: Airflow,
+):
+    """Item 11: seven runs (days before the schedule's start date too), one at a time
+    with --max-active-runs 1 (a backfill's own limit, default 10, not the DAG's
+    max_active_runs); the second backfill re-runs them and changes no row."""
+    first, last = _day(CATCHUP_DAYS + 7), _day(CATCHUP_DAYS + 1)
+    for offset in (0, 3, 6):
+        _import(live, live.tmp, 300 + offset, 1, first + timedelta(days=offset, hours=6))
+
+    _backfill(live, first, last, max_active_runs=1)
+    runs = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
+    assert len(runs) == 7 and {r["state"] for r in runs} == {"success"}
+    spans = sorted((r["start_date"], r["end_date"]) for r in runs)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
+    after_first = _counts(live)
+
+    # The second time side by side (quicker): the rows must come out the same anyway.
+    _backfill(live, first, last, max_active_runs=7)
+    again = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
+    assert len(again) == 7 and {r["state"] for r in again} == {"success"}
+    assert _counts(live) == after_first
+    labelled = live.query(
+        "SELECT count(*) FROM labelling_runs WHERE airflow_run_id LIKE 'backfill%%' "
+        "AND papers_labelled = 1"
+    )
+    assert labelled == [(3,)]
+
+
+def test_a_misconfigured_sagemaker_run_fails_at_once_with_one_alert(live: Airflow):
+    """Item 7: no bucket, image, role or region: check_config fails on its first try,
+    nothing else fails (cleanup has nothing to clean), one e-mail names what is missing."""
+    mails = len(live.smtp.messages)
+    run = live.ok(
+        "POST",
+        f"/api/v2/dags/{LABEL}/dagRuns",
+        json={"logical_date": None, "conf": {"backend": "sagemaker"}},
+    )
+    [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 300)
+
+    assert done["state"] == "failed"
+    tis = live.task_instances(LABEL, run["dag_run_id"])
+    assert (tis["check_config"]["state"], tis["check_config"]["try_number"]) == ("failed", 1)
+    assert [t for t, ti in tis.items() if ti["state"] == "failed"] == ["check_config"]
+    deadline = time.monotonic() + 60
+    while len(live.smtp.messages) == mails and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(5)  # a second alert would come from another task's callback by now
+    new = live.smtp.messages[mails:]
+    assert len(new) == 1, [m.content[:200] for m in new]
+    mail = email.message_from_bytes(new[0].content)
+    body = "".join(
+        part.get_payload(decode=True).decode("utf-8", "replace")
+        for part in mail.walk()
+        if not part.is_multipart()
+    )
+    assert "check_config" in mail["Subject"]
+    assert "petal_s3_bucket" in body and "no AWS region" in body
+
+
+def test_petal_model_promote_sends_the_asset_event_and_relabels(live: Airflow):
+    """Item 4: the CLI writes the same records and the same Asset event as the DAG."""
+    version, artefact = _production(live)
+    relabels = len(live.runs(RELABEL))
+
+    out = live.petal("model", "register", artefact, "--version", "v-cli", "--promote").stdout
+
+    assert "promoted v-cli" in out and "Asset event" in out and "sent" in out
+    live.wait_for_runs(RELABEL, relabels + 1, timeout=300)
+    [(labelled,)] = live.query("SELECT count(*) FROM paper_labelling WHERE model_version = 'v-cli'")
+    [(papers,)] = live.query("SELECT count(*) FROM papers")
+    assert labelled == papers
+    events = live.ok("GET", "/api/v2/assets/events?limit=50")["asset_events"]
+    extras = [e["extra"] or {} for e in events if e["uri"] == "petal://models/production"]
+    assert version in {extra.get("version") for extra in extras}  # the DAG's promotion
+    assert any(e.get("version") == "v-cli" and e.get("previous") == version for e in extras)
+
+
+def test_the_petal_page_for_a_viewer_shows_runs_and_no_server_paths(live: Airflow):
+    """Items 8 and 10."""
+    reply = live.api("GET", "/petal/api/summary", user=VIEWER)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()
+    text = json.dumps(data)
+    assert str(live.home) not in text and ".venv" not in text and "/tmp/" not in text
+    failed = [r for r in data["runs"] if r["status"] == "failed"]
+    succeeded = [r for r in data["runs"] if r["status"] == "success"]
+    assert succeeded and all(r["duration_s"] is not None for r in succeeded)
+    assert all(r["airflow_link"].startswith("dags/") for r in data["runs"])
+    page = live.api("GET", "/petal/", user=VIEWER).text
+    assert "None" not in page and str(live.home) not in page
+    assert failed == [] or all(r["error"] for r in failed)
+
+
+def _doc_blocks(path: Path) -> list[str]:
+    """The indented command blocks of a Markdown file, continuation lines joined."""
+    blocks, current = [], []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        if line.startswith("    ") and not line.lstrip().startswith("|"):
+            current.append(line[4:])
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    return blocks
+
+
+def test_every_command_in_docs_airflow_md_works_as_written(
+    live: Airflow, tiny_model_tar: Path, tmp_path: Path
+):
+    """Each command block of docs/airflow.md, verbatim, in a checkout-like folder with the
+    live services' settings (`airflow standalone` itself is what these services are)."""
+    repo = Path(__file__).resolve().parents[2]
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for name in (".venv", "dags", "plugins"):
+        (work / name).symlink_to(repo / name)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "petal").symlink_to(SHARED_DATA_DIR)
+    (work / ".petal" / "my-model").mkdir(parents=True)
+    shutil.copyfile(tiny_model_tar, work / ".petal" / "my-model" / "model.tar.gz")
+    blocks = _doc_blocks(repo / "docs" / "airflow.md")
+    # The laptop block ends in `airflow standalone`: keep its settings, not the server.
+    setup = next(b for b in blocks if "airflow standalone" in b)
+    exports = "\n".join(
+        line for line in setup.splitlines()
+        if line.startswith("export ") and "AIRFLOW_HOME" not in line
+    )  # fmt: skip
+    # Without PETAL_AIRFLOW_URL a promotion says so instead of sending an event.
+    env = {k: v for k, v in live.env.items() if not k.startswith("PETAL_AIRFLOW_")}
+    ran = 0
+    for block in blocks:
+        if block is setup:
+            continue
+        script = f"set -euo pipefail\n. .venv/bin/activate\n{exports}\n{block}\n"
+        result = subprocess.run(
+            ["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{block}\n---\n{result.stdout}\n{result.stderr}"
+        ran += 1
+    assert ran >= 8
+    # The docs' trigger (a dry run yesterday) ran real tasks, not an empty "success".
+    manual = [r for r in live.runs(LABEL) if r["run_type"] == "manual" and r["logical_date"]]
+    [done] = live.wait_for_runs(
+        LABEL, 1, lambda r: r["dag_run_id"] == manual[-1]["dag_run_id"], 300
+    )
+    tis = live.task_instances(LABEL, done["dag_run_id"])
+    assert done["state"] == "success" and tis["stage"]["state"] == "success"
