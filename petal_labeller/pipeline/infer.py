@@ -80,14 +80,18 @@ def infer_local(
     require_extra("local", "labelling on this machine")
     # Heavy import (torch, transformers) inside the function: DAG parsing stays light.
     from petal_labeller.model.predict import predict_file
+    from petal_labeller.runtime.cache import load_cached
 
     quiet_progress_bars()
     log.info("Loading model %s", local_path(artefact_uri).name)
+    # Unpacked and verified once per worker and version, then reused (runtime/cache.py).
+    model = load_cached(local_path(artefact_uri), batch_size=batch_size)
     predict_file(
         local_path(artefact_uri),
         input_path,
         output_path,
         batch_size=batch_size,
         progress=progress_logger(total),
+        model=model,
     )
     return output_path
