@@ -12,10 +12,10 @@ all of them, so its peak RSS is its own. Three ways:
   papers were ingested, through Airflow's `dag.test()` (local backend, tasks
   in this process: stage -> infer_local -> write_labels -> cleanup), one
   transaction for the whole backlog;
-- `single`: the steps those tasks call, `stage_pending` -> `predict_file`
-  (inference.py) -> `check_output` -> `write_labels`, as one batch (one
-  transaction), with the time of each step and, with --heap, the traced Python
-  heap of checking + writing on its own;
+- `single`: the steps of `petal_labeller.pipeline.run.label_window` (the run
+  those tasks and `petal label` make), `stage_run` -> `infer_run` ->
+  `finish_run` (check + one-transaction write), as one batch, with the time of
+  each step and, with --heap, the traced Python heap of checking + writing;
 - `chunked`: the same steps over chunks of `--chunk` papers (each chunk one
   transaction; `pending_papers` skips what earlier chunks labelled). The model
   is loaded once.
@@ -57,47 +57,39 @@ MODES = ["dag", "single", "chunked"]
 
 # The labelling itself (runs in the child process) ---------------------------------------
 def _label_batch(conn_url: str, model, work: Path, run_id: str, limit: int | None) -> dict:
-    """One batch through stage -> inference -> validation -> one-transaction write."""
-    from petal_labeller.model.predict import predict_file
-    from petal_labeller.pipeline.stage import stage_pending
-    from petal_labeller.pipeline.validate import check_output
-    from petal_labeller.pipeline.write import write_labels
-    from petal_labeller.store.connection import connect
-    from petal_labeller.store.taxonomy import read_taxonomy
+    """One batch through the steps `label_window` runs (stage -> infer -> check + write),
+    timed one by one; the model is loaded once by the caller."""
+    from petal_labeller.pipeline.run import finish_run, infer_run, stage_run
 
-    staged, predicted = work / f"{run_id}.jsonl", work / f"{run_id}.out.jsonl"
+    os.environ.setdefault("PETAL_HOME", str(work / "petal-home"))
     clock = [time.perf_counter()]
 
     def lap() -> float:
         clock.append(time.perf_counter())
         return clock[-1] - clock[-2]
 
-    with closing(connect(conn_url)) as conn:
-        batch = stage_pending(conn, staged, VERSION, SINCE, UNTIL, limit=limit)
-        known = read_taxonomy(conn).ids
+    staged = stage_run(
+        run_id, run_id, model_version=VERSION, since=SINCE, until=UNTIL, max_papers=limit,
+        database_url=conn_url,
+    )  # fmt: skip
     stage_s = lap()
-    if not batch.count:
-        return {"papers": 0, "labels": 0, "rejected": 0}
-    predict_file(None, staged, predicted, model=model)
-    infer_s = lap()
-    with _phase_heap() as heap:
-        checked = check_output(staged, predicted, known)
-        check_s = lap()
-        summary = write_labels(
-            run_id, checked, VERSION, papers_selected=batch.count, database_url=conn_url
-        )
-        write_s = lap()
-    checked.remove()
-    staged.unlink()
-    predicted.unlink()
+    try:
+        if not staged.count:
+            return {"papers": 0, "labels": 0, "rejected": 0}
+        infer_run(staged, model=model)
+        infer_s = lap()
+        with _phase_heap() as heap:
+            summary = finish_run(staged, database_url=conn_url)
+            check_write_s = lap()
+    finally:
+        staged.workspace.remove()
     return {
         "papers": summary.papers_labelled,
         "labels": summary.labels_written,
         "rejected": summary.papers_rejected,
         "stage_s": stage_s,
         "infer_s": infer_s,
-        "check_s": check_s,
-        "write_s": write_s,
+        "check_write_s": check_write_s,
         **heap,
     }
 
@@ -153,7 +145,7 @@ def label_backlog(
         if mode == "single":
             break
     finished = time.perf_counter()
-    for step in ("stage_s", "infer_s", "check_s", "write_s"):
+    for step in ("stage_s", "infer_s", "check_write_s"):
         totals[step] = round(totals.get(step, 0.0), 2)
     if heap:
         peak = max(_HEAP_PEAK[0], tracemalloc.get_traced_memory()[1])

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +74,25 @@ def infer_local(
     output_path: Path,
     batch_size: int = 32,
     total: int | None = None,
+    model: Any = None,
 ) -> Path:
-    """Label every line of `input_path` into `output_path`, one output line per input line."""
+    """Label every line of `input_path` into `output_path`, one output line per input line.
+
+    `model` may be an already loaded model (skips loading the artefact).
+    """
     from petal_labeller.extras import require_extra
 
     require_extra("local", "labelling on this machine")
     # Heavy import (torch, transformers) inside the function: DAG parsing stays light.
     from petal_labeller.model.predict import predict_file
-    from petal_labeller.runtime.cache import load_cached
 
     quiet_progress_bars()
-    log.info("Loading model %s", local_path(artefact_uri).name)
-    # Unpacked and verified once per worker and version, then reused (runtime/cache.py).
-    model = load_cached(local_path(artefact_uri), batch_size=batch_size)
+    if model is None:
+        from petal_labeller.runtime.cache import load_cached
+
+        log.info("Loading model %s", local_path(artefact_uri).name)
+        # Unpacked and verified once per worker and version, then reused (runtime/cache.py).
+        model = load_cached(local_path(artefact_uri), batch_size=batch_size)
     predict_file(
         local_path(artefact_uri),
         input_path,

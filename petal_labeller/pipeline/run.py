@@ -153,8 +153,11 @@ def stage_run(
     return staged
 
 
-def infer_run(staged: StagedRun, batch_size: int = 32) -> Path:
-    """Batch inference on this machine (the local backend) into the run's output file."""
+def infer_run(staged: StagedRun, batch_size: int = 32, model: Any = None) -> Path:
+    """Batch inference on this machine (the local backend) into the run's output file.
+
+    `model` may be an already loaded model, to label many batches with one load.
+    """
     from petal_labeller.pipeline.infer import infer_local
 
     workspace = staged.workspace
@@ -164,6 +167,7 @@ def infer_run(staged: StagedRun, batch_size: int = 32) -> Path:
         workspace.output_path,
         batch_size=batch_size,
         total=staged.count,
+        model=model,
     )
 
 
