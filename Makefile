@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint audit bench clean
+.PHONY: venv demo test test-fast lint audit bench wheel clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: any other spelling pulls a multi-GB CUDA build.
@@ -39,5 +39,11 @@ audit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The wheel a team installs into its own Airflow (docs/deploy.md, section 7). Built from a
+# clean build/ so no file deleted from the tree lingers in it.
+wheel: $(STAMP)
+	rm -rf build dist
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+
 clean:
-	rm -rf $(VENV) .petal
+	rm -rf $(VENV) .petal build dist
