@@ -28,11 +28,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 START, STEP = 200, 50
 METRICS = ("P@1", "P@3", "nDCG@3")
 STRATEGIES = ("queue", "random")
+#: Other measures a run can try beside the queue's (`--also top`).
+EXTRA_STRATEGIES = ("entropy", "top")
 
 
 def _fit(model: str, papers, taxonomy):
     """(score_test, choose): test metrics, and (scores, chosen) on pool papers."""
-    from petal_labeller.model.evaluate import score_baseline, score_model
+    from petal_labeller.model.evaluate import score_baseline
 
     if model == "tfidf-svm":
         from petal_labeller.model.baseline import fit_tfidf_svm
@@ -45,22 +47,57 @@ def _fit(model: str, papers, taxonomy):
 
         return (lambda test: score_baseline(papers, test, taxonomy)["metrics"]), outputs
     from petal_labeller.model.config import preset
-    from petal_labeller.model.evaluate import model_outputs
+    from petal_labeller.model.scoring import score
     from petal_labeller.model.train import fit
 
-    trained = fit(papers, taxonomy, preset("default"), progress=False)
-    return (lambda test: score_model(trained.model, test, taxonomy)["metrics"]), (
-        lambda pool: model_outputs(trained.model, pool)
+    config = preset("default")
+    trained = fit(papers, taxonomy, config, progress=False)
+
+    def outputs(pool):
+        return cached_outputs(trained.model, pool, config)
+
+    def score_test(test):
+        scores, chosen = outputs(test)
+        return score(scores, chosen, [p.labels for p in test], taxonomy)
+
+    return score_test, outputs
+
+
+def cached_outputs(model, papers, config) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, chosen) as `model.predict` gives them, from the frozen encoder's cached
+    vectors: the simulation scores the same papers every round, so it encodes them once."""
+    from petal_labeller.model.encoder import encoder_texts, frozen_embeddings
+    from petal_labeller.model.selection import predicted_matrix
+
+    records = [p.record for p in papers]
+    texts = encoder_texts(records, config)
+    pooled = frozen_embeddings(model.net, model.tokenizer, texts, config)
+    logits = np.zeros((len(records), len(model.labels)), np.float32)
+    scores = model.blend(model.components(texts, pooled, logits, records))
+    return scores, predicted_matrix(scores, model.thresholds, model)
+
+
+def queue_order(scores: np.ndarray, chosen: np.ndarray, taxonomy, measure: str) -> np.ndarray:
+    """Pool positions, most uncertain first (ties: lower position first).
+
+    "queue" is the review queue's measure (uncertainty.paper_uncertainty); "entropy" the
+    first one tried (uncertainty.entropy_uncertainty); "top" plain least confidence,
+    1 - the top label's score.
+    """
+    from petal_labeller.model.uncertainty import (
+        children_map,
+        entropy_uncertainty,
+        paper_uncertainty,
     )
 
-
-def queue_order(scores: np.ndarray, chosen: np.ndarray, taxonomy) -> np.ndarray:
-    """Pool positions, most uncertain first (ties: lower position first)."""
-    from petal_labeller.model.uncertainty import paper_uncertainty
-
-    ids = taxonomy.ids
+    ids, tree = taxonomy.ids, children_map(taxonomy)
+    measures = {
+        "queue": lambda chosen_scores: paper_uncertainty(chosen_scores, taxonomy, tree),
+        "entropy": lambda chosen_scores: entropy_uncertainty(chosen_scores, taxonomy),
+        "top": lambda chosen_scores: 1.0 - max(chosen_scores.values()),
+    }
     values = [
-        paper_uncertainty({ids[c]: float(s[c]) for c in np.flatnonzero(k)}, taxonomy)
+        measures[measure]({ids[c]: float(s[c]) for c in np.flatnonzero(k)})
         for s, k in zip(scores, chosen, strict=True)
     ]
     return np.argsort(-np.asarray(values), kind="stable")
@@ -82,16 +119,16 @@ def simulate(model, fold, strategy, papers, taxonomy, splits, stop) -> list[dict
         print(json.dumps({"fold": fold, "strategy": strategy, **rounds[-1]}), flush=True)
         if len(curated) >= stop * len(train_rows) or not pool:
             return rounds
-        if strategy == "queue":
+        if strategy != "random":
             scores, chosen = outputs([papers[i] for i in pool])
-            picked = set(queue_order(scores, chosen, taxonomy)[:STEP].tolist())
+            picked = set(queue_order(scores, chosen, taxonomy, strategy)[:STEP].tolist())
         else:
             picked = set(rng.choice(len(pool), size=min(STEP, len(pool)), replace=False).tolist())
         curated += [pool[i] for i in sorted(picked)]
         pool = [p for i, p in enumerate(pool) if i not in picked]
 
 
-def run(model: str, folds: list[int], stop: float) -> dict:
+def run(model: str, folds: list[int], stop: float, strategies=STRATEGIES) -> dict:
     import torch
 
     from petal_labeller.config import SHARED_DATA_DIR
@@ -106,7 +143,7 @@ def run(model: str, folds: list[int], stop: float) -> dict:
     papers = load_labelled(SHARED_DATA_DIR / "labelled_papers.jsonl", taxonomy)
     splits = kfold_indices(len(papers), 5, 0)
     for fold in folds:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             key = f"{fold}/{strategy}"
             if key not in done:
                 done[key] = simulate(model, fold, strategy, papers, taxonomy, splits, stop)
@@ -115,25 +152,38 @@ def run(model: str, folds: list[int], stop: float) -> dict:
     return done
 
 
-def table(done: dict) -> str:
+def _present(done: dict) -> list[str]:
+    return [s for s in (*STRATEGIES, *EXTRA_STRATEGIES) if any(k.endswith(f"/{s}") for k in done)]
+
+
+def _values(done: dict, strategy: str, size: int, metric: str) -> list[float]:
+    """Per fold (in fold order), the metric after `size` papers were revealed."""
     folds = sorted({int(k.split("/")[0]) for k in done})
+    return [r[metric] for f in folds for r in done.get(f"{f}/{strategy}", [])
+            if r["revealed"] == size]  # fmt: skip
+
+
+def table(done: dict) -> str:
+    """P@1 and P@3 per round (mean ± std over folds), and each measure's P@1 gain over random."""
+    strategies = _present(done)
+    measures = [s for s in strategies if s != "random"]
     sizes = sorted({r["revealed"] for runs in done.values() for r in runs})
-    head = "| revealed | " + " | ".join(f"{s} {m}" for m in ("P@1", "P@3") for s in STRATEGIES)
-    lines = [head + " | queue − random P@1 |", "|---" * 6 + "|"]
+    head = "| revealed | " + " | ".join(f"{s} {m}" for m in ("P@1", "P@3") for s in strategies)
+    head += "".join(f" | {s} − random P@1" for s in measures) + " |"
+    lines = [head, "|---" * (1 + 2 * len(strategies) + len(measures)) + "|"]
     for size in sizes:
-        cells, p1 = [], {}
+        cells = []
         for metric in ("P@1", "P@3"):
-            for strategy in STRATEGIES:
-                values = [r[metric] for f in folds for r in done.get(f"{f}/{strategy}", [])
-                          if r["revealed"] == size]  # fmt: skip
+            for strategy in strategies:
+                values = _values(done, strategy, size, metric)
                 cells.append(f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "")
-                if metric == "P@1":
-                    p1[strategy] = values
-        diff = ""
-        if len(p1["queue"]) == len(p1["random"]) and p1["queue"]:
-            gaps = np.array(p1["queue"]) - np.array(p1["random"])
-            diff = f"{gaps.mean():+.3f} ± {gaps.std():.3f}"
-        lines.append(f"| {size} | " + " | ".join(cells) + f" | {diff} |")
+        base = _values(done, "random", size, "P@1")
+        for strategy in measures:
+            ours = _values(done, strategy, size, "P@1")
+            gaps = np.array(ours) - np.array(base) if len(ours) == len(base) and base else None
+            cells.append("" if gaps is None else f"{gaps.mean():+.3f} ± {gaps.std():.3f}")
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    folds = sorted({int(k.split("/")[0]) for k in done})
     return f"{len(folds)} fold(s)\n" + "\n".join(lines)
 
 
@@ -145,10 +195,9 @@ def plot(done: dict, model: str) -> Path:
 
     folds = sorted({int(k.split("/")[0]) for k in done})
     fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy, style in zip(STRATEGIES, ("-o", "--s"), strict=True):
+    for strategy, style in zip(_present(done), ("-o", "--s", ":^", "-.d"), strict=False):
         sizes = sorted({r["revealed"] for f in folds for r in done.get(f"{f}/{strategy}", [])})
-        means = [np.mean([r["P@1"] for f in folds for r in done.get(f"{f}/{strategy}", [])
-                          if r["revealed"] == s]) for s in sizes]  # fmt: skip
+        means = [np.mean(_values(done, strategy, size, "P@1")) for size in sizes]
         ax.plot(sizes, means, style, label=f"{strategy} P@1")
     ax.set_xlabel("curated training papers")
     ax.set_ylabel(f"P@1 on the held-out fold ({len(folds)} fold(s))")
@@ -168,9 +217,11 @@ def main() -> None:
     parser.add_argument("--model", choices=["default", "tfidf-svm"], default="default")
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--stop", type=float, default=0.6, help="Revealed share to stop at.")
+    parser.add_argument("--also", choices=EXTRA_STRATEGIES, action="append", default=[])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    done = run(args.model, [int(f) for f in args.folds.split(",")], args.stop)
+    strategies = (*STRATEGIES, *args.also)
+    done = run(args.model, [int(f) for f in args.folds.split(",")], args.stop, strategies)
     print(table(done))
     print(f"plot: {plot(done, args.model)}")
 

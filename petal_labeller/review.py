@@ -75,10 +75,11 @@ def doi_url(doi: str | None) -> str | None:
 
 def most_uncertain(conn, taxonomy: Taxonomy, version: str, limit: int) -> list[tuple]:
     """(uncertainty, candidate) for the `limit` most uncertain papers; ties: lower id first."""
-    from petal_labeller.model.uncertainty import paper_uncertainty
+    from petal_labeller.model.uncertainty import children_map, paper_uncertainty
 
+    tree = children_map(taxonomy)
     scored = (
-        (round(paper_uncertainty(c.scores, taxonomy), 4), -c.paper_id, c)
+        (round(paper_uncertainty(c.scores, taxonomy, tree), 4), -c.paper_id, c)
         for c in reviews.review_candidates(conn, version)
     )
     return [(u, c) for u, _, c in heapq.nlargest(limit, scored, key=lambda t: t[:2])]

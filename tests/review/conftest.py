@@ -24,9 +24,9 @@ TREE = Taxonomy(
 )
 #: Model labels and scores of the uncurated papers (DOI suffix -> scores).
 MODEL_SCORES = {
-    "sure": {"move": 0.97, "swim": 0.95},  # confident: last in the queue
-    "torn": {"protect": 0.5, "heat": 0.3},  # a coin-flip level-1 label: first
-    "deep": {"protect": 0.95, "heat": 0.5},  # sure of the branch, torn on the refinement
+    "sure": {"move": 0.97, "swim": 0.95},  # confident: last in the queue (0.027)
+    "torn": {"protect": 0.5, "heat": 0.3},  # a coin-flip level-1 label: first (0.467)
+    "deep": {"protect": 0.95, "heat": 0.5},  # sure of the branch, torn below it (0.191)
 }
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import pytest
 from click.testing import CliRunner
 
 from petal_labeller.cli import main
-from petal_labeller.model.uncertainty import binary_entropy, paper_uncertainty
+from petal_labeller.model.uncertainty import (
+    best_path,
+    binary_entropy,
+    entropy_uncertainty,
+    paper_uncertainty,
+)
 from petal_labeller.review import build_queue
 from petal_labeller.store.labels import upsert_model_labels
 from petal_labeller.store.reviews import ReviewDecision, apply_reviews
@@ -18,18 +22,22 @@ from tests.review.conftest import TREE
 
 
 def test_uncertainty_by_hand():
-    assert binary_entropy(0.5) == pytest.approx(1.0)
-    assert binary_entropy(0.0) == binary_entropy(1.0) == 0.0
-    # Level 1 at 0.5 (H = 1, weight 1); its child at 0.3, i.e. 0.6 given the parent
-    # (H(0.6), weight 1/2).
-    expected = (1.0 + 0.5 * binary_entropy(0.6)) / 1.5
-    assert paper_uncertainty({"protect": 0.5, "heat": 0.3}, TREE) == pytest.approx(expected)
+    # Best path protect (0.5) -> heat (0.3, i.e. 0.6 given its parent): doubts 0.5 and 0.4,
+    # weights 1 and 1/2.
+    assert paper_uncertainty({"protect": 0.5, "heat": 0.3}, TREE) == pytest.approx(0.7 / 1.5)
     # A doubtful parent is counted once: a child as sure as its parent adds no doubt.
-    assert paper_uncertainty({"protect": 0.6, "heat": 0.6}, TREE) == pytest.approx(
-        binary_entropy(0.6) / 1.5
-    )
+    assert paper_uncertainty({"protect": 0.6, "heat": 0.6}, TREE) == pytest.approx(0.4 / 1.5)
+    # The path follows the best level-1 label and its best chosen child.
+    scores = {"move": 0.9, "swim": 0.45, "protect": 0.2, "heat": 0.2}
+    assert best_path(scores, TREE) == [("move", 0.9), ("swim", 0.5)]
+    assert paper_uncertainty(scores, TREE) == pytest.approx((0.1 + 0.5 * 0.5) / 1.5)
     assert paper_uncertainty({}, TREE) == 1.0
-    assert math.isfinite(paper_uncertainty({"protect": 0.0, "heat": 0.0}, TREE))
+    assert paper_uncertainty({"protect": 0.0, "heat": 0.0}, TREE) == 1.0
+    # The first measure tried, kept for the benchmark's comparison.
+    assert binary_entropy(0.5) == pytest.approx(1.0)
+    assert entropy_uncertainty({"protect": 0.5, "heat": 0.3}, TREE) == pytest.approx(
+        (1.0 + 0.5 * binary_entropy(0.6)) / 1.5
+    )
 
 
 def test_queue_orders_by_uncertainty_and_skips_curated_papers(store):
@@ -127,7 +135,7 @@ def test_needs_review_lists_the_queue_head_with_counts(store):
             "paper_id": ids["torn"],
             "title": "Heat shock proteins shield cells",
             "doi_url": "https://doi.org/10.5555/torn",
-            "uncertainty": pytest.approx(0.9903, abs=1e-4),
+            "uncertainty": pytest.approx(0.7 / 1.5, abs=1e-4),
             "labels": "Protect from harm, Protect from temperature",
         }
     ]
