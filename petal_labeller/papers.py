@@ -4,7 +4,9 @@ A line becomes a `Paper` or a `Rejection` naming the line, the field and the
 reason, so one bad record is quarantined while the rest of the file goes on.
 Format: `doi` (str|null), `title` (str, required), `abstract` (str|null),
 `venue` (list of str, str, or null), `url` (str|null), `labels` (list of
-taxonomy ids, optional). Other keys (e.g. the pipeline's `paper_id`) are ignored.
+taxonomy ids, optional), `ingested_at` (ISO 8601, optional: when the paper
+entered PeTaL, which decides the daily run that labels it). Other keys (e.g.
+the pipeline's `paper_id`) are ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from petal_labeller.taxonomy import Taxonomy
@@ -73,6 +76,8 @@ class Paper:
     venue: tuple[str, ...] = ()
     url: str | None = None
     labels: tuple[str, ...] | None = None
+    #: When the paper entered PeTaL (optional; the import stamps new papers otherwise).
+    ingested_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -90,6 +95,8 @@ class Paper:
         }
         if self.labels is not None:
             record["labels"] = list(self.labels)
+        if self.ingested_at is not None:
+            record["ingested_at"] = self.ingested_at.isoformat()
         return record
 
 
@@ -172,6 +179,26 @@ def _labels(record: Mapping[str, object], taxonomy: Taxonomy | None) -> tuple[st
     return tuple(dict.fromkeys(value))
 
 
+#: An ingestion time must lie between these (a typo such as year 20026 is an error).
+EARLIEST_INGESTED = datetime(1900, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
+def ingested_at_field(record: Mapping[str, object]) -> datetime | None:
+    """Optional ISO 8601 `ingested_at` (naive = UTC), not before 1900 nor in the future."""
+    value = text_field(record, "ingested_at")
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise PaperError("ingested_at", f"must be an ISO 8601 date-time, not {value!r}") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST_INGESTED <= moment <= datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise PaperError("ingested_at", f"must lie between 1900 and now, not {value!r}")
+    return moment
+
+
 def parse_paper(record: object, taxonomy: Taxonomy | None = None) -> Paper:
     """Validate one decoded JSON record; raise `PaperError` naming the first bad field."""
     if not isinstance(record, dict):
@@ -185,6 +212,7 @@ def parse_paper(record: object, taxonomy: Taxonomy | None = None) -> Paper:
         venue=venue_field(record),
         url=text_field(record, "url"),
         labels=_labels(record, taxonomy),
+        ingested_at=ingested_at_field(record),
     )
 
 

@@ -6,8 +6,9 @@ API:
   validates every line (`petal_labeller.papers.read_papers`), writes bad ones to
   `rejects_path` (JSONL: line, field, reason, record) and imports the good ones
   in one transaction. A paper already stored (same DOI, or same title without
-  DOI) is updated in place and keeps its `ingested_at` (new papers get `ingested_at`,
-  default now, so a historic batch can be loaded into its day); a record with `labels`
+  DOI) is updated in place and keeps its `ingested_at` (a new paper gets its record's
+  `ingested_at`, else the `ingested_at` argument, else now, so a historic batch can be
+  loaded into its days); a record with `labels`
   replaces that paper's curator labels, one without leaves them alone.
 - `pending_papers(conn, since, until, model_version=None, limit=None) -> Iterator[dict]`
   streams papers with `since <= ingested_at < until` that `model_version` (default:
@@ -142,7 +143,7 @@ def _write_batch(
     batch: list[tuple[int, Paper]],
     source: str,
     report: ImportReport,
-    ingested_at: datetime | None = None,
+    default: datetime | None = None,
 ) -> None:
     if not batch:
         return
@@ -163,7 +164,16 @@ def _write_batch(
            FROM written JOIN input ON written.identity_key = {IDENTITY_SQL}
            ORDER BY input.n""",
         [
-            (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source, ingested_at)
+            (
+                n,
+                p.doi,
+                p.title,
+                p.abstract,
+                list(p.venue),
+                p.url,
+                source,
+                p.ingested_at or default,
+            )
             for n, p in enumerate(papers)
         ],
         template=(

@@ -151,3 +151,25 @@ def test_import_with_ingested_at_puts_a_historic_batch_into_its_day(
     assert _query(url, "SELECT DISTINCT ingested_at::date::text FROM papers") == [("2026-11-02",)]
     assert _petal(url, "papers", "import", str(papers), "--ingested-at", "yesterday",
                   code=2).exit_code == 2  # fmt: skip
+
+
+def test_a_record_may_carry_its_own_ingested_at(migrated_database_url, tmp_path: Path):
+    """The per-record field wins over --ingested-at; a bad one rejects that record only."""
+    from petal_labeller.config import SHARED_DATA_DIR
+    from petal_labeller.store.taxonomy import load_taxonomy
+    from petal_labeller.taxonomy import Taxonomy
+
+    url = migrated_database_url
+    with closing(connect(url)) as conn:
+        load_taxonomy(conn, Taxonomy.load(SHARED_DATA_DIR / "taxonomy.json"))
+    papers = write_unlabelled_papers(tmp_path / "batch.jsonl", start=110, count=3)
+    records = [json.loads(line) for line in papers.read_text().splitlines()]
+    records[0]["ingested_at"] = "2026-11-04T08:00:00+02:00"
+    records[1]["ingested_at"] = "20260-11-04"
+    papers.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    result = _petal(url, "papers", "import", str(papers), "--ingested-at", "2026-11-02", code=1)
+
+    assert "rejected line 2" in result.output and "ingested_at" in result.output
+    days = _query(url, "SELECT ingested_at::date::text FROM papers ORDER BY ingested_at")
+    assert days == [("2026-11-02",), ("2026-11-04",)]
