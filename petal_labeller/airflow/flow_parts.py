@@ -37,10 +37,14 @@ def job_operator_kwargs(default_poll_s: int) -> dict[str, Any]:
     }
 
 
-def check_config_task(required_for_sagemaker: Iterable[str]) -> Callable[..., Any]:
+def check_config_task(
+    required_for_sagemaker: Iterable[str], model_on_worker: Iterable[str] = ("local",)
+) -> Callable[..., Any]:
     """The first task of a flow: resolve the backend and refuse a sagemaker run that
-    cannot work, at once and without retries, naming everything that is missing."""
-    required = tuple(required_for_sagemaker)
+    cannot work, at once and without retries, naming everything that is missing.
+    `model_on_worker`: the backends whose runs load the model on the worker, which
+    then needs the `local` extra (torch, transformers)."""
+    required, needs_model = tuple(required_for_sagemaker), tuple(model_on_worker)
 
     @task(task_id="check_config", retries=0)
     def check_config(**context: Any) -> str:
@@ -56,11 +60,11 @@ def check_config_task(required_for_sagemaker: Iterable[str]) -> Callable[..., An
                 raise AirflowFailException(
                     "the sagemaker backend is not configured: " + "; ".join(problems)
                 )
-        if backend == "local":  # a worker installed with [airflow] alone has no model stack
+        if backend in needs_model:  # a worker installed with [airflow] alone has no model stack
             from petal_labeller.extras import MissingExtraError, require_extra
 
             try:
-                require_extra("local", "the local backend")
+                require_extra("local", f"a {backend}-backend run of this DAG")
             except MissingExtraError as exc:
                 raise AirflowFailException(str(exc)) from exc
         log.info("Backend %s: configuration complete", backend)

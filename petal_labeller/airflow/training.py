@@ -279,7 +279,8 @@ def _sagemaker_tasks(exported: Any) -> tuple[Any, Any]:
 
 def training_flow() -> None:
     """Add the retraining tasks to the DAG being defined (call inside `with DAG(...)`)."""
-    backend = check_config_task(variables.TRAINING_SAGEMAKER)()
+    # Either backend evaluates the candidate on the worker (`evaluate`): both need the model.
+    backend = check_config_task(variables.TRAINING_SAGEMAKER, ("local", "sagemaker"))()
     exported = export(backend)
     route = choose_path(exported)
     local = train_local(exported)

@@ -44,9 +44,11 @@ def _errors(output: str) -> str:
     return "\n".join(lines[-30:]) + "\n...\n" + output[-2000:]
 
 
-def _dag_run(bin_dir: Path, cwd: Path, conf: dict, *flags: str) -> tuple[dict, str]:
-    """`dag.test()` of petal_label_papers in the venv: (its JSON summary, everything it printed)."""
-    args = [str(bin_dir / "python"), str(DAG_RUN), "petal_label_papers", RUN_DATE_ISO]
+def _dag_run(
+    bin_dir: Path, cwd: Path, conf: dict, *flags: str, dag_id: str = "petal_label_papers"
+) -> tuple[dict, str]:
+    """`dag.test()` of a DAG in the venv: (its JSON summary, everything it printed)."""
+    args = [str(bin_dir / "python"), str(DAG_RUN), dag_id, RUN_DATE_ISO]
     result = _run(bin_dir, [*args, json.dumps(conf), *flags], cwd)
     output = result.stdout + result.stderr
     assert result.returncode == 0, _errors(output)
@@ -154,16 +156,27 @@ def test_a_sagemaker_labelling_run_completes_without_torch(
         assert cur.fetchone()[0] > 0
 
 
-def test_a_local_run_fails_at_once_naming_the_extra(
-    airflow_venv, airflow_db, labelling_database, petal_home, tmp_path
-):
-    summary, output = _dag_run(airflow_venv, tmp_path, {"backend": "local"}, "--keep-retries")
+@pytest.mark.parametrize(
+    ("dag_id", "backend", "next_task"),
+    [
+        ("petal_label_papers", "local", "stage"),
+        # Training evaluates the candidate on the worker, whichever backend trains it.
+        ("petal_train_model", "sagemaker", "export"),
+    ],
+)
+def test_a_run_that_needs_the_model_on_the_worker_fails_at_once_naming_the_extra(
+    airflow_venv, airflow_db, labelling_database, petal_home, moto_sagemaker, tmp_path,
+    dag_id, backend, next_task,
+):  # fmt: skip
+    conf = {"backend": backend}
+    summary, output = _dag_run(airflow_venv, tmp_path, conf, "--keep-retries", dag_id=dag_id)
 
     assert summary["state"] == "failed"
     assert summary["tasks"]["check_config"] == "failed"
     assert summary["tries"]["check_config"] == 1
-    assert summary["tasks"]["stage"] in ("upstream_failed", None)
+    assert summary["tasks"][next_task] in ("upstream_failed", None)
     assert "pip install 'petal-labeller[local]'" in output
+    assert moto_sagemaker.jobs == []
     with closing(connect(labelling_database)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM paper_labels WHERE origin = 'model'")
         assert cur.fetchone()[0] == 0
