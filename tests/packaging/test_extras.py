@@ -58,6 +58,15 @@ def test_the_airflow_extra_names_no_model_stack():
     assert not {"torch", "transformers", "safetensors", "scikit-learn"} & _distributions("airflow")
 
 
+def test_the_sagemaker_image_installs_what_the_serve_extra_names():
+    """The image pins its own list (docker/sagemaker/requirements.txt): none outside [serve]."""
+    lines = (REPO / "docker/sagemaker/requirements.txt").read_text(encoding="utf-8").splitlines()
+    image = {canonicalize_name(Requirement(line).name) for line in lines if line[:1].isalnum()}
+    core = {canonicalize_name(Requirement(d).name) for d in PROJECT["dependencies"]}
+    assert image - _distributions("serve") - core == set()
+    assert "torch" in _distributions("serve")  # the image installs it first, from the CPU index
+
+
 @pytest.mark.parametrize("extra", sorted(extras.EXTRA_MODULES))
 def test_the_import_check_matches_the_extra(extra):
     """Each module the check looks for comes from the extra; each model-stack package is checked."""
