@@ -203,11 +203,11 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
 
 def _sagemaker_tasks(staged: Any) -> tuple[Any, Any, Any]:
     """upload -> create model -> transform -> download, with the model deleted as a teardown."""
-    uploaded: list[Any] = []
+    made: dict[str, Any] = {}
 
     def upload() -> Any:
-        uploaded.append(upload_input(staged))
-        create_model = SageMakerModelOperator(
+        made["upload"] = upload_input(staged)
+        made["create_model"] = SageMakerModelOperator(
             task_id="create_model",
             config=sagemaker_configs.model_config(
                 model_name=job_name("model"),
@@ -216,8 +216,7 @@ def _sagemaker_tasks(staged: Any) -> tuple[Any, Any, Any]:
                 role_arn=variables.template(variables.ROLE),
             ),
         )
-        uploaded.append(create_model)
-        return uploaded[0] >> create_model
+        return made["upload"] >> made["create_model"]  # the chain goes on from create_model
 
     def transform() -> Any:
         return SageMakerTransformOperator(
@@ -234,16 +233,15 @@ def _sagemaker_tasks(staged: Any) -> tuple[Any, Any, Any]:
         )
 
     def download() -> Any:
-        downloaded = download_output(staged, uploaded[0])
-        delete_model = SageMakerDeleteModelOperator(
+        downloaded = download_output(staged, made["upload"])
+        made["delete_model"] = SageMakerDeleteModelOperator(
             task_id="delete_model", config=sagemaker_configs.delete_model_config(_MODEL_NAME)
         )
-        downloaded >> delete_model.as_teardown(setups=uploaded[1])
-        uploaded.append(delete_model)
+        downloaded >> made["delete_model"].as_teardown(setups=made["create_model"])
         return downloaded
 
     group, _, downloaded = sagemaker_group(upload, transform, download)
-    return group, downloaded, uploaded[2]
+    return group, downloaded, made["delete_model"]
 
 
 def labelling_flow(scope: str) -> None:
