@@ -276,15 +276,18 @@ def _start(name: str, env: dict[str, str], log: Path, port: int) -> subprocess.P
         )  # fmt: skip
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+def _stop_all(processes: list[subprocess.Popen], grace_s: float = 30) -> None:
+    """SIGTERM every service's process group at once, SIGKILL what is left after the grace."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def _wait_until_ready(airflow: Airflow, timeout: float = 240) -> None:
@@ -329,8 +332,7 @@ def airflow_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airfl
         _wait_until_ready(airflow)
         yield airflow
     finally:
-        for process in airflow.processes.values():
-            _stop(process)
+        _stop_all(list(airflow.processes.values()))
         smtp.controller.stop()
         _LIVE.clear()
         for name in (meta_db, store_db):

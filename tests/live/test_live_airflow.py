@@ -267,7 +267,7 @@ def _doc_blocks(path: Path) -> list[str]:
 
 
 def test_every_command_in_docs_airflow_md_works_as_written(
-    live: Airflow, tiny_model_tar: Path, tmp_path: Path
+    live: Airflow, tmp_path: Path, request: pytest.FixtureRequest
 ):
     """Each command block of docs/airflow.md, verbatim, in a checkout-like folder with the
     live services' settings (`airflow standalone` itself is what these services are)."""
@@ -279,7 +279,10 @@ def test_every_command_in_docs_airflow_md_works_as_written(
     (tmp_path / "shared" / "data").mkdir(parents=True)
     (tmp_path / "shared" / "data" / "petal").symlink_to(SHARED_DATA_DIR)
     (work / ".petal" / "my-model").mkdir(parents=True)
-    shutil.copyfile(tiny_model_tar, work / ".petal" / "my-model" / "model.tar.gz")
+    # The model trained earlier in the session, else (this test alone) the tiny one.
+    production = _production(live)
+    artefact = production[1] if production else request.getfixturevalue("tiny_model_tar")
+    shutil.copyfile(artefact, work / ".petal" / "my-model" / "model.tar.gz")
     blocks = _doc_blocks(repo / "docs" / "airflow.md")
     # The laptop block ends in `airflow standalone`: keep its settings, not the server.
     setup = next(b for b in blocks if "airflow standalone" in b)
