@@ -51,7 +51,7 @@ def test_a_run_without_data_interval_labels_everything():
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
-        ("could not connect to postgresql://petal:s3cr3t@db:5432/petal", "s3cr3t"),
+        ("could not connect to postgresql://petal:hunter2@db:5432/petal", "hunter2"),
         ("smtp login failed: password=hunter2 user=x", "hunter2"),
         ("AWS said no to AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
         ('{"api_key": "k-123456"}', "k-123456"),
