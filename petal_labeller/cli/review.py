@@ -12,7 +12,7 @@ from petal_labeller.cli import EXIT_REJECTED, CommandError, connection
 
 @click.group()
 def review() -> None:
-    """The review queue and the curators' decisions (see petal_labeller/review.py)."""
+    """The review queue and the curators' decisions (see petal_labeller/review/)."""
 
 
 @review.command()

@@ -189,7 +189,7 @@ def test_reading_decisions_names_the_production_model_by_default(store, tmp_path
 def test_a_huge_line_is_one_rejected_line_and_the_next_line_still_counts(
     store, tmp_path, apply_cli, monkeypatch
 ):
-    import petal_labeller.review as review
+    import petal_labeller.review.decisions as review
 
     monkeypatch.setattr(review, "MAX_LINE_BYTES", 64)
     ids = store["ids"]
