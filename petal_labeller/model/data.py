@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def parse_labelled(line_number: int, raw: bytes, taxonomy: Taxonomy) -> LabelledPaper:
-    from petal_labeller.papers import PaperError
+    from petal_labeller.papers import decode_line
     from petal_labeller.runtime.text import validate_paper
 
     where = f"line {line_number}"
     try:
-        record = validate_paper(json.loads(raw.decode("utf-8")))
-    except UnicodeDecodeError as exc:
-        raise TrainingDataError(f"{where}: not valid UTF-8 ({exc.reason})") from exc
-    except ValueError as exc:  # JSONDecodeError and PaperError
-        kind = "" if isinstance(exc, PaperError) else "not valid JSON: "
-        raise TrainingDataError(f"{where}: {kind}{exc}") from exc
+        # decode_line: the one decoder, so bad UTF-8, JSON and deep nesting are this line's error
+        record = validate_paper(decode_line(raw))
+    except ValueError as exc:  # LineError and PaperError
+        raise TrainingDataError(f"{where}: {exc}") from exc
     labels = record.get("labels")
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise TrainingDataError(f"{where}: field 'labels' must be a list of label ids")

@@ -123,3 +123,20 @@ def test_bad_training_records_are_named_by_line_and_field(tmp_path, line, messag
     with pytest.raises(TrainingDataError, match=message):
         load_labelled(path, TAXONOMY)
     assert len(load_labelled(path, TAXONOMY, strict=False)) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "line 2: not usable JSON: nested too deeply"),
+        (b'{"title": "Fish", "labels": ["swim"]', "line 2: not valid JSON"),
+        (b'{"title": "\xff", "labels": ["swim"]}', "line 2: not valid UTF-8"),
+    ],
+)
+def test_undecodable_training_lines_are_that_lines_error(tmp_path, raw, message):
+    path = tmp_path / "papers.jsonl"
+    good = json.dumps({"title": "Tuna", "labels": ["swim"]}).encode()
+    path.write_bytes(good + b"\n" + raw + b"\n" + good + b"\n")
+    with pytest.raises(TrainingDataError, match=message):
+        load_labelled(path, TAXONOMY)
+    assert len(load_labelled(path, TAXONOMY, strict=False)) == 2
