@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -31,10 +30,10 @@ import psycopg2
 import pytest
 import requests
 
+from petal_labeller.store.connection import conninfo
+from petal_labeller.store.databases import create_database, drop_database
 from tests.fixtures.airflow import DAGS_FOLDER, PLUGINS_FOLDER, REPO_ROOT, free_port
 
-#: The machine's PostgreSQL: the live tier creates its databases there directly.
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN, ADMIN_PASSWORD = "petal-admin", "live-admin-password"
 VIEWER, VIEWER_PASSWORD = "petal-viewer", "live-viewer-password"
 JWT_SECRET = "petal-live-tests-jwt-secret-" + "fedcba9876543210" * 3
@@ -46,28 +45,22 @@ START_DATE = TODAY - timedelta(days=CATCHUP_DAYS)
 BIN = Path(sys.executable).parent
 
 
-def _postgres_available() -> bool:
-    try:
-        with closing(psycopg2.connect(POSTGRES, connect_timeout=3)):
-            return True
-    except psycopg2.OperationalError:
-        return False
+def _sqlalchemy_url(dsn: str) -> str:
+    """Airflow's metadata URL for a libpq connection string (TCP or a unix-socket folder)."""
+    from sqlalchemy.engine import URL
 
-
-def _create_database(prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with closing(psycopg2.connect(POSTGRES)) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')  # an identifier, not a parameter
-    return name
-
-
-def _drop_database(name: str) -> None:
-    with closing(psycopg2.connect(POSTGRES)) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    params = conninfo(dsn)
+    host = params.get("host")
+    socket = bool(host and host.startswith("/"))
+    return URL.create(
+        "postgresql+psycopg2",
+        username=params.get("user"),
+        password=params.get("password") or None,
+        host=None if socket else host,
+        port=None if socket else int(params.get("port", 5432)),
+        database=params["dbname"],
+        query={"host": host, "port": params.get("port", "5432")} if socket else {},
+    ).render_as_string(hide_password=False)
 
 
 class SmtpSink:
@@ -208,7 +201,7 @@ class Airflow:
         return "\n".join(parts)
 
 
-def _environment(home: Path, meta_db: str, store_url: str, port: int, smtp: SmtpSink) -> dict:
+def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: SmtpSink) -> dict:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -226,9 +219,7 @@ def _environment(home: Path, meta_db: str, store_url: str, port: int, smtp: Smtp
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-                f"postgresql+psycopg2://postgres@127.0.0.1:5432/{meta_db}"
-            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(meta_url),
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -310,17 +301,19 @@ def _wait_until_ready(airflow: Airflow, timeout: float = 240) -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
-    """api-server, scheduler and dag-processor on free loopback ports, for the session."""
-    if not _postgres_available():
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 for Airflow's metadata database")
+def airflow_services(server_url: str) -> Iterator[Airflow]:
+    """api-server, scheduler and dag-processor on free loopback ports, for the session.
+
+    Airflow's metadata and the PeTaL store are two new databases on the tests' server:
+    PETAL_DATABASE_URL's, else the embedded one, so a newcomer's `make test` runs this too.
+    """
     home = Path(tempfile.mkdtemp(prefix="petal-live-"))
-    meta_db, store_db = _create_database("petal_live_airflow"), _create_database("petal_live")
-    store_url = f"postgresql://postgres@127.0.0.1:5432/{store_db}"
+    meta_url = create_database(server_url, prefix="petal_live_airflow")
+    store_url = create_database(server_url, prefix="petal_live")
     smtp = SmtpSink()
     smtp.controller.start()
     port = free_port()
-    env = _environment(home, meta_db, store_url, port, smtp)
+    env = _environment(home, meta_url, store_url, port, smtp)
     logs = {name: home / f"{name}.log" for name in SERVICES}
     airflow = Airflow(f"http://127.0.0.1:{port}", env, home, store_url, logs, smtp)
     _LIVE.append(airflow)
@@ -335,8 +328,8 @@ def airflow_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airfl
         _stop_all(list(airflow.processes.values()))
         smtp.controller.stop()
         _LIVE.clear()
-        for name in (meta_db, store_db):
-            _drop_database(name)
+        for url in (meta_url, store_url):
+            drop_database(server_url, url)
         shutil.rmtree(home, ignore_errors=True)
 
 
