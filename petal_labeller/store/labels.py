@@ -138,76 +138,14 @@ def upsert_model_labels(
     readers = (_LinesReader(_copy_lines(rows)), _LinesReader(_id_lines(paper_ids)))
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
-            # Papers named only in `paper_ids` (no label chosen) arrive as rows
-            # without a label, so they join the batch with a count of 0.
-            cur.execute(
-                f"""CREATE TEMP TABLE {incoming}
-                        (paper_id bigint NOT NULL, label_id text, score real,
-                         CHECK ((label_id IS NULL) = (score IS NULL)))
-                    ON COMMIT DROP"""
-            )
-            cur.copy_expert(f"COPY {incoming} FROM STDIN", readers[0])
-            cur.copy_expert(f"COPY {incoming} (paper_id) FROM STDIN", readers[1])
-            # Temporary tables are never auto-analysed; without statistics the
-            # planner guesses badly on the joins below. The index keeps the stale-label
-            # delete's anti-join fast even when paper_labels' own statistics are stale
-            # (just after a large first write): a nested loop over the unindexed
-            # incoming rows took over 15 minutes for 100,000 labels.
-            cur.execute(
-                f"""CREATE INDEX ON {incoming} (paper_id, label_id);
-                    ANALYZE {incoming};
-                    CREATE TEMP TABLE {batch} ON COMMIT DROP AS
-                        SELECT paper_id, count(DISTINCT label_id)::integer AS label_count
-                        FROM {incoming} GROUP BY paper_id;
-                    ANALYZE {batch};"""
-            )
+            _stage_incoming(cur, incoming, batch, readers)
             # Writers of one version take turns, so two runs never deadlock on shared papers.
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('petal-labels:' || %(version)s))", params
             )
-            # Marked first: model labels reference this row (and it checks the
-            # paper, version and run exist).
-            cur.execute(
-                f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
-                    SELECT paper_id, %(version)s, %(run)s, label_count FROM {batch}
-                    ON CONFLICT (paper_id, model_version) DO UPDATE
-                    SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
-                        labelled_at = EXCLUDED.labelled_at
-                    WHERE (paper_labelling.run_id, paper_labelling.label_count)
-                          IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
-                params,
-            )
-            cur.execute(
-                f"""DELETE FROM paper_labels AS pl USING {batch} AS b
-                    WHERE pl.paper_id = b.paper_id AND pl.origin = 'model'
-                      AND pl.model_version = %(version)s
-                      AND NOT EXISTS (
-                          SELECT 1 FROM {incoming} AS i
-                          WHERE i.paper_id = pl.paper_id AND i.label_id = pl.label_id)""",
-                params,
-            )
-            deleted = cur.rowcount
-            # Unchanged rows are skipped, so writing the same run twice is a no-op.
-            cur.execute(
-                f"""WITH written AS (
-                        INSERT INTO paper_labels
-                            (paper_id, label_id, origin, score, model_version, run_id)
-                        SELECT DISTINCT ON (paper_id, label_id)
-                               paper_id, label_id, 'model', score, %(version)s, %(run)s
-                        FROM {incoming} WHERE label_id IS NOT NULL
-                        ORDER BY paper_id, label_id, score DESC
-                        ON CONFLICT (paper_id, label_id, model_version) WHERE origin = 'model'
-                        DO UPDATE SET score = EXCLUDED.score, run_id = EXCLUDED.run_id,
-                                      labelled_at = EXCLUDED.labelled_at
-                        WHERE (paper_labels.score, paper_labels.run_id)
-                              IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.run_id)
-                        RETURNING (xmax = 0) AS inserted)
-                    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-                           (SELECT count(*) FROM {batch})
-                    FROM written""",
-                params,
-            )
-            inserted, updated, papers = cur.fetchone()
+            _mark_papers(cur, batch, params)
+            deleted = _delete_stale_labels(cur, incoming, batch, params)
+            inserted, updated, papers = _merge_labels(cur, incoming, batch, params)
             cur.execute(f"DROP TABLE {incoming}, {batch}")
     except psycopg2.Error as exc:
         for reader in readers:
@@ -219,6 +157,96 @@ def upsert_model_labels(
             ) from exc
         raise
     return UpsertReport(papers=papers, inserted=inserted, updated=updated, deleted=deleted)
+
+
+def _stage_incoming(
+    cur: psycopg2.extensions.cursor, incoming: str, batch: str, readers: tuple
+) -> None:
+    """COPY the rows and the batch's paper ids into analysed temporary tables."""
+    # Papers named only in `paper_ids` (no label chosen) arrive as rows
+    # without a label, so they join the batch with a count of 0.
+    cur.execute(
+        f"""CREATE TEMP TABLE {incoming}
+                (paper_id bigint NOT NULL, label_id text, score real,
+                 CHECK ((label_id IS NULL) = (score IS NULL)))
+            ON COMMIT DROP"""
+    )
+    cur.copy_expert(f"COPY {incoming} FROM STDIN", readers[0])
+    cur.copy_expert(f"COPY {incoming} (paper_id) FROM STDIN", readers[1])
+    # Temporary tables are never auto-analysed; without statistics the
+    # planner guesses badly on the joins below. The index keeps the stale-label
+    # delete's anti-join fast even when paper_labels' own statistics are stale
+    # (just after a large first write): a nested loop over the unindexed
+    # incoming rows took over 15 minutes for 100,000 labels.
+    cur.execute(
+        f"""CREATE INDEX ON {incoming} (paper_id, label_id);
+            ANALYZE {incoming};
+            CREATE TEMP TABLE {batch} ON COMMIT DROP AS
+                SELECT paper_id, count(DISTINCT label_id)::integer AS label_count
+                FROM {incoming} GROUP BY paper_id;
+            ANALYZE {batch};"""
+    )
+
+
+def _mark_papers(cur: psycopg2.extensions.cursor, batch: str, params: dict) -> None:
+    """Mark every paper of the batch as labelled by this version and run.
+
+    Marked first: model labels reference this row (and it checks the paper,
+    version and run exist).
+    """
+    cur.execute(
+        f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
+            SELECT paper_id, %(version)s, %(run)s, label_count FROM {batch}
+            ON CONFLICT (paper_id, model_version) DO UPDATE
+            SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
+                labelled_at = EXCLUDED.labelled_at
+            WHERE (paper_labelling.run_id, paper_labelling.label_count)
+                  IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
+        params,
+    )
+
+
+def _delete_stale_labels(
+    cur: psycopg2.extensions.cursor, incoming: str, batch: str, params: dict
+) -> int:
+    """Drop this version's labels of batch papers that the new rows no longer carry."""
+    cur.execute(
+        f"""DELETE FROM paper_labels AS pl USING {batch} AS b
+            WHERE pl.paper_id = b.paper_id AND pl.origin = 'model'
+              AND pl.model_version = %(version)s
+              AND NOT EXISTS (
+                  SELECT 1 FROM {incoming} AS i
+                  WHERE i.paper_id = pl.paper_id AND i.label_id = pl.label_id)""",
+        params,
+    )
+    return cur.rowcount
+
+
+def _merge_labels(
+    cur: psycopg2.extensions.cursor, incoming: str, batch: str, params: dict
+) -> tuple[int, int, int]:
+    """Insert new labels, update changed ones; (inserted, updated, papers in the batch)."""
+    # Unchanged rows are skipped, so writing the same run twice is a no-op.
+    cur.execute(
+        f"""WITH written AS (
+                INSERT INTO paper_labels
+                    (paper_id, label_id, origin, score, model_version, run_id)
+                SELECT DISTINCT ON (paper_id, label_id)
+                       paper_id, label_id, 'model', score, %(version)s, %(run)s
+                FROM {incoming} WHERE label_id IS NOT NULL
+                ORDER BY paper_id, label_id, score DESC
+                ON CONFLICT (paper_id, label_id, model_version) WHERE origin = 'model'
+                DO UPDATE SET score = EXCLUDED.score, run_id = EXCLUDED.run_id,
+                              labelled_at = EXCLUDED.labelled_at
+                WHERE (paper_labels.score, paper_labels.run_id)
+                      IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.run_id)
+                RETURNING (xmax = 0) AS inserted)
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                   (SELECT count(*) FROM {batch})
+            FROM written""",
+        params,
+    )
+    return cur.fetchone()
 
 
 def model_labels(
