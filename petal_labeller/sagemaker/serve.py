@@ -229,6 +229,40 @@ def _chunks(model: Any, body: bytes, accept: str) -> list[Callable[[], str]]:
     return [chunk(first) for first in range(0, len(lines), CHUNK_LINES)]
 
 
+async def _invocation_response(
+    request: Request, settings: ServeSettings, holder: ModelHolder, admission: Admission
+) -> Response:
+    """One /invocations request: checks, a place in the admission, the chunks, the errors."""
+    status, message = holder.status()
+    if status != 200:
+        return _error(status, message)
+    try:
+        _check_content_type(request.headers.get("content-type"))
+        accept = _response_type(request.headers.get("accept"))
+        body = await _read_body(request, settings.max_body_bytes)
+        _check_jsonlines(body)
+        parts = await admission.run(request, _chunks(holder.model, body, accept))
+    except BadRequest as exc:
+        return _error(exc.status, exc.message)
+    except Busy:
+        response = _error(503, "every prediction slot and queue place is taken; retry")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    except ClientDisconnect:
+        # One line, no traceback: a client hanging up is not a server fault.
+        log.info("client disconnected while sending its request")
+        return Response(status_code=499)
+    except ClientGone:  # the watcher logged it
+        return Response(status_code=499)
+    except ValueError as exc:
+        # The handlers raise ValueError for a request they cannot read as a whole.
+        return _error(400, str(exc))
+    except Exception as exc:
+        log.exception("prediction failed")
+        return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+    return Response("".join(parts).encode("utf-8"), media_type=accept)
+
+
 def create_app(
     settings: ServeSettings | None = None, *, load: Callable[[], Any] | None = None
 ) -> Starlette:
@@ -260,34 +294,7 @@ def create_app(
         )
 
     async def invocations(request: Request) -> Response:
-        status, message = holder.status()
-        if status != 200:
-            return _error(status, message)
-        try:
-            _check_content_type(request.headers.get("content-type"))
-            accept = _response_type(request.headers.get("accept"))
-            body = await _read_body(request, settings.max_body_bytes)
-            _check_jsonlines(body)
-            parts = await admission.run(request, _chunks(holder.model, body, accept))
-        except BadRequest as exc:
-            return _error(exc.status, exc.message)
-        except Busy:
-            response = _error(503, "every prediction slot and queue place is taken; retry")
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        except ClientDisconnect:
-            # One line, no traceback: a client hanging up is not a server fault.
-            log.info("client disconnected while sending its request")
-            return Response(status_code=499)
-        except ClientGone:  # the watcher logged it
-            return Response(status_code=499)
-        except ValueError as exc:
-            # The handlers raise ValueError for a request they cannot read as a whole.
-            return _error(400, str(exc))
-        except Exception as exc:
-            log.exception("prediction failed")
-            return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
-        return Response("".join(parts).encode("utf-8"), media_type=accept)
+        return await _invocation_response(request, settings, holder, admission)
 
     app = Starlette(
         routes=[
