@@ -32,7 +32,13 @@ import requests
 
 from petal_labeller.store.connection import conninfo
 from petal_labeller.store.databases import create_database, drop_database
-from tests.fixtures.airflow import DAGS_FOLDER, PLUGINS_FOLDER, REPO_ROOT, free_port
+from tests.fixtures.airflow import (
+    DAGS_FOLDER,
+    PLUGINS_FOLDER,
+    REPO_ROOT,
+    free_port,
+    smtp_connection,
+)
 
 ADMIN, ADMIN_PASSWORD = "petal-admin", "live-admin-password"
 VIEWER, VIEWER_PASSWORD = "petal-viewer", "live-viewer-password"
@@ -81,20 +87,7 @@ class SmtpSink:
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
     def connection(self) -> str:
-        return json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": self.port,
-                "extra": {
-                    "from_email": "airflow@petal.test",
-                    "disable_tls": True,
-                    "disable_ssl": True,
-                    "timeout": 10,
-                    "retry_limit": 0,
-                },
-            }
-        )
+        return smtp_connection(self.port)
 
 
 @dataclass
