@@ -70,14 +70,12 @@ def similarity_loss(pooled, targets):
 def knn_scores(
     x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, k: int = 20, t: float = 0.1
 ) -> np.ndarray:
-    """Softmax(cos / T)-weighted label vote of the k nearest training papers (as scorers.knn)."""
+    """The runtime's kNN label transfer over rows `train` of `x` (normalised here: the
+    fine-tuned encoder's pooled output is not unit-length) for rows `test`."""
+    from petal_labeller.runtime.scorers import knn_scores as transfer
+
     x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-9)
-    sims = x[test] @ x[train].T
-    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    near = np.take_along_axis(sims, nearest, axis=1)
-    weights = np.exp((near - near.max(1, keepdims=True)) / t)
-    weights /= weights.sum(1, keepdims=True)
-    return np.einsum("nk,nkl->nl", weights, y[train][nearest])
+    return transfer(x[test], x[train], y[train], k, t)
 
 
 class Encoder:

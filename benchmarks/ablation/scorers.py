@@ -60,17 +60,14 @@ def tfidf_svm(C: float = 0.5, char: bool = True, variant: str = "title_abstract_
 
 
 def knn(k: int = 20, temperature: float = 0.05, embedding: str = "title_abstract") -> Scorer:
-    """Nearest-neighbour label transfer: softmax(cos / T)-weighted vote of the k nearest papers."""
+    """Nearest-neighbour label transfer: softmax(cos / T)-weighted vote of the k nearest papers
+    (the runtime's `knn_scores`, the one production uses)."""
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        x = ctx.embeddings[embedding]
-        sims = x[test] @ x[train].T
-        kk = min(k, len(train))
-        nearest = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        near_sims = np.take_along_axis(sims, nearest, axis=1)
-        weights = np.exp((near_sims - near_sims.max(1, keepdims=True)) / temperature)
-        weights /= weights.sum(1, keepdims=True)
-        return np.einsum("nk,nkl->nl", weights, ctx.y[train][nearest])
+        from petal_labeller.runtime.scorers import knn_scores
+
+        x = ctx.embeddings[embedding]  # unit rows (embeddings.encode), as the runtime's bank
+        return knn_scores(x[test], x[train], ctx.y[train], k, temperature)
 
     return fit_predict
 
@@ -154,19 +151,16 @@ def knn_tfidf(
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        from petal_labeller.runtime.scorers import knn_scores
+
         texts = [paper_text(p, variant) for p in ctx.data.papers]
         vectorizer = TfidfVectorizer(
             ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
         )
         x_train = vectorizer.fit_transform([texts[i] for i in train])
         x_test = vectorizer.transform([texts[i] for i in test])
-        sims = (x_test @ x_train.T).toarray()
-        kk = min(k, len(train))
-        nearest = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        near_sims = np.take_along_axis(sims, nearest, axis=1)
-        weights = np.exp((near_sims - near_sims.max(1, keepdims=True)) / temperature)
-        weights /= weights.sum(1, keepdims=True)
-        return np.einsum("nk,nkl->nl", weights, ctx.y[train][nearest])
+        # TF-IDF rows are unit-length, like the runtime's embedding bank; the bank stays sparse.
+        return knn_scores(x_test.toarray(), x_train, ctx.y[train], k, temperature)
 
     return fit_predict
 
