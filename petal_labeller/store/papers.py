@@ -138,6 +138,26 @@ def _unique(cur, batch: list[tuple[int, Paper]], seen: dict[str, int], reject) -
     return unique
 
 
+#: Upsert one batch of papers; returns (row number, paper id, inserted?) per paper. The row
+#: number travels with each record so returned ids map back to papers whatever order
+#: RETURNING uses; xmax = 0 only for rows this statement inserted.
+_UPSERT_PAPERS_SQL = f"""
+WITH input (n, doi, title, abstract, venue, url, source, ingested_at) AS (VALUES %s),
+written AS (
+    INSERT INTO papers (doi, title, abstract, venue, url, source, ingested_at)
+    SELECT doi, title, abstract, venue, url, source, coalesce(ingested_at, now())
+    FROM input ORDER BY n
+    ON CONFLICT (identity_key) DO UPDATE SET title = EXCLUDED.title,
+        abstract = EXCLUDED.abstract, venue = EXCLUDED.venue, url = EXCLUDED.url
+    RETURNING id, (xmax = 0) AS inserted, identity_key)
+SELECT input.n, written.id, written.inserted
+FROM written JOIN input ON written.identity_key = {IDENTITY_SQL}
+ORDER BY input.n"""
+_UPSERT_PAPERS_TEMPLATE = (
+    "(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text, %s::timestamptz)"
+)
+
+
 def _write_batch(
     cur,
     batch: list[tuple[int, Paper]],
@@ -145,48 +165,32 @@ def _write_batch(
     report: ImportReport,
     default: datetime | None = None,
 ) -> None:
+    """Upsert the batch's papers, then replace the curator labels of those that carry any."""
     if not batch:
         return
     papers = [paper for _, paper in batch]
-    # The row number travels with each record so returned ids map back to papers
-    # whatever order RETURNING uses; xmax = 0 only for rows this statement inserted.
+    values = [
+        (n, p.doi, p.title, p.abstract, list(p.venue), p.url, source, p.ingested_at or default)
+        for n, p in enumerate(papers)
+    ]
     rows = execute_values(
         cur,
-        f"""WITH input (n, doi, title, abstract, venue, url, source, ingested_at) AS (VALUES %s),
-           written AS (
-               INSERT INTO papers (doi, title, abstract, venue, url, source, ingested_at)
-               SELECT doi, title, abstract, venue, url, source, coalesce(ingested_at, now())
-               FROM input ORDER BY n
-               ON CONFLICT (identity_key) DO UPDATE SET title = EXCLUDED.title,
-                   abstract = EXCLUDED.abstract, venue = EXCLUDED.venue, url = EXCLUDED.url
-               RETURNING id, (xmax = 0) AS inserted, identity_key)
-           SELECT input.n, written.id, written.inserted
-           FROM written JOIN input ON written.identity_key = {IDENTITY_SQL}
-           ORDER BY input.n""",
-        [
-            (
-                n,
-                p.doi,
-                p.title,
-                p.abstract,
-                list(p.venue),
-                p.url,
-                source,
-                p.ingested_at or default,
-            )
-            for n, p in enumerate(papers)
-        ],
-        template=(
-            "(%s, %s::text, %s::text, %s::text, %s::text[], %s::text, %s::text, %s::timestamptz)"
-        ),
+        _UPSERT_PAPERS_SQL,
+        values,
+        template=_UPSERT_PAPERS_TEMPLATE,
         page_size=len(papers),
         fetch=True,
     )
     report.inserted += sum(1 for _, _, inserted in rows if inserted)
     report.updated += sum(1 for _, _, inserted in rows if not inserted)
     labelled = [(paper_id, papers[n]) for n, paper_id, _ in rows if papers[n].labels is not None]
+    report.curator_labels += _replace_curator_labels(cur, labelled)
+
+
+def _replace_curator_labels(cur, labelled: list[tuple[int, Paper]]) -> int:
+    """A record with `labels` replaces its paper's curator labels; returns rows written."""
     if not labelled:
-        return
+        return 0
     cur.execute(
         "DELETE FROM paper_labels WHERE origin = 'curator' AND paper_id = ANY(%s)",
         ([paper_id for paper_id, _ in labelled],),
@@ -200,7 +204,7 @@ def _write_batch(
             template="(%s, %s, 'curator')",
             page_size=BATCH_SIZE * 10,
         )
-    report.curator_labels += len(label_rows)
+    return len(label_rows)
 
 
 def _utc(moment: datetime | str) -> datetime:
