@@ -16,9 +16,10 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from petal_labeller.instants import InstantError, parse_instant
 from petal_labeller.taxonomy import Taxonomy
 
 # A DOI is "10.<registrant>/<suffix>" (DOI Handbook 2.2); suffixes may hold any
@@ -179,24 +180,15 @@ def _labels(record: Mapping[str, object], taxonomy: Taxonomy | None) -> tuple[st
     return tuple(dict.fromkeys(value))
 
 
-#: An ingestion time must lie between these (a typo such as year 20026 is an error).
-EARLIEST_INGESTED = datetime(1900, 1, 1, tzinfo=UTC)
-FUTURE_TOLERANCE = timedelta(days=1)
-
-
 def ingested_at_field(record: Mapping[str, object]) -> datetime | None:
     """Optional ISO 8601 `ingested_at` (naive = UTC), not before 1900 nor in the future."""
     value = text_field(record, "ingested_at")
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise PaperError("ingested_at", f"must be an ISO 8601 date-time, not {value!r}") from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    if not EARLIEST_INGESTED <= moment <= datetime.now(UTC) + FUTURE_TOLERANCE:
-        raise PaperError("ingested_at", f"must lie between 1900 and now, not {value!r}")
-    return moment
+        return parse_instant(value)
+    except InstantError as error:
+        raise PaperError("ingested_at", str(error)) from None
 
 
 def parse_paper(record: object, taxonomy: Taxonomy | None = None) -> Paper:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from petal_labeller.cli import EXIT_REJECTED, connection
+from petal_labeller.instants import InstantError, parse_instant
 
 
 class IsoDateTime(click.ParamType):
@@ -20,10 +21,9 @@ class IsoDateTime(click.ParamType):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 date or date-time", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return parse_instant(value)
+        except InstantError as error:
+            self.fail(f"{param.name if param else 'value'} {error}", param, ctx)
 
 
 @click.group()

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg2.extensions
 
+from petal_labeller.instants import InstantError, parse_instant
 from petal_labeller.papers import Rejection
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.store import reviews
@@ -164,10 +165,9 @@ def _when(value: str | None, now: datetime) -> datetime:
     if value is None:
         return now
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise DecisionError("reviewed_at", f"{value!r} is not an ISO 8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_instant(value, now=now)
+    except InstantError as error:
+        raise DecisionError("reviewed_at", str(error)) from None
 
 
 def parse_decision(

@@ -127,6 +127,20 @@ def test_removing_a_parent_but_keeping_its_child_is_rejected(store, tmp_path, ap
     assert "['protect'] stay implied by a kept label's ancestry" in result.output
 
 
+def test_a_review_time_outside_1900_to_now_is_that_lines_error(store, tmp_path, apply_cli):
+    ids = store["ids"]
+    path = _write(
+        tmp_path,
+        [
+            {"paper_id": ids["sure"], "accept": True, "reviewed_at": "9999-12-31"},
+            {"paper_id": ids["torn"], "accept": True, "reviewed_at": "2026-11-20T10:00:00Z"},
+        ],
+    )
+    result = apply_cli(str(path), "--reviewer", "ana", code=1)
+    assert "rejected line 1" in result.output and "field 'reviewed_at'" in result.output
+    assert "1 applied" in result.output
+
+
 def test_a_line_without_a_reviewer_is_rejected(store, tmp_path, apply_cli):
     path = _write(tmp_path, [{"paper_id": store["ids"]["sure"], "accept": True}])
     result = apply_cli(str(path), code=1)
