@@ -26,7 +26,13 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
+from petal_labeller.airflow import (
+    labelling_cleanup,
+    s3_layout,
+    s3_staging,
+    sagemaker_configs,
+    variables,
+)
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import (
     check_config_task,
@@ -126,19 +132,25 @@ def infer_local(staged: dict[str, Any]) -> str:
 
 
 @task
-def upload_input(staged: dict[str, Any]) -> dict[str, str]:
-    """Put the model artefact (once per version) and this run's papers in S3."""
+def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
+    """Put the model artefact (once per version) and this run's papers in S3.
+
+    The run's prefix goes to XCom just before the first write under it, so the
+    cleanup knows whether there is any S3 staging to delete (`labelling_cleanup`).
+    """
     run = StagedRun.from_xcom(staged)
     hook = s3_staging.s3_hook()
     bucket = Variable.get(variables.BUCKET)
     prefix = s3_layout.run_prefix(run.run_key)
     input_key = f"{prefix}/input/{run.workspace.input_path.name}"
+    model_data_url = s3_staging.ensure_model_in_s3(
+        hook, run.artefact_uri, bucket, run.model_version
+    )
+    context["ti"].xcom_push(key=labelling_cleanup.STAGING_KEY, value=prefix)
     return {
         "bucket": bucket,
         "prefix": prefix,
-        "model_data_url": s3_staging.ensure_model_in_s3(
-            hook, run.artefact_uri, bucket, run.model_version
-        ),
+        "model_data_url": model_data_url,
         "input_uri": s3_staging.upload(hook, run.workspace.input_path, bucket, input_key),
         "output_uri": s3_layout.uri(bucket, f"{prefix}/output"),
         "output_key": sagemaker_configs.transform_output_key(f"{prefix}/output", input_key),
@@ -171,30 +183,22 @@ def write_labels(**context: Any) -> dict[str, Any]:
 
 @task
 def cleanup(staged: dict[str, Any], **context: Any) -> None:
-    """Remove what this run staged, stop any transform still running, and record the run
-    as failed if it wrote nothing. Every step is tried even if another fails."""
+    """Remove what this run staged or created, stop any transform still running, and
+    record the run as failed if it wrote nothing. Every step is tried even if another
+    fails; AWS is called only for what the run's tasks may have created."""
     from petal_labeller.pipeline.run import record_failure
 
     run, dag_run = StagedRun.from_xcom(staged), context["dag_run"]
     steps: list[tuple[str, Any]] = [("remove the workspace", run.workspace.remove)]
-    if run.backend == "sagemaker" and run.count:
-        from petal_labeller.airflow.sagemaker_cleanup import delete_models, stop_transform_jobs
-
-        def prefix(kind: str) -> str:
-            return sagemaker_name_prefix(kind, dag_run.dag_id, dag_run.run_id)
-
-        steps += [
-            (
-                "delete the S3 staging",
-                lambda: s3_staging.delete_prefix(
-                    s3_staging.s3_hook(),
-                    Variable.get(variables.BUCKET),
-                    s3_layout.run_prefix(run.run_key),
-                ),
-            ),
-            ("stop transform jobs still running", lambda: stop_transform_jobs(prefix("transform"))),
-            ("delete models left by earlier tries", lambda: delete_models(prefix("model"))),
-        ]
+    if run.backend == "sagemaker":
+        created = labelling_cleanup.created_by(context)
+        if created.nothing:
+            log.info("Cleanup: this run created nothing in S3 or SageMaker")
+        steps += labelling_cleanup.aws_steps(
+            created,
+            bucket=lambda: Variable.get(variables.BUCKET),
+            name_prefix=lambda kind: sagemaker_name_prefix(kind, dag_run.dag_id, dag_run.run_id),
+        )
     if run.count:
         message = "the run ended before its labels were written; see the Airflow task logs"
         steps.append(("record the run", lambda: record_failure(run, message)))

@@ -220,3 +220,28 @@ def test_training_job_that_never_finishes_is_stopped_and_alerts(
     assert query(curated_database, "SELECT count(*) FROM model_versions") == [(0,)]
     subject, body = _alert(smtp_server)
     assert "sagemaker.train" in subject and "took more than 3 seconds" in body
+
+
+def test_a_run_whose_upload_failed_cleans_up_without_aws_and_alerts_once(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, smtp_server
+):
+    """Issue 11 item 7: nothing was created in S3 or SageMaker, so the cleanup makes no
+    AWS call at all (it would fail too, and alert twice) and succeeds."""
+    proxy.rules = [Rule(_first("s3:PUT"), "InternalError", times=None)]
+    dag = load_dag("petal_label_papers")
+    dag.get_task("sagemaker.upload_input").retries = 0
+
+    run = dag.test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["sagemaker.upload_input"] == "failed"
+    assert states["sagemaker.create_model"] == "upstream_failed"
+    assert states["cleanup"] == "success"
+    # Only the model upload's own calls (its tries, then boto3 aborting the multipart
+    # upload): no listing or deletion of the run's staging, no SageMaker call.
+    operations = proxy.operations()
+    assert operations and all(op.endswith("/petal/models/tiny/model.tar.gz") for op in operations)
+    assert query(labelling_database, "SELECT status FROM labelling_runs") == [("failed",)]
+    subject, body = _alert(smtp_server)
+    assert "sagemaker.upload_input" in subject and "InternalError" in body
