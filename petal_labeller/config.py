@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -11,6 +12,27 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA_DIR = Path(os.environ.get("PETAL_SHARED_DATA", REPO_ROOT.parent / "shared/data/petal"))
 
 BACKENDS = ("local", "sagemaker")
+
+
+class SettingError(ValueError):
+    """An environment setting is unusable; the message names it and what it accepts."""
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    """An integer setting within [minimum, maximum], read when used (never at import).
+
+    Hand-written because the settings are few and plain: a settings library would be a
+    new dependency of the slim serving image for four integers.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    # ASCII digits only: int() also reads "٣" and "1_000", which no operator means.
+    value = int(text) if re.fullmatch(r"[+-]?[0-9]{1,18}", text) else None
+    if value is None or not minimum <= value <= maximum:
+        shown = repr(text[:20]) + ("..." if len(text) > 20 else "")
+        raise SettingError(f"{name}={shown} must be a whole number from {minimum} to {maximum}")
+    return value
 
 
 def petal_home() -> Path:
@@ -34,5 +56,6 @@ def database_url() -> str | None:
 def default_backend() -> str:
     backend = os.environ.get("PETAL_BACKEND", "local")
     if backend not in BACKENDS:
-        raise ValueError(f"PETAL_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+        shown = repr(backend[:20])
+        raise SettingError(f"PETAL_BACKEND={shown} is not one of {', '.join(BACKENDS)}")
     return backend

@@ -40,6 +40,7 @@ class CommandError(click.ClickException):
 
 def expected_error(exc: BaseException) -> str | None:
     """A one-line message for errors users can fix; None for bugs (which keep their traceback)."""
+    from petal_labeller.config import SettingError
     from petal_labeller.papers import PaperError
     from petal_labeller.store.connection import DatabaseUnavailable
     from petal_labeller.store.migrations import MigrationError
@@ -47,7 +48,13 @@ def expected_error(exc: BaseException) -> str | None:
     from petal_labeller.taxonomy import TaxonomyError
 
     if isinstance(
-        exc, DatabaseUnavailable | MigrationError | StoreError | TaxonomyError | PaperError
+        exc,
+        DatabaseUnavailable
+        | MigrationError
+        | StoreError
+        | TaxonomyError
+        | PaperError
+        | SettingError,
     ):
         return str(exc)
     from petal_labeller.extras import MissingExtraError, extra_for_module

@@ -26,8 +26,8 @@ MIB = 1024 * 1024
 #: The production artefact unpacks to about 120 MB in 17 files; the caps leave room
 #: for a larger encoder and refuse a decompression bomb from its headers alone.
 MAX_MEMBERS = 256
-MAX_TOTAL_BYTES = int(os.environ.get("PETAL_ARTEFACT_MAX_MB", "1024")) * MIB
-MAX_MEMBER_BYTES = MAX_TOTAL_BYTES
+#: `PETAL_ARTEFACT_MAX_MB` (default 1 GiB) caps the whole and each member.
+DEFAULT_MAX_MB = 1024
 #: Small files kept in memory during the scan, for the artefact check.
 KEEP_BYTES = 64 * MIB
 #: A tar ends with zero blocks padded to its record size (10 KiB by default).
@@ -60,11 +60,18 @@ def member_name(source: str, member: tarfile.TarInfo) -> str:
     parts = [part for part in PurePosixPath(raw).parts if part != "."]
     if not parts or any(part == ".." or ":" in part for part in parts):
         raise UnsafeArtefactError(f"{source}: refusing member {raw!r}: leaves its folder")
-    if member.size > MAX_MEMBER_BYTES:
+    if member.size > max_bytes():
         raise UnsafeArtefactError(
-            f"{source}: refusing member {raw!r}: {member.size} bytes exceed {MAX_MEMBER_BYTES}"
+            f"{source}: refusing member {raw!r}: {member.size} bytes exceed {max_bytes()}"
         )
     return "/".join(parts)
+
+
+def max_bytes() -> int:
+    """The cap on an artefact's unpacked size, and on each member's."""
+    from petal_labeller.config import env_int  # a leaf module: os and pathlib only
+
+    return env_int("PETAL_ARTEFACT_MAX_MB", DEFAULT_MAX_MB, minimum=1, maximum=1 << 20) * MIB
 
 
 def _members(tar: tarfile.TarFile, source: str) -> Iterator[tuple[str, tarfile.TarInfo]]:
@@ -84,8 +91,8 @@ def _members(tar: tarfile.TarFile, source: str) -> Iterator[tuple[str, tarfile.T
         if member.isreg():
             files.add(name)
         total += member.size
-        if total > MAX_TOTAL_BYTES:
-            raise UnsafeArtefactError(f"{source}: members exceed {MAX_TOTAL_BYTES} bytes in all")
+        if total > max_bytes():
+            raise UnsafeArtefactError(f"{source}: members exceed {max_bytes()} bytes in all")
         yield name, member
 
 

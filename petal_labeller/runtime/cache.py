@@ -74,9 +74,11 @@ def default_root() -> Path:
 
 
 def _limits() -> tuple[int, int]:
-    entries = int(os.environ.get("PETAL_ARTEFACT_CACHE_ENTRIES", "3"))
-    megabytes = int(os.environ.get("PETAL_ARTEFACT_CACHE_MB", "2048"))
-    return max(entries, 1), max(megabytes, 1) * 1024 * 1024
+    from petal_labeller.config import env_int
+
+    entries = env_int("PETAL_ARTEFACT_CACHE_ENTRIES", 3, minimum=1, maximum=1000)
+    megabytes = env_int("PETAL_ARTEFACT_CACHE_MB", 2048, minimum=1, maximum=1 << 24)
+    return entries, megabytes * 1024 * 1024
 
 
 def file_digest(path: Path) -> str:

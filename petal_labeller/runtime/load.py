@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
+from petal_labeller.config import env_int
 from petal_labeller.runtime.combine import StackCombiner
 from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.runtime.model import LoadedModel, apply_precision
@@ -154,7 +155,7 @@ def load_model(
         zeroshot=label_vectors,
         venue=venue,
         stack=stack,
-        batch_size=int(batch_size or os.environ.get("PETAL_INFERENCE_BATCH_SIZE", 32)),
+        batch_size=batch_size or env_int("PETAL_INFERENCE_BATCH_SIZE", 32, minimum=1, maximum=1024),
     )
     apply_precision(model, precision or os.environ.get("PETAL_INFERENCE_PRECISION", "auto"))
     return model

@@ -139,8 +139,7 @@ def test_a_link_then_a_file_through_it_writes_nothing(tmp_path):
 
 # Item 3: caps from the headers, checked before writing -------------------------------
 def test_a_decompression_bomb_is_refused_before_a_byte_is_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 1 << 20)
-    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1 << 20)
+    monkeypatch.setenv("PETAL_ARTEFACT_MAX_MB", "1")
     zeros = b"\0" * (3 << 20)  # 3 MB of zeros: a few KB compressed
     folder = skeleton(tmp_path / "model")
     (folder / "model.safetensors").write_bytes(zeros)
