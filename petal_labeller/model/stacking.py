@@ -56,6 +56,16 @@ class StackInputs:
     pooled: np.ndarray
     targets: np.ndarray  # the curators' labels as given (the measured recipe)
 
+    def subset(self, rows: np.ndarray) -> StackInputs:
+        """The inputs of papers `rows` only: refits on subsets never re-encode."""
+        return StackInputs(
+            records=[self.records[i] for i in rows],
+            texts=[self.texts[i] for i in rows],
+            tfidf_texts=[self.tfidf_texts[i] for i in rows],
+            pooled=self.pooled[rows],
+            targets=self.targets[rows],
+        )
+
 
 def stack_settings(config: TrainConfig) -> dict[str, Any]:
     """labeller.json of a stacked artefact."""
@@ -73,8 +83,14 @@ def stack_settings(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _prepare(papers: list[LabelledPaper], taxonomy: Taxonomy, config: TrainConfig):
-    """(an untrained LoadedModel with the stack's settings, StackInputs): one encoder pass."""
+def prepare(
+    papers: list[LabelledPaper],
+    taxonomy: Taxonomy,
+    config: TrainConfig,
+    pooled: np.ndarray | None = None,
+):
+    """(an untrained LoadedModel with the stack's settings, StackInputs): one encoder pass,
+    none for the papers when their frozen `pooled` vectors are given (benchmarks' cache)."""
     from petal_labeller.runtime.model import LoadedModel
 
     seed_everything(config.seed)
@@ -99,7 +115,7 @@ def _prepare(papers: list[LabelledPaper], taxonomy: Taxonomy, config: TrainConfi
         records=records,
         texts=texts,
         tfidf_texts=model.tfidf_texts(records),
-        pooled=frozen_embeddings(net, tokenizer, texts, config),
+        pooled=frozen_embeddings(net, tokenizer, texts, config) if pooled is None else pooled,
         targets=target_matrix(papers, taxonomy, close=False),
     )
     return model, inputs
@@ -179,6 +195,52 @@ def _tuning(model: Any, config: TrainConfig, threshold: float) -> dict[str, Any]
     }
 
 
+def fit_prepared(
+    model: Any,
+    inputs: StackInputs,
+    labels: list[list[str]],
+    taxonomy: Taxonomy,
+    config: TrainConfig,
+    started: float | None = None,
+) -> TrainedModel:
+    """The stack fit on prepared inputs (no encoder pass): combiner on the bases' inner
+    out-of-fold scores, threshold, then the bases refit on every paper. `labels`: the
+    curators' labels of the same papers, for the gold (closed) matrix."""
+    started = time.monotonic() if started is None else started
+    oof = out_of_fold_scores(model, inputs, config)
+    levels = np.array([taxonomy.level(i) for i in taxonomy.ids], dtype=np.float32)
+    model.stack = fit_combiner(oof, inputs.targets, levels, config.combiner_c)
+    gold = gold_matrix(labels, taxonomy)
+    oof_scores = model.blend(oof)  # probabilities, capped by the hierarchy
+    threshold = best_global_threshold(oof_scores, gold, model)
+    model.thresholds = np.full(len(taxonomy), threshold, dtype=np.float32)
+    predicted = predicted_matrix(oof_scores, model.thresholds, model)
+    # Bases out-of-fold, combiner in-sample: a slightly optimistic estimate; the
+    # honest one is `petal model evaluate --split cv`.
+    validation = score(oof_scores, predicted, gold, taxonomy)
+    tfidf = fit_bases(model, np.arange(len(labels)), inputs, config)
+    log.info("stack: threshold %.3f, combiner weights %s", threshold, model.stack.coef.round(3))
+    return TrainedModel(
+        model=model,
+        config=config,
+        validation=validation,
+        val_scores=oof_scores,
+        val_gold=gold,
+        val_predicted=predicted,
+        seconds=time.monotonic() - started,
+        tuning=_tuning(model, config, threshold),
+        parts={"tfidf": tfidf},
+    )
+
+
+def predict_prepared(model: Any, inputs: StackInputs) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, chosen labels) as `model.predict` gives them, from prepared inputs."""
+    logits = np.zeros((len(inputs.records), len(model.labels)), np.float32)  # no head
+    parts = model.components(inputs.texts, inputs.pooled, logits, inputs.records)
+    scores = model.blend(parts)
+    return scores, predicted_matrix(scores, model.thresholds, model)
+
+
 class StackRecipe:
     """The `stack` entry of recipes.RECIPES: fit, save, load."""
 
@@ -191,36 +253,13 @@ class StackRecipe:
     ) -> TrainedModel:
         """Encode once, fit the combiner on inner out-of-fold base scores, refit bases on all."""
         started = time.monotonic()
-        model, inputs = _prepare(papers, taxonomy, config)
+        model, inputs = prepare(papers, taxonomy, config)
         log.info(
             "stack: %d papers, %d labels, %d inner folds, bases %s (encoded in %.0f s)",
             len(papers), len(taxonomy), config.tune_folds, config.scorer_names(),
             time.monotonic() - started,
         )  # fmt: skip
-        oof = out_of_fold_scores(model, inputs, config)
-        levels = np.array([taxonomy.level(i) for i in taxonomy.ids], dtype=np.float32)
-        model.stack = fit_combiner(oof, inputs.targets, levels, config.combiner_c)
-        gold = gold_matrix([p.labels for p in papers], taxonomy)
-        oof_scores = model.blend(oof)  # probabilities, capped by the hierarchy
-        threshold = best_global_threshold(oof_scores, gold, model)
-        model.thresholds = np.full(len(taxonomy), threshold, dtype=np.float32)
-        predicted = predicted_matrix(oof_scores, model.thresholds, model)
-        # Bases out-of-fold, combiner in-sample: a slightly optimistic estimate; the
-        # honest one is `petal model evaluate --split cv`.
-        validation = score(oof_scores, predicted, gold, taxonomy)
-        tfidf = fit_bases(model, np.arange(len(papers)), inputs, config)
-        log.info("stack: threshold %.3f, combiner weights %s", threshold, model.stack.coef.round(3))
-        return TrainedModel(
-            model=model,
-            config=config,
-            validation=validation,
-            val_scores=oof_scores,
-            val_gold=gold,
-            val_predicted=predicted,
-            seconds=time.monotonic() - started,
-            tuning=_tuning(model, config, threshold),
-            parts={"tfidf": tfidf},
-        )
+        return fit_prepared(model, inputs, [p.labels for p in papers], taxonomy, config, started)
 
     def save(self, trained: TrainedModel, model_dir: Path) -> None:
         """knn, tfidf and stack files and labeller.json (train.save_model writes the rest)."""

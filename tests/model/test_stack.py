@@ -128,3 +128,25 @@ def test_venue_scorer_uses_known_venues_and_falls_back_to_the_prior():
     b = (np.array([1, 1]) + 2 * prior) / (2 + 2)
     scores = scorer.scores([{"venue": "A"}, {"venue": ["A", "B", "C"]}, {"venue": "C"}, {}])
     np.testing.assert_allclose(scores, [a, (a + b) / 2, prior, prior], atol=1e-6)
+
+
+def test_refit_on_prepared_inputs_is_the_recipe_fit_on_those_papers():
+    """Benchmarks encode every paper once and refit on subsets (`prepare` + `fit_prepared`):
+    the subset's model must label papers exactly as `fit` on the subset alone does."""
+    from petal_labeller.model.data import load_labelled
+    from petal_labeller.model.stacking import STACK, fit_prepared, predict_prepared, prepare
+
+    papers = load_labelled(SHARED_DATA_DIR / "labelled_papers.jsonl", TAXONOMY)[:90]
+    config = tiny_config()
+    model, everything = prepare(papers, TAXONOMY, config)
+    rows, test = list(range(10, 70)), list(range(70, 90))
+    fit_prepared(model, everything.subset(rows), [papers[i].labels for i in rows], TAXONOMY, config)
+    scores, chosen = predict_prepared(model, everything.subset(test))
+
+    alone = STACK.fit([papers[i] for i in rows], TAXONOMY, config, progress=False).model
+    served = alone.predict([papers[i].record for i in test])
+    np.testing.assert_allclose(scores, alone.score([papers[i].record for i in test]), atol=1e-5)
+    for row, result in zip(chosen, served, strict=True):
+        assert [TAXONOMY.ids[c] for c in np.flatnonzero(row)] == sorted(
+            result["labels"], key=TAXONOMY.ids.index
+        )
