@@ -8,6 +8,7 @@ from airflow.sdk import Param
 
 from petal_labeller import config
 from petal_labeller.airflow.variables import BACKEND as BACKEND_VARIABLE
+from petal_labeller.versions import VERSION_PATTERN
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.g4dn.xlarge"
@@ -19,6 +20,7 @@ def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
         "model_version": Param(
             None,
             type=["null", "string"],
+            pattern=VERSION_PATTERN,
             description="Model version to use; empty = the current production model.",
         ),
         "backend": Param(

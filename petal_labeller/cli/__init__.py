@@ -46,6 +46,7 @@ def expected_error(exc: BaseException) -> str | None:
     from petal_labeller.store.migrations import MigrationError
     from petal_labeller.store.unit import StoreError
     from petal_labeller.taxonomy import TaxonomyError
+    from petal_labeller.versions import VersionNameError
 
     if isinstance(
         exc,
@@ -54,7 +55,8 @@ def expected_error(exc: BaseException) -> str | None:
         | StoreError
         | TaxonomyError
         | PaperError
-        | SettingError,
+        | SettingError
+        | VersionNameError,
     ):
         return str(exc)
     from petal_labeller.extras import MissingExtraError, extra_for_module

@@ -15,6 +15,7 @@ from typing import Any
 
 from petal_labeller import config
 from petal_labeller.store.connection import connect
+from petal_labeller.versions import check_version
 
 #: The Asset `petal_train_model` updates and `petal_relabel_papers` is scheduled on.
 PRODUCTION_MODEL_ASSET = "petal_production_model"
@@ -31,7 +32,7 @@ def asset_event_extra(version: str, previous: str | None) -> dict[str, Any]:
 
 def keep_artefact(version: str, artefact: Path) -> Path:
     """Copy a local artefact under PETAL_HOME/models/<version>/ (the run's workspace goes)."""
-    target = models_dir() / version / "model.tar.gz"
+    target = models_dir() / check_version(version) / "model.tar.gz"
     if artefact.resolve() != target.resolve():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artefact, target)
@@ -55,6 +56,7 @@ def register_model(
     """
     from petal_labeller.store.models import production_model, register_model_version
 
+    check_version(version)  # before anything is read or copied
     local = not ("://" in artefact_uri and not artefact_uri.startswith("file://"))
     with closing(connect(database_url)) as conn:
         if local:

@@ -19,6 +19,7 @@ import psycopg2.extensions
 from psycopg2.extras import Json
 
 from petal_labeller.store.unit import StoreError, write_unit
+from petal_labeller.versions import VersionNameError, check_version
 
 _COLUMNS = "version, base_model, metrics, artefact_uri, is_production, created_at, promoted_at"
 
@@ -50,8 +51,10 @@ def register_model_version(
     commit: bool = True,
 ) -> ModelVersion:
     """Insert or update a model version; with `promote` it also becomes production."""
-    if not version or not version.strip():
-        raise StoreError("model version: field 'version' is empty")
+    try:
+        check_version(version)
+    except VersionNameError as error:
+        raise StoreError(str(error)) from None
     with write_unit(conn, commit), conn.cursor() as cur:
         cur.execute(
             """INSERT INTO model_versions (version, base_model, metrics, artefact_uri)

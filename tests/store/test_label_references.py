@@ -157,7 +157,7 @@ def test_upgrading_a_database_written_under_the_triggers_keeps_every_row(
         upgrade(conn, until="0004")
         first, second = _seed(conn, tree, write_jsonl)
         before = _rows(conn)
-        assert upgrade(conn) == ["0005_native_label_references"]
+        assert upgrade(conn, until="0005") == ["0005_native_label_references"]
         assert _rows(conn) == before
         _execute(conn, "DELETE FROM papers WHERE id = %s", (second,))
         assert {row[0] for row in _rows(conn)} == {first}
