@@ -22,7 +22,6 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerModelOperator,
     SageMakerTransformOperator,
 )
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -122,6 +121,14 @@ def choose_path(staged: dict[str, Any]) -> str:
     if staged["count"] == 0:
         return "nothing_to_label"
     return "infer_local" if staged["backend"] == "local" else "sagemaker.upload_input"
+
+
+@task
+def nothing_to_label(staged: dict[str, Any]) -> dict[str, Any]:
+    """Record the run as done with 0 papers: visible on the PeTaL page, not missing."""
+    from petal_labeller.pipeline.run import finish_empty_run
+
+    return finish_empty_run(StagedRun.from_xcom(staged)).to_xcom()
 
 
 @task
@@ -253,7 +260,7 @@ def labelling_flow(scope: str) -> None:
     backend = check_config_task(variables.LABELLING_SAGEMAKER)()
     staged = stage(scope, backend)
     route = choose_path(staged)
-    nothing = EmptyOperator(task_id="nothing_to_label")
+    nothing = nothing_to_label(staged)
     local = infer_local(staged)
     group, downloaded, delete_model = _sagemaker_tasks(staged)
     written = write_labels()

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from petal_labeller.pipeline.workspace import Workspace, quarantine_dir, workspace_for
-from petal_labeller.pipeline.write import RunSummary, record_failed_run, write_labels
+from petal_labeller.pipeline.write import (
+    RunSummary,
+    record_empty_run,
+    record_failed_run,
+    write_labels,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "RunSummary",
     "StagedRun",
+    "finish_empty_run",
     "finish_run",
     "infer_run",
     "label_window",
@@ -222,6 +228,23 @@ def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary
     return summary
 
 
+def finish_empty_run(staged: StagedRun, database_url: str | None = None) -> RunSummary:
+    """Record a run that selected no paper as a finished success with zero counts
+    (a dry run records nothing)."""
+    if staged.dry_run:
+        return RunSummary(staged.run_id, staged.model_version, 0, 0, 0, 0, dry_run=True)
+    log.info("No paper to label: recording run %s as done with 0 papers", staged.run_id)
+    return record_empty_run(
+        staged.run_id,
+        staged.model_version,
+        airflow_run_id=staged.airflow_run_id,
+        interval_start=staged.since,
+        interval_end=staged.until,
+        started_at=staged.started_at,
+        database_url=database_url,
+    )
+
+
 def record_failure(
     staged: StagedRun, error: BaseException | str, database_url: str | None = None
 ) -> None:
@@ -293,7 +316,7 @@ def label_window(
     )
     try:
         if not staged.count:
-            return RunSummary(run_id, staged.model_version, 0, 0, 0, 0, dry_run=dry_run)
+            return finish_empty_run(staged, database_url)
         infer_run(staged, batch_size=batch_size)
         return finish_run(staged, database_url)
     except BaseException as exc:

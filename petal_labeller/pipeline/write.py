@@ -108,6 +108,42 @@ def write_labels(
     return summary
 
 
+def record_empty_run(
+    run_id: str,
+    model_version: str,
+    *,
+    airflow_run_id: str | None = None,
+    interval_start: datetime | None = None,
+    interval_end: datetime | None = None,
+    started_at: datetime | None = None,
+    database_url: str | None = None,
+) -> RunSummary:
+    """Record a run that found nothing to label: a finished success with zero counts,
+    so "succeeded doing nothing" shows as such, not as a missing run."""
+    with _run_transaction(database_url) as conn:
+        runs.start_run(
+            conn,
+            run_id,
+            model_version,
+            interval_start=interval_start,
+            interval_end=interval_end,
+            airflow_run_id=airflow_run_id,
+            started_at=started_at,
+            commit=False,
+        )
+        runs.finish_run(
+            conn,
+            run_id,
+            "success",
+            papers_selected=0,
+            papers_labelled=0,
+            labels_written=0,
+            papers_rejected=0,
+            commit=False,
+        )
+    return RunSummary(run_id, model_version, 0, 0, 0, 0)
+
+
 def record_failed_run(
     run_id: str,
     model_version: str | None,

@@ -88,7 +88,7 @@ def test_new_papers_get_labels_bad_text_is_reported_and_a_rerun_changes_nothing(
     assert again == [(1, 0, 1, 0)], "only the unreadable paper is pending, and it is reported again"
 
 
-def test_empty_window_is_a_quick_success_that_writes_nothing(
+def test_empty_window_is_a_quick_success_recorded_with_zero_papers(
     airflow_db, labelling_database, petal_home
 ):
     dag = load_dag("petal_label_papers")
@@ -102,7 +102,12 @@ def test_empty_window_is_a_quick_success_that_writes_nothing(
     assert states["write_labels"] == "skipped"
     assert states["sagemaker.create_model"] == "skipped"
     assert states["cleanup"] == "success"
-    assert _query(labelling_database, "SELECT count(*) FROM labelling_runs") == [(0,)]
+    # "Succeeded doing nothing" is a finished run row with 0 papers, not a missing row.
+    assert _query(
+        labelling_database,
+        "SELECT status, papers_selected, labels_written, airflow_run_id, "
+        "started_at <= finished_at FROM labelling_runs",
+    ) == [("success", 0, 0, run.run_id, True)]
     assert _model_labels(labelling_database) == []
 
 

@@ -182,11 +182,12 @@ def test_a_seven_day_backfill_twice_runs_seven_days_in_turn_and_writes_the_same_
     again = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
     assert len(again) == 7 and {r["state"] for r in again} == {"success"}
     assert _counts(live) == after_first
+    # Every day has its row: the four days with no paper "succeeded doing nothing".
     labelled = live.query(
-        "SELECT count(*) FROM labelling_runs WHERE airflow_run_id LIKE 'backfill%%' "
-        "AND papers_labelled = 1"
+        "SELECT status, papers_selected, papers_labelled FROM labelling_runs "
+        "WHERE airflow_run_id LIKE 'backfill%%' ORDER BY interval_start"
     )
-    assert labelled == [(3,)]
+    assert labelled == [("success", n, n) for n in (1, 0, 0, 1, 0, 0, 1)]
 
 
 def test_a_misconfigured_sagemaker_run_fails_at_once_with_one_alert(live: Airflow):
@@ -251,6 +252,7 @@ def test_the_petal_page_for_a_viewer_shows_runs_and_no_server_paths(live: Airflo
     assert all(r["airflow_link"].startswith("dags/") for r in data["runs"])
     page = live.api("GET", "/petal/", user=VIEWER).text
     assert "None" not in page and str(live.home) not in page
+    assert "success (nothing to label)" in page  # the backfill's empty days
     assert failed == [] or all(r["error"] for r in failed)
 
 
