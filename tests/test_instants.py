@@ -49,3 +49,15 @@ def test_a_paper_names_the_field_of_a_bad_instant():
         parse_paper({"title": "Gecko feet", "ingested_at": "9999-12-31"})
     assert caught.value.field == "ingested_at"
     assert "between 1900 and now" in str(caught.value)
+
+
+def test_interval_bounds_may_lie_in_the_future_but_must_be_iso(migrated_database_url):
+    """`--until 2030-01-01` is a fine upper bound; only an ingestion time is capped at now."""
+    from click.testing import CliRunner
+
+    from petal_labeller.cli import main
+
+    base = ["--database-url", migrated_database_url, "papers", "pending", "--since", "2026-11-01"]
+    assert CliRunner().invoke(main, [*base, "--until", "2030-01-01"]).exit_code == 0
+    result = CliRunner().invoke(main, [*base, "--until", "next year"])
+    assert result.exit_code == 2 and "ISO 8601" in result.output

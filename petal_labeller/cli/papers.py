@@ -13,15 +13,22 @@ from petal_labeller.instants import InstantError, parse_instant
 
 
 class IsoDateTime(click.ParamType):
-    """ISO 8601 date or date-time; offsets and `Z` allowed, naive means UTC."""
+    """ISO 8601 date or date-time; offsets and `Z` allowed, naive means UTC.
+
+    `instant=True` (an ingestion time) also bounds it to 1900..now; interval bounds such
+    as `--until` may lie in the future.
+    """
 
     name = "ISO"
+
+    def __init__(self, instant: bool = False):
+        self.instant = instant
 
     def convert(self, value, param, ctx) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
-            return parse_instant(value)
+            return parse_instant(value, bounded=self.instant)
         except InstantError as error:
             self.fail(f"{param.name if param else 'value'} {error}", param, ctx)
 
@@ -40,7 +47,7 @@ def papers() -> None:
 )
 @click.option(
     "--ingested-at",
-    type=IsoDateTime(),
+    type=IsoDateTime(instant=True),
     metavar="ISO",
     help="Ingestion time of the new papers (default: now; UTC if no offset). Papers "
     "already stored keep theirs. A daily run labels the papers ingested in its day.",
