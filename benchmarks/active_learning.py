@@ -41,6 +41,8 @@ METRICS = ("P@1", "P@3", "P@5", "nDCG@3")
 STRATEGIES = ("queue", "random")
 #: Candidates per pick for `diverse` (Zhdanov's beta).
 PREFILTER = 4
+#: Training papers of a fold (796-797 of the 996 shared papers): the share revealed.
+TRAIN_PAPERS = 797
 #: Other measures a run can try beside the queue's (`--also diverse`).
 EXTRA_STRATEGIES = ("diverse", "entropy", "top")
 
@@ -295,12 +297,14 @@ def table(done: dict) -> str:
             ours = _values(done, strategy, size, "P@1")
             gaps = np.array(ours) - np.array(base) if len(ours) == len(base) and base else None
             cells.append("" if gaps is None else f"{gaps.mean():+.3f} ± {gaps.std():.3f}")
-        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+        share = f"{size / TRAIN_PAPERS:.0%}"
+        lines.append(f"| {size} ({share}) | " + " | ".join(cells) + " |")
     folds = sorted({int(k.split("/")[0]) for k in done})
     return f"{len(folds)} fold(s)\n" + "\n".join(lines)
 
 
-def plot(done: dict, model: str) -> Path:
+def plot(done: dict, model: str, full: float | None = None) -> Path:
+    """P@1 per round and measure; `full`: the same model's CV P@1 on all training papers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,6 +316,8 @@ def plot(done: dict, model: str) -> Path:
         sizes = sorted({r["revealed"] for f in folds for r in _rounds(done, f"{f}/{strategy}")})
         means = [np.mean(_values(done, strategy, size, "P@1")) for size in sizes]
         ax.plot(sizes, means, style, label=f"{strategy} P@1")
+    if full is not None:
+        ax.axhline(full, color="grey", linestyle=":", label=f"all {TRAIN_PAPERS} papers P@1")
     ax.set_xlabel("curated training papers")
     ax.set_ylabel(f"P@1 on the held-out fold ({len(folds)} fold(s))")
     ax.set_title(f"Active learning simulation, {model}")
@@ -332,6 +338,9 @@ def main() -> None:
     parser.add_argument("--stop", type=float, default=0.6, help="Revealed share to stop at.")
     parser.add_argument("--also", choices=EXTRA_STRATEGIES, action="append", default=[])
     parser.add_argument("--report-only", action="store_true", help="Table and plot from results.")
+    parser.add_argument(
+        "--full-p1", type=float, help="The model's 5-fold CV P@1 on all papers (learning curve)."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     strategies = (*STRATEGIES, *args.also)
@@ -341,7 +350,7 @@ def main() -> None:
     else:
         done = run(args.model, [int(f) for f in args.folds.split(",")], args.stop, strategies)
     print(table(done))
-    print(f"plot: {plot(done, args.model)}")
+    print(f"plot: {plot(done, args.model, args.full_p1)}")
 
 
 if __name__ == "__main__":
