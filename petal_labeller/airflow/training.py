@@ -1,10 +1,12 @@
 """The retraining flow of `petal_train_model`.
 
-export (setup) -> choose_path -> train_local | sagemaker.{upload_training_data ->
-train (SageMakerTrainingOperator) -> download_artefact} -> evaluate (candidate and
-production on the same held-out papers) -> quality_gate (short-circuit, numbers
-in the log) -> promote (registers the version, updates the PRODUCTION_MODEL
-Asset, which starts `petal_relabel_papers`); cleanup (teardown) always runs.
+export (setup) -> choose_path -> train_local | sagemaker.{train in SageMaker, then the
+candidate and production models label the held-out papers in batch transforms
+(training_sagemaker.py)} -> evaluate (both outputs scored on the same held-out papers
+by `model.scoring`) -> quality_gate (short-circuit, numbers in the log) -> promote
+(registers the version, updates the PRODUCTION_MODEL Asset, which starts
+`petal_relabel_papers`); cleanup (teardown) always runs. A `sagemaker` run never
+loads the model on the worker, so the worker needs only the `airflow` extra.
 """
 
 from __future__ import annotations
@@ -15,25 +17,23 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 from airflow.sdk import Param, Variable, task
+from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
+from petal_labeller.airflow import s3_layout, s3_staging, training_sagemaker, variables
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
-from petal_labeller.airflow.flow_parts import (
-    check_config_task,
-    job_name,
-    job_operator_kwargs,
-    sagemaker_group,
-)
+from petal_labeller.airflow.flow_parts import check_config_task
 from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name_prefix
-from petal_labeller.airflow.params import DEFAULT_TRAINING_INSTANCE_TYPE, run_params
+from petal_labeller.airflow.params import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_TRAINING_INSTANCE_TYPE,
+    run_params,
+)
 from petal_labeller.pipeline.workspace import workspace_for
+from petal_labeller.versions import VERSION_PATTERN
 
 log = logging.getLogger(__name__)
-
-_UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_training_data')"
 
 
 def training_params() -> dict[str, Param]:
@@ -42,6 +42,7 @@ def training_params() -> dict[str, Param]:
     params["model_version"] = Param(
         None,
         type=["null", "string"],
+        pattern=VERSION_PATTERN,
         description="Version name for the new model; empty = v<date>-<run digest>.",
     )
     params["max_papers"] = Param(
@@ -53,6 +54,11 @@ def training_params() -> dict[str, Param]:
     params["dry_run"] = Param(
         False, type="boolean", description="Train and evaluate, but promote nothing."
     )
+    params["evaluation_instance_type"] = Param(
+        DEFAULT_INSTANCE_TYPE,
+        type="string",
+        description="Instance type of the held-out batch transforms (sagemaker only).",
+    )
     params["preset"] = Param("default", type="string", description="Training preset.")
     params["train_options"] = Param(
         {}, type="object", description='TrainConfig overrides, e.g. {"knn_k": 10}.'
@@ -62,13 +68,18 @@ def training_params() -> dict[str, Param]:
 
 @task
 def export(backend: str, **context: Any) -> dict[str, Any]:
-    """Write the curator-labelled papers, split into training and held-out, to the workspace."""
+    """Write the curator-labelled papers, split into training and held-out, to the workspace,
+    and name the production model the candidate is compared with."""
     from petal_labeller.pipeline.training import export_training_set
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.models import production_model
 
     params, dag_run = context["params"], context["dag_run"]
     key = run_prefix(dag_run.dag_id, dag_run.run_id)
     workspace = workspace_for(key).create()
     exported = export_training_set(workspace.root, limit=params["max_papers"])
+    with closing(connect()) as conn:
+        production = production_model(conn)
     # A manual run may have no logical date (the REST API's default): name it by run_after.
     version = params["model_version"] or (
         f"v{context.get('logical_date') or dag_run.run_after:%Y%m%d}-"
@@ -92,6 +103,11 @@ def export(backend: str, **context: Any) -> dict[str, Any]:
         "heldout_papers": exported.heldout_papers,
         "reviewed_papers": exported.reviewed_papers,
         "version": version,
+        "production": (
+            {"version": production.version, "artefact_uri": production.artefact_uri}
+            if production
+            else None
+        ),
     }
 
 
@@ -121,73 +137,73 @@ def train_local(exported: dict[str, Any], **context: Any) -> str:
     return str(artefact)
 
 
-@task
-def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """The `train` channel in S3, and the hyperparameters as SageMaker wants them."""
-    hook = s3_staging.s3_hook()
-    bucket = Variable.get(variables.BUCKET)
-    prefix = s3_layout.training_prefix(exported["run_key"])
-    for name in ("papers.jsonl", "taxonomy.json"):
-        s3_staging.upload(
-            hook, Path(exported["train_dir"]) / name, bucket, f"{prefix}/train/{name}"
-        )
-    params = context["params"]
-    hyperparameters = {"preset": params["preset"], **params["train_options"]}
+def _scores_on_worker(exported: dict[str, Any], artefact: str, taxonomy: Any) -> dict[str, Any]:
+    """The local path: both models label the held-out papers here (the `local` extra)."""
+    from petal_labeller.pipeline.infer import local_path
+    from petal_labeller.pipeline.training import evaluate as score
+
+    workdir, heldout = Path(exported["workdir"]), Path(exported["heldout"])
+    scores = {"candidate": score(Path(artefact), heldout, taxonomy, workdir), "production": None}
+    production = exported["production"]
+    if production:
+        uri = production["artefact_uri"]
+        if uri.startswith("s3://"):
+            hook = s3_staging.s3_hook()
+            bucket, key = hook.parse_s3_url(uri)
+            uri = str(s3_staging.download(hook, bucket, key, workdir / "prod.tar.gz"))
+        scores["production"] = score(local_path(uri), heldout, taxonomy, workdir)
+    return scores
+
+
+def _scores_of_outputs(exported: dict[str, Any], outputs: dict[str, Any], taxonomy: Any):
+    """The sagemaker path: score the transforms' outputs here, with numpy alone."""
+    from petal_labeller.pipeline.training import score_predictions
+
+    heldout = Path(exported["heldout"])
     return {
-        "bucket": bucket,
-        "prefix": prefix,
-        "train_uri": s3_layout.uri(bucket, f"{prefix}/train/"),
-        "output_uri": s3_layout.uri(bucket, f"{prefix}/output/"),
-        "hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
+        which: score_predictions(Path(path), heldout, taxonomy) if path else None
+        for which, path in outputs.items()
     }
-
-
-@task
-def download_artefact(exported: dict[str, Any], **context: Any) -> str:
-    trained = context["ti"].xcom_pull(task_ids="sagemaker.train")["Training"]
-    bucket, key = s3_staging.s3_hook().parse_s3_url(trained["ModelArtifacts"]["S3ModelArtifacts"])
-    target = Path(exported["workdir"]) / "candidate" / "model.tar.gz"
-    return str(s3_staging.download(s3_staging.s3_hook(), bucket, key, target))
 
 
 @task(trigger_rule="none_failed_min_one_success")
 def evaluate(**context: Any) -> dict[str, Any]:
-    """Candidate and production model on the same held-out papers (XCom: no setup edge)."""
-    from petal_labeller.pipeline.infer import local_path
-    from petal_labeller.pipeline.training import evaluate as score
+    """Candidate and production model on the same held-out papers, scored by the same
+    function whichever backend ran them (XCom: no setup edge)."""
+    from petal_labeller.pipeline.training import EvaluationError
     from petal_labeller.store.connection import connect
-    from petal_labeller.store.models import production_model
     from petal_labeller.store.taxonomy import read_taxonomy
 
     ti = context["ti"]
     exported = ti.xcom_pull(task_ids="export")
-    artefact = ti.xcom_pull(task_ids="train_local") or ti.xcom_pull(
-        task_ids="sagemaker.download_artefact"
-    )
     with closing(connect()) as conn:
         taxonomy = read_taxonomy(conn)
-        production = production_model(conn)
-    workdir, heldout = Path(exported["workdir"]), Path(exported["heldout"])
-    candidate = score(Path(artefact), heldout, taxonomy, workdir)
-    current = None
-    if production is not None:
-        uri = production.artefact_uri
-        if uri.startswith("s3://"):
-            bucket, key = s3_staging.s3_hook().parse_s3_url(uri)
-            uri = str(
-                s3_staging.download(s3_staging.s3_hook(), bucket, key, workdir / "prod.tar.gz")
-            )
-        current = score(local_path(uri), heldout, taxonomy, workdir)
+    artefact = ti.xcom_pull(task_ids="train_local")
+    try:
+        if artefact:
+            scores = _scores_on_worker(exported, artefact, taxonomy)
+        else:
+            downloaded = ti.xcom_pull(task_ids="sagemaker.download_results")
+            artefact = downloaded["artefact"]
+            scores = _scores_of_outputs(exported, downloaded["outputs"], taxonomy)
+    except EvaluationError as exc:  # the same output would fail the same way on a retry
+        raise AirflowFailException(str(exc)) from exc
+    production = exported["production"]
     log.info("Held-out papers: %d", exported["heldout_papers"])
-    log.info("Candidate %s: %s", exported["version"], json.dumps(candidate, sort_keys=True))
-    if production is not None:
-        log.info("Production %s: %s", production.version, json.dumps(current, sort_keys=True))
+    log.info(
+        "Candidate %s: %s", exported["version"], json.dumps(scores["candidate"], sort_keys=True)
+    )
+    if production:
+        log.info(
+            "Production %s: %s", production["version"],
+            json.dumps(scores["production"], sort_keys=True),
+        )  # fmt: skip
     return {
         "version": exported["version"],
         "artefact": artefact,
-        "candidate": candidate,
-        "production": current,
-        "production_version": production.version if production else None,
+        "candidate": scores["candidate"],
+        "production": scores["production"],
+        "production_version": production["version"] if production else None,
     }
 
 
@@ -225,69 +241,67 @@ def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
     return {"version": model.version, "artefact_uri": model.artefact_uri}
 
 
+def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str) -> list:
+    """Delete the run's S3 prefix and every SageMaker model it made; stop any job still running.
+
+    Finished training and transform jobs are records, not resources: SageMaker has no
+    delete call for them and bills nothing once they stop.
+    """
+    from petal_labeller.airflow.sagemaker_cleanup import delete_models, stop_jobs
+
+    def prefix(kind: str) -> str:
+        return sagemaker_name_prefix(kind, dag_id, run_id)
+
+    sm = training_sagemaker
+    steps: list[tuple[str, Any]] = [
+        (
+            "delete the S3 training data",
+            lambda: s3_staging.delete_prefix(
+                s3_staging.s3_hook(),
+                Variable.get(variables.BUCKET),
+                s3_layout.training_prefix(exported["run_key"]),
+            ),
+        ),
+        (
+            "stop training jobs still running",
+            lambda: stop_jobs("training", prefix(sm.TRAINING_KIND)),
+        ),
+    ]
+    for kind in sm.TRANSFORM_KINDS:
+        steps.append(
+            (f"stop {kind} transform jobs", lambda k=kind: stop_jobs("transform", prefix(k)))
+        )
+    for kind in sm.MODEL_KINDS:
+        steps.append(
+            (f"delete {kind}s left by earlier tries", lambda k=kind: delete_models(prefix(k)))
+        )
+    return steps
+
+
 @task
 def cleanup(exported: dict[str, Any], **context: Any) -> None:
-    """Remove the workspace and the S3 training data (the promoted artefact was copied
-    out) and stop any training job still running; every step is tried."""
+    """Remove the workspace, and for a sagemaker run everything it made there (the promoted
+    artefact was copied out); every step is tried."""
     steps = [("remove the workspace", workspace_for(exported["run_key"]).remove)]
     if exported["backend"] == "sagemaker":
-        from petal_labeller.airflow.sagemaker_cleanup import stop_training_jobs
-
         dag_run = context["dag_run"]
-        steps += [
-            (
-                "delete the S3 training data",
-                lambda: s3_staging.delete_prefix(
-                    s3_staging.s3_hook(),
-                    Variable.get(variables.BUCKET),
-                    s3_layout.training_prefix(exported["run_key"]),
-                ),
-            ),
-            (
-                "stop training jobs still running",
-                lambda: stop_training_jobs(
-                    sagemaker_name_prefix("train", dag_run.dag_id, dag_run.run_id)
-                ),
-            ),
-        ]
+        steps += _sagemaker_cleanup_steps(exported, dag_run.dag_id, dag_run.run_id)
     run_cleanup_steps(steps)
-
-
-def _sagemaker_tasks(exported: Any) -> tuple[Any, Any]:
-    def train() -> Any:
-        return SageMakerTrainingOperator(
-            task_id="train",
-            config=sagemaker_configs.training_config(
-                job_name=job_name("train"),
-                image_uri=variables.template(variables.TRAINING_IMAGE),
-                role_arn=variables.template(variables.ROLE),
-                train_uri=_UPLOADED + "['train_uri'] }}",
-                output_uri=_UPLOADED + "['output_uri'] }}",
-                instance_type="{{ params.instance_type }}",
-            )
-            | {"HyperParameters": _UPLOADED + "['hyperparameters'] }}"},
-            # Status polling only: the training log stays in CloudWatch.
-            print_log=False,
-            **job_operator_kwargs(default_poll_s=60),
-        )
-
-    group, _, downloaded = sagemaker_group(
-        lambda: upload_training_data(exported), train, lambda: download_artefact(exported)
-    )
-    return group, downloaded
 
 
 def training_flow() -> None:
     """Add the retraining tasks to the DAG being defined (call inside `with DAG(...)`)."""
-    # Either backend evaluates the candidate on the worker (`evaluate`): both need the model.
-    backend = check_config_task(variables.TRAINING_SAGEMAKER, ("local", "sagemaker"))()
+    # Only a local run loads the model on the worker; a sagemaker run needs the serving
+    # image too, for the held-out batch transforms.
+    backend = check_config_task((*variables.TRAINING_SAGEMAKER, variables.IMAGE))()
     exported = export(backend)
     route = choose_path(exported)
     local = train_local(exported)
-    group, downloaded = _sagemaker_tasks(exported)
+    group, downloaded, model_teardowns = training_sagemaker.sagemaker_training_tasks(exported)
     evaluated = evaluate()
     route >> [local, group]
     [local, downloaded] >> evaluated
     promoted = promote(evaluated)
     quality_gate(evaluated) >> promoted
-    promoted >> cleanup(exported).as_teardown(setups=exported)
+    # After the models' own teardowns: cleanup deletes what earlier tries left.
+    [promoted, *model_teardowns] >> cleanup(exported).as_teardown(setups=exported)

@@ -8,7 +8,10 @@ the candidate and the production model are always scored on the same papers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,25 +102,94 @@ def export_training_set(
     )
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    # Split on "\n" only: str.splitlines() also breaks at U+2028/U+0085 inside a paper's text.
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
+#: An output line longer than this is refused: a result for 131 labels is about 4 KB.
+MAX_RESULT_LINE_BYTES = 64 * 1024
+
+
+class EvaluationError(ValueError):
+    """A model's held-out output breaks the contract; the message names the line and field."""
+
+
+def _jsonl_lines(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line; a line over MAX_RESULT_LINE_BYTES is refused."""
+    # Split on b"\n" only: str.splitlines() also breaks at U+2028/U+0085 inside a paper's text.
+    with open(path, "rb") as handle:
+        for number in itertools.count(1):
+            raw = handle.readline(MAX_RESULT_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_RESULT_LINE_BYTES:
+                raise EvaluationError(f"{what} line {number}: over {MAX_RESULT_LINE_BYTES} bytes")
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise EvaluationError(f"{what} line {number}: not valid JSON: {exc}") from exc
+            if not isinstance(record, dict):
+                raise EvaluationError(f"{what} line {number}: expected a JSON object")
+            yield number, record
+
+
+def _checked_result(number: int, result: dict[str, Any], paper: dict[str, Any], known: set[str]):
+    """Output line `number`, for `paper`; refused if it is another paper's or malformed."""
+    where = f"output line {number}"
+    if "error" in result:  # a paper the model could not read: scored as no labels, as locally
+        return result
+    for name in ("doi", "title"):
+        if result.get(name) != paper.get(name):
+            raise EvaluationError(
+                f"{where}: field {name!r} is {result.get(name)!r}, but the held-out paper "
+                f"in its place has {paper.get(name)!r}"
+            )
+    scores, labels = result.get("scores"), result.get("labels")
+    if not isinstance(scores, dict) or not isinstance(labels, list):
+        raise EvaluationError(f"{where}: fields 'scores' (object) and 'labels' (list) are required")
+    unknown = sorted(set(scores).union(map(str, labels)).difference(known))
+    if unknown:
+        raise EvaluationError(f"{where}: labels not in the taxonomy: {unknown[:5]}")
+    for label, value in scores.items():
+        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number_ok or not math.isfinite(value) or not 0 <= value <= 1:
+            raise EvaluationError(f"{where}: field 'scores' {label!r} = {value!r} is not in [0, 1]")
+    return result
+
+
+def score_predictions(predictions: Path, heldout_path: Path, taxonomy: Taxonomy) -> dict:
+    """Score one model's output for the held-out papers (one line each, in order) against
+    their curator labels: the gate's numbers, from the worker's run or SageMaker's alike.
+
+    numpy only (`model.scoring`), so a worker without the model stack scores a transform's output.
+    """
+    from petal_labeller.model.scoring import score_results
+
+    papers = [paper for _, paper in _jsonl_lines(heldout_path, "held-out papers")]
+    known = set(taxonomy.ids)
+    results = []
+    for number, result in _jsonl_lines(predictions, f"output {predictions.name}"):
+        if len(results) == len(papers):
+            raise EvaluationError(f"output has more lines than the {len(papers)} held-out papers")
+        results.append(_checked_result(number, result, papers[len(results)], known))
+    if len(results) != len(papers):
+        raise EvaluationError(
+            f"output has {len(results)} lines for {len(papers)} held-out papers: "
+            "expected one result per paper"
+        )
+    metrics = score_results(results, [p["labels"] for p in papers], taxonomy)
+    return {name: round(float(value), 4) for name, value in metrics.items()}
 
 
 def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Path) -> dict:
-    """Score a model artefact on the held-out papers with the inference code it ships with."""
+    """Score a model artefact on the held-out papers, run on this machine with the same
+    handlers SageMaker's batch transform runs (needs the `local` extra)."""
     from petal_labeller.extras import require_extra
 
     require_extra("local", "evaluating a model on this machine")
     from petal_labeller.model.predict import predict_file
-    from petal_labeller.model.scoring import score_results
 
     output = workdir / f"eval-{hashlib.sha256(str(artefact).encode()).hexdigest()[:8]}.jsonl"
     predict_file(artefact, heldout_path, output)
-    papers = _read_jsonl(heldout_path)
-    metrics = score_results(_read_jsonl(output), [p["labels"] for p in papers], taxonomy)
-    return {name: round(float(value), 4) for name, value in metrics.items()}
+    return score_predictions(output, heldout_path, taxonomy)
 
 
 def quality_gate(

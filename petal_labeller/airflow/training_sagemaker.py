@@ -1,0 +1,207 @@
+"""The `sagemaker` path of `petal_train_model`: train and evaluate in SageMaker, so the
+worker needs only the `airflow` extra (no torch).
+
+    sagemaker.upload_training_data
+      -> train -> create_candidate_model -> transform_candidate ---------> download_results
+      -> has_production_model -> create_production_model -> transform_production -^
+
+The training job trains on the `train` channel; each model then labels the same
+held-out papers in a batch transform with the serving image (the code that labels
+in production), and `download_results` brings back the two outputs, which the
+`evaluate` task scores on the worker with `model.scoring` (numpy), exactly as it
+scores the local path's. Each model is deleted by its teardown; the run's cleanup
+also deletes any model or stops any job an earlier try left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.sagemaker import (
+    SageMakerDeleteModelOperator,
+    SageMakerModelOperator,
+    SageMakerTrainingOperator,
+    SageMakerTransformOperator,
+)
+from airflow.sdk import TaskGroup, Variable, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
+from petal_labeller.airflow.flow_parts import job_name, job_operator_kwargs
+from petal_labeller.pipeline.training import MAX_RESULT_LINE_BYTES
+
+log = logging.getLogger(__name__)
+
+#: The two models the gate compares; each gets a SageMaker model and a transform job.
+MODELS = ("candidate", "production")
+#: SageMaker name kinds (`names.sagemaker_name`) this flow creates, for the cleanup.
+TRAINING_KIND = "train"
+MODEL_KINDS = tuple(f"{which}-model" for which in MODELS)
+TRANSFORM_KINDS = tuple(f"{which}-eval" for which in MODELS)
+
+_UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_training_data')"
+_TRAINED_MODEL = (
+    "{{ ti.xcom_pull(task_ids='sagemaker.train')['Training']['ModelArtifacts']"
+    "['S3ModelArtifacts'] }}"
+)
+
+
+def _model_name(which: str) -> str:
+    return (
+        "{{ ti.xcom_pull(task_ids='sagemaker.create_" + which + "_model')['Model']['ModelName'] }}"
+    )
+
+
+@task(multiple_outputs=True)
+def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """The `train` channel and the held-out papers in S3, the production model too (once per
+    version, where labelling runs also find it), and the hyperparameters as strings.
+    Each key is also its own XCom, so the training job takes the hyperparameters as a dict."""
+    hook = s3_staging.s3_hook()
+    bucket = Variable.get(variables.BUCKET)
+    prefix = s3_layout.training_prefix(exported["run_key"])
+    for name in ("papers.jsonl", "taxonomy.json"):
+        s3_staging.upload(
+            hook, Path(exported["train_dir"]) / name, bucket, f"{prefix}/train/{name}"
+        )
+    heldout_key = f"{prefix}/evaluation/input/heldout.jsonl"
+    s3_staging.upload(hook, Path(exported["heldout"]), bucket, heldout_key)
+    production = exported["production"]
+    production_url = None
+    if production:
+        production_url = s3_staging.ensure_model_in_s3(
+            hook, production["artefact_uri"], bucket, production["version"]
+        )
+    params = context["params"]
+    hyperparameters = {"preset": params["preset"], **params["train_options"]}
+    uploaded: dict[str, Any] = {
+        "bucket": bucket,
+        "prefix": prefix,
+        "train_uri": s3_layout.uri(bucket, f"{prefix}/train/"),
+        "output_uri": s3_layout.uri(bucket, f"{prefix}/output/"),
+        "hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
+        "heldout_uri": s3_layout.uri(bucket, heldout_key),
+        "production_model_url": production_url,
+    }
+    for which in MODELS:
+        output_prefix = f"{prefix}/evaluation/{which}"
+        uploaded[f"{which}_output_uri"] = s3_layout.uri(bucket, output_prefix)
+        uploaded[f"{which}_output_key"] = sagemaker_configs.transform_output_key(
+            output_prefix, heldout_key
+        )
+    return uploaded
+
+
+@task.short_circuit(ignore_downstream_trigger_rules=False)
+def has_production_model(uploaded: dict[str, Any]) -> bool:
+    """No production model yet: nothing to compare with, so no second model or transform."""
+    if not uploaded["production_model_url"]:
+        log.info("No production model: only the candidate is evaluated")
+    return bool(uploaded["production_model_url"])
+
+
+def _download_bounded(hook: Any, bucket: str, key: str, target: Path, limit: int) -> Path:
+    """Download a transform output no larger than `limit` bytes (checked before reading)."""
+    head = hook.head_object(key, bucket_name=bucket)
+    size = int((head or {}).get("ContentLength", 0))
+    if size > limit:
+        raise AirflowFailException(
+            f"s3://{bucket}/{key} is {size} bytes, more than the {limit} its papers allow"
+        )
+    return s3_staging.download(hook, bucket, key, target)
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def download_results(**context: Any) -> dict[str, Any]:
+    """The candidate artefact (for promotion) and each transform's output for `evaluate`.
+
+    Reads `export` from XCom: a direct edge from a setup task would need trigger
+    rule all_success, and the production transform may have been skipped.
+    """
+    ti = context["ti"]
+    exported = ti.xcom_pull(task_ids="export")
+    uploaded = ti.xcom_pull(task_ids="sagemaker.upload_training_data")
+    hook, workdir = s3_staging.s3_hook(), Path(exported["workdir"])
+    trained = ti.xcom_pull(task_ids="sagemaker.train")["Training"]
+    bucket, key = hook.parse_s3_url(trained["ModelArtifacts"]["S3ModelArtifacts"])
+    artefact = s3_staging.download(hook, bucket, key, workdir / "candidate" / "model.tar.gz")
+    limit = (exported["heldout_papers"] + 1) * MAX_RESULT_LINE_BYTES
+    outputs: dict[str, str | None] = {"candidate": None, "production": None}
+    for which in MODELS:
+        if which == "production" and not uploaded["production_model_url"]:
+            continue  # no production model: its transform was skipped
+        key = uploaded[f"{which}_output_key"]
+        target = workdir / "evaluation" / f"{which}.jsonl.out"
+        outputs[which] = str(_download_bounded(hook, uploaded["bucket"], key, target, limit))
+    return {"artefact": str(artefact), "outputs": outputs}
+
+
+def _training_job(uploaded: Any) -> SageMakerTrainingOperator:
+    return SageMakerTrainingOperator(
+        task_id="train",
+        config=sagemaker_configs.training_config(
+            job_name=job_name(TRAINING_KIND),
+            image_uri=variables.template(variables.TRAINING_IMAGE),
+            role_arn=variables.template(variables.ROLE),
+            train_uri=_UPLOADED + "['train_uri'] }}",
+            output_uri=_UPLOADED + "['output_uri'] }}",
+            instance_type="{{ params.instance_type }}",
+        )
+        # The dict itself (an XComArg resolves unrendered): a template would render to text.
+        | {"HyperParameters": uploaded["hyperparameters"]},
+        # Status polling only: the training log stays in CloudWatch.
+        print_log=False,
+        **job_operator_kwargs(default_poll_s=60),
+    )
+
+
+def _evaluation_tasks(which: str, model_data_url: str) -> tuple[Any, Any, Any]:
+    """create_<which>_model -> transform_<which> over the held-out papers; the model's
+    delete as a teardown. Returns (first task, transform, teardown)."""
+    created = SageMakerModelOperator(
+        task_id=f"create_{which}_model",
+        config=sagemaker_configs.model_config(
+            model_name=job_name(f"{which}-model"),
+            image_uri=variables.template(variables.IMAGE),
+            model_data_url=model_data_url,
+            role_arn=variables.template(variables.ROLE),
+        ),
+    )
+    transform = SageMakerTransformOperator(
+        task_id=f"transform_{which}",
+        config=sagemaker_configs.transform_config(
+            job_name=job_name(f"{which}-eval"),
+            model_name=_model_name(which),
+            input_uri=_UPLOADED + "['heldout_uri'] }}",
+            output_uri=_UPLOADED + f"['{which}_output_uri'] }}}}",
+            instance_type="{{ params.evaluation_instance_type }}",
+        ),
+        max_ingestion_time=2 * 3600,
+        **job_operator_kwargs(default_poll_s=30),
+    )
+    deleted = SageMakerDeleteModelOperator(
+        task_id=f"delete_{which}_model",
+        config=sagemaker_configs.delete_model_config(_model_name(which)),
+    )
+    created >> transform >> deleted.as_teardown(setups=created)
+    return created, transform, deleted
+
+
+def sagemaker_training_tasks(exported: Any) -> tuple[TaskGroup, Any, list[Any]]:
+    """The `sagemaker` task group; returns (group, download_results, the model teardowns)."""
+    with TaskGroup("sagemaker") as group:
+        uploaded = upload_training_data(exported)
+        trained = _training_job(uploaded)
+        candidate, candidate_transform, delete_candidate = _evaluation_tasks(
+            "candidate", _TRAINED_MODEL
+        )
+        production, production_transform, delete_production = _evaluation_tasks(
+            "production", _UPLOADED + "['production_model_url'] }}"
+        )
+        downloaded = download_results()
+        uploaded >> trained >> candidate
+        has_production_model(uploaded) >> production
+        [candidate_transform, production_transform] >> downloaded
+    return group, downloaded, [delete_candidate, delete_production]
