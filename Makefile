@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 # Everything, slow tests included: this is what CI runs.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "slow or not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -m "slow or not slow" -p no:cacheprovider --durations=25
 
 # The quick subset for the edit-test loop.
 test-fast: $(STAMP)
