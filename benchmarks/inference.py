@@ -9,7 +9,10 @@ Same artefact, same papers, same run:
       jsonlines body (tokenizer loaded once, length-sorted batches, fast CPU path);
   (c) raw forward: pre-tokenized length-sorted batches through the network at
       (b)'s precision, nothing else: the limit on this machine.
-It also checks (b)'s scores against the fp32 model (largest difference, P@k).
+(b) and (c) alternate `--repeats` times; the ratio b/c is of their medians.
+It also times (b) stage by stage (`stages`: decode + validate, texts, tokenize,
+pad + forward, each base scorer, stack + cap, labels + result objects, JSON),
+and checks (b)'s scores against the fp32 model (largest difference, P@k).
 Without --model it trains the default recipe on the shared data first.
 """
 
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -88,37 +93,78 @@ def raw_forward(model, records: list[dict]) -> float:
     return time.perf_counter() - started
 
 
-def timed(fn, *args, repeats: int = 2):
-    """Best of `repeats` (the machine is shared; the best run is the least disturbed)."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - started)
-    return best, result
+def stages(model, body: bytes) -> dict[str, float]:
+    """Seconds of each stage of (b), run one after the other through the model's own
+    methods (what `predict_fn` calls), so the time around the encoder is visible."""
+    from petal_labeller.runtime.handlers import input_fn, output_fn
+    from petal_labeller.runtime.jsonlines import JSONLINES
+
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        seconds[name] = seconds.get(name, 0.0) + clock[-1] - clock[-2]
+
+    items = input_fn(body, JSONLINES)
+    records = [item["record"] for item in items if "record" in item]
+    lap("input_fn: decode + validate")
+    texts = model.texts(records)
+    lap("texts")
+    model.tokenizer(texts, truncation=True, max_length=model.max_length)
+    lap("tokenize")
+    pooled, logits = model.encode(texts)  # tokenizes again: subtracted below
+    lap("encode")
+    seconds["pad + forward"] = seconds.pop("encode") - seconds["tokenize"]
+    if model.stacked:
+        parts = {}
+        for name, weight in model.settings["scorers"].items():
+            if weight:
+                parts[name] = model.stack_component(name, pooled, records)
+                lap(f"base scorer: {name}")
+    else:
+        parts = model.components(texts, pooled, logits, records)
+        lap("base scorers")
+    scores = model.blend(parts)
+    lap("stack + hierarchy cap")
+    results = model.results(records, scores)
+    lap("labels + result objects")
+    output_fn(results, JSONLINES)
+    lap("output_fn: JSON")
+    return seconds
 
 
-def run(model_path: Path, papers_path: Path, limit: int, repeats: int) -> dict:
+def run(model_path: Path, papers_path: Path, limit: int, repeats: int, seed_papers: int) -> dict:
     from petal_labeller.model.artefact import model_folder
     from petal_labeller.model.metrics import precision_at_k
     from petal_labeller.runtime.handlers import model_fn
 
-    lines = [line for line in papers_path.read_bytes().splitlines() if line.strip()][:limit]
+    lines = [line for line in papers_path.read_bytes().splitlines() if line.strip()][-limit:]
     records = [json.loads(line) for line in lines]
     body = b"\n".join(lines) + b"\n"
     n = len(records)
     with model_folder(model_path) as folder:
         fp32 = model_fn(folder, precision="fp32")
         fast = model_fn(folder)
-        seconds_a, _ = timed(seed_style, folder, fp32, records, repeats=1)
-        # (b) and (c) alternate, best of `repeats` each, so a burst of load on
-        # the shared machine cannot favour one of them.
-        seconds_b = seconds_c = seconds_b32 = float("inf")
+        started = time.perf_counter()
+        seed_style(folder, fp32, records[:seed_papers])
+        seconds_a = (time.perf_counter() - started) * n / max(1, seed_papers)
+        # (b) and (c) alternate, so a burst of load on the shared machine falls on
+        # both; medians of `repeats` each.
+        samples: dict[str, list[float]] = {"b": [], "c": [], "b32": []}
+        stage_samples: list[dict[str, float]] = []
         for _ in range(repeats):
-            elapsed, output = timed(ours, fast, body, repeats=1)
-            seconds_b = min(seconds_b, elapsed)
-            seconds_c = min(seconds_c, raw_forward(fast, records))
-            seconds_b32 = min(seconds_b32, timed(ours, fp32, body, repeats=1)[0])
+            started = time.perf_counter()
+            output = ours(fast, body)
+            samples["b"].append(time.perf_counter() - started)
+            samples["c"].append(raw_forward(fast, records))
+            if fast.precision != "fp32":
+                started = time.perf_counter()
+                ours(fp32, body)
+                samples["b32"].append(time.perf_counter() - started)
+            stage_samples.append(stages(fast, body))
+    seconds_b, seconds_c = statistics.median(samples["b"]), statistics.median(samples["c"])
+    seconds_b32 = statistics.median(samples["b32"]) if samples["b32"] else seconds_b
     exact = fp32.score(records)
     approx = np.array(
         [
@@ -126,18 +172,26 @@ def run(model_path: Path, papers_path: Path, limit: int, repeats: int) -> dict:
             for line in map(json.loads, output.splitlines())
         ]
     )
+    stage_median = {
+        name: round(statistics.median(s[name] for s in stage_samples), 3)
+        for name in stage_samples[0]
+    }
     result = {
         "papers": n,
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{__import__('os').cpu_count()} cores visible",
+        "machine": f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores visible",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "torch_threads": _torch_threads(),
         "precision_b": fast.precision,
+        "repeats": repeats,
+        "seconds": {k: [round(x, 2) for x in v] for k, v in samples.items() if v},
         "papers_per_s": {
             "a_seed_style": n / seconds_a,
             "b_ours": n / seconds_b,
             "b_ours_fp32": n / seconds_b32,
             "c_raw_forward": n / seconds_c,
         },
+        "stages_median_s": stage_median,
         "max_abs_score_change_vs_fp32": float(np.abs(exact - approx).max()),
     }
     result["b_over_a"] = result["papers_per_s"]["b_ours"] / result["papers_per_s"]["a_seed_style"]
@@ -162,6 +216,22 @@ def run(model_path: Path, papers_path: Path, limit: int, repeats: int) -> dict:
     return result
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def default_model(workdir: Path) -> Path:
     from petal_labeller.config import SHARED_DATA_DIR
     from petal_labeller.model.train import train_artefact
@@ -177,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="model.tar.gz or folder (default: train one)")
     parser.add_argument("--papers", type=Path, default=SHARED_DATA_DIR / "labelled_papers.jsonl")
-    parser.add_argument("--limit", type=int, default=126, help="papers to label")
+    parser.add_argument("--limit", type=int, default=256, help="papers to label (the last N)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed-papers", type=int, default=32, help="papers for (a), scaled up")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="petal-bench-") as tmp:
         model = args.model or default_model(Path(tmp))
-        result = run(model, args.papers, args.limit, args.repeats)
+        result = run(model, args.papers, args.limit, args.repeats, args.seed_papers)
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

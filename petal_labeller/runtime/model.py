@@ -12,6 +12,7 @@ import torch
 
 from petal_labeller.runtime.combine import StackCombiner, cap_by_parent, choose_labels
 from petal_labeller.runtime.network import LabellerNet, load_encoder
+from petal_labeller.runtime.precision import check_precision, verified_precision
 from petal_labeller.runtime.scorers import VenueScorer, knn_scores, sigmoid, zero_shot_scores
 from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, paper_text
 from petal_labeller.runtime.tfidf import TfidfScorer
@@ -19,7 +20,6 @@ from petal_labeller.runtime.validate import check_label_records
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 SCORE_DECIMALS = 6
 
 
@@ -135,19 +135,11 @@ class LoadedModel:
         the stack (which was fit on margins). `records` feed the venue scorer."""
         weights = self.settings.get("scorers", {"head": 1.0})
         if self.stacked:
-            parts = {
-                "tfidf": lambda: self.tfidf.margins(self.tfidf_texts(records)),
-                "knn": lambda: knn_scores(
-                    pooled,
-                    self.knn_bank,
-                    self.knn_labels,
-                    int(self.settings["knn"]["k"]),
-                    float(self.settings["knn"]["temperature"]),
-                ),
-                "zeroshot": lambda: zero_shot_scores(pooled, self.zeroshot),
-                "venue": lambda: self.venue.scores(records),
+            return {
+                name: self.stack_component(name, pooled, records)
+                for name in weights
+                if weights[name]
             }
-            return {name: parts[name]() for name in weights if weights[name]}
         parts = {}
         if weights.get("head", 0.0):
             parts["head"] = sigmoid(logits)
@@ -159,6 +151,23 @@ class LoadedModel:
         if weights.get("tfidf", 0.0):
             parts["tfidf"] = self.tfidf.scores(texts)
         return parts
+
+    def stack_component(
+        self, name: str, pooled: np.ndarray, records: list[dict[str, Any]]
+    ) -> np.ndarray:
+        """One base scorer of the stack: "tfidf" (SVM margins), "knn", "zeroshot" or "venue"."""
+        if name == "tfidf":
+            return self.tfidf.margins(self.tfidf_texts(records))
+        if name == "knn":
+            knn = self.settings["knn"]
+            return knn_scores(
+                pooled, self.knn_bank, self.knn_labels, int(knn["k"]), float(knn["temperature"])
+            )
+        if name == "zeroshot":
+            return zero_shot_scores(pooled, self.zeroshot)
+        if name == "venue":
+            return self.venue.scores(records)
+        raise KeyError(f"unknown stack base scorer {name!r}")
 
     def blend(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Weighted sum of the scorers (or the stack's probabilities), then the hierarchy cap."""
@@ -181,43 +190,35 @@ class LoadedModel:
         return self.blend(self.components(texts, pooled, logits, records))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        scores = self.score(records)
+        return self.results(records, self.score(records))
+
+    def results(self, records: list[dict[str, Any]], scores: np.ndarray) -> list[dict[str, Any]]:
+        """One response object per record: scores rounded, labels chosen over the tree."""
         chosen = choose_labels(
             scores, self.thresholds, self.ancestors, int(self.settings.get("min_labels", 1))
         )
+        label_ids = self.label_ids
         results = []
-        for record, row, columns in zip(records, scores, chosen, strict=True):
+        # .tolist() gives the same doubles as float(value) per element, without a
+        # numpy scalar per (paper, label): the same output, less per-score Python.
+        for record, row, columns in zip(records, scores.tolist(), chosen, strict=True):
             result: dict[str, Any] = {"doi": record.get("doi"), "title": record.get("title")}
             if "paper_id" in record:
                 result["paper_id"] = record["paper_id"]
-            result["scores"] = {
-                label_id: round(float(value), SCORE_DECIMALS)
-                for label_id, value in zip(self.label_ids, row, strict=True)
-            }
-            result["labels"] = [self.label_ids[c] for c in columns]
+            result["scores"] = dict(
+                zip(label_ids, [round(value, SCORE_DECIMALS) for value in row], strict=True)
+            )
+            result["labels"] = [label_ids[c] for c in columns]
             results.append(result)
         return results
 
 
-def check_precision(requested: str) -> str:
-    """Pick the fast CPU path: bf16 autocast where the CPU has native bf16, else fp32.
-
-    int8 dynamic quantization is available on request but never chosen by
-    itself: it moved kNN scores by more than 0.01 in our tests.
-    """
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
-    if requested != "auto":
-        return requested
-    try:
-        native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native_bf16 = False
-    return "bf16" if native_bf16 else "fp32"
-
-
 def apply_precision(model: LoadedModel, requested: str) -> None:
-    """Switch to the requested fast path and prove it runs; fall back to fp32 if not."""
+    """Switch to the requested fast path and prove it runs; fall back to fp32 if not.
+
+    `auto`'s bf16 is also checked against fp32 on the artefact's check papers
+    (`precision.verified_precision`) and dropped if it moves a score too far.
+    """
     precision = check_precision(requested)
     if precision == "int8":
         try:
@@ -237,3 +238,6 @@ def apply_precision(model: LoadedModel, requested: str) -> None:
         model.precision = "fp32"
         if precision == "int8":
             model.net.encoder = load_encoder(model.model_dir, model.net.pooling)
+        return
+    if requested == "auto":
+        model.precision = verified_precision(model, precision)

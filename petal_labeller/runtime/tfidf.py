@@ -11,6 +11,7 @@ holds it equal to scikit-learn's output.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,23 @@ import numpy as np
 from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.runtime.scorers import sigmoid
 
+#: Distinct words whose char n-gram columns are kept (about 0.2 KB each); past this
+#: the memo starts again, so a hostile stream of unique words cannot grow it.
+WORD_MEMO_ENTRIES = 100_000
+
 
 class _Analyzer:
-    """One fitted scikit-learn TfidfVectorizer's analyzer: text -> {column: count}.
+    """One fitted scikit-learn TfidfVectorizer's analyzer: text -> (columns, counts).
 
     "word": lowercase, token pattern, English stop words removed before n-grams.
     "char_wb": lowercase, each whitespace-separated word padded with one space
     and cut into n-grams that never cross a word boundary (scikit-learn's
     `_char_wb_ngrams`, short words counted once).
+
+    A char_wb text's n-grams are the sum of its words' n-grams, and words repeat
+    across papers, so each distinct word is cut into n-grams and looked up in the
+    vocabulary once (`_word_columns`); a text is then a weighted sum of
+    its words' column arrays in numpy, not thousands of Python dict lookups.
     """
 
     TOKEN = re.compile(r"(?u)\b\w\w+\b")
@@ -38,18 +48,20 @@ class _Analyzer:
         self.stop_words = frozenset(block.get("stop_words") or ())
         self.ngram_min = int(block.get("ngram_min", 1))
         self.ngram_max = int(block.get("ngram_max", 2))
+        self._memo: dict[str, np.ndarray] = {}
+
+    def _word_grams(self, word: str) -> list[str]:
+        padded, grams = f" {word} ", []
+        for n in range(self.ngram_min, self.ngram_max + 1):
+            grams.extend(padded[i : i + n] for i in range(max(1, len(padded) - n + 1)))
+            if len(padded) <= n:  # the whole padded word once, as scikit-learn does
+                break
+        return grams
 
     def grams(self, text: str) -> list[str]:
         text = text.lower()
         if self.kind == "char_wb":
-            grams = []
-            for word in text.split():
-                padded = f" {word} "
-                for n in range(self.ngram_min, self.ngram_max + 1):
-                    grams.extend(padded[i : i + n] for i in range(max(1, len(padded) - n + 1)))
-                    if len(padded) <= n:  # the whole padded word once, as scikit-learn does
-                        break
-            return grams
+            return [gram for word in text.split() for gram in self._word_grams(word)]
         tokens = [t for t in self.TOKEN.findall(text) if t not in self.stop_words]
         return [
             " ".join(tokens[start : start + n])
@@ -57,14 +69,38 @@ class _Analyzer:
             for start in range(len(tokens) - n + 1)
         ]
 
-    def counts(self, text: str) -> dict[int, int]:
+    def _word_columns(self, word: str) -> np.ndarray:
+        """The vocabulary columns of one word's char n-grams (repeats kept), memoised."""
+        columns = self._memo.get(word)
+        if columns is None:
+            vocabulary = self.vocabulary
+            found = [vocabulary.get(gram) for gram in self._word_grams(word)]
+            columns = np.array([c for c in found if c is not None], dtype=np.int64)
+            if len(self._memo) >= WORD_MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[word] = columns
+        return columns
+
+    def counts(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted distinct columns, how often each occurs) of one text."""
+        if self.kind == "char_wb":
+            words = Counter(text.lower().split())
+            parts = [self._word_columns(word) for word in words]
+            if not parts:
+                return np.zeros(0, np.int64), np.zeros(0)
+            repeats = np.repeat(
+                np.fromiter(words.values(), np.float64, len(words)), [len(p) for p in parts]
+            )
+            columns, inverse = np.unique(np.concatenate(parts), return_inverse=True)
+            return columns, np.bincount(inverse, weights=repeats, minlength=len(columns))
         counts: dict[int, int] = {}
         vocabulary = self.vocabulary
         for gram in self.grams(text):
             column = vocabulary.get(gram)
             if column is not None:
                 counts[column] = counts.get(column, 0) + 1
-        return counts
+        columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        return columns, np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
 
 
 class TfidfScorer:
@@ -85,16 +121,18 @@ class TfidfScorer:
             offset += len(block["terms"])
         self.n_features = offset
         self.scale = float(spec.get("scale", 1.0))
-        self.idf, self.weight, self.bias = idf, weight, bias
+        # Kept feature-major: a paper's few thousand columns are then contiguous rows
+        # to gather, not a strided walk over every label's row. `weight` is a view of it.
+        self.weight_by_feature = np.ascontiguousarray(np.asarray(weight, np.float32).T)
+        self.weight = self.weight_by_feature.T
+        self.idf, self.bias = idf, bias
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, tf-idf values, each vectorizer's part L2-normalised) of one text."""
         all_columns, all_values = [], []
         for analyzer in self.analyzers:
-            counts = analyzer.counts(text)
-            columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
-            values = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-            values = (values + 1.0) * self.idf[columns]
+            columns, counts = analyzer.counts(text)
+            values = (np.log(counts) + 1.0) * self.idf[columns] if len(columns) else counts
             norm = np.linalg.norm(values)
             all_columns.append(columns)
             all_values.append(values / norm if norm else values)
@@ -105,7 +143,7 @@ class TfidfScorer:
         for row, text in enumerate(texts):
             columns, values = self.features(text)
             if len(columns):
-                out[row] += self.weight[:, columns] @ values.astype(np.float32)
+                out[row] += values.astype(np.float32) @ self.weight_by_feature[columns]
         return out
 
     def scores(self, texts: list[str]) -> np.ndarray:

@@ -68,3 +68,22 @@ def test_numpy_char_ngrams_match_scikit_learn_char_wb():
     margins = scorer.margins(held_out)
     np.testing.assert_allclose(margins, expected @ arrays["weight"].T + arrays["bias"], atol=1e-4)
     assert (margins[:, 1] == -10.0).all()
+
+
+def test_char_ngram_word_memo_gives_the_same_features_when_full(monkeypatch):
+    from petal_labeller.runtime import tfidf
+
+    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [paper_text(json.loads(line)) for line in lines[:40]]
+    targets = np.zeros((len(texts), 2), dtype=np.float32)
+    targets[::3, 0] = 1
+    spec, arrays = fit_tfidf_svm_texts(texts, targets, char=True)
+    fresh = [make_scorer(spec, arrays).features(text) for text in texts]
+    monkeypatch.setattr(tfidf, "WORD_MEMO_ENTRIES", 50)  # clears many times over 40 papers
+    small = make_scorer(spec, arrays)
+    for _ in range(2):  # second pass: words found in the memo
+        for text, (columns, values) in zip(texts, fresh, strict=True):
+            got_columns, got_values = small.features(text)
+            np.testing.assert_array_equal(got_columns, columns)
+            np.testing.assert_array_equal(got_values, values)
+    assert all(len(a._memo) <= 50 for a in small.analyzers)
