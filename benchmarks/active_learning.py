@@ -269,9 +269,16 @@ def _present(done: dict) -> list[str]:
 
 def _values(done: dict, strategy: str, size: int, metric: str) -> list[float]:
     """Per fold (in fold order), the metric after `size` papers were revealed."""
-    folds = sorted({int(k.split("/")[0]) for k in done})
+    folds = _folds(done)
     return [r[metric] for f in folds for r in _rounds(done, f"{f}/{strategy}")
             if r["revealed"] == size]  # fmt: skip
+
+
+def _folds(done: dict) -> list[int]:
+    """Folds every measure present has finished: the table and plot compare paired folds."""
+    strategies = _present(done)
+    folds = sorted({int(k.split("/")[0]) for k in done})
+    return [f for f in folds if all(done.get(f"{f}/{s}", {}).get("complete") for s in strategies)]
 
 
 def _rounds(done: dict, key: str) -> list[dict]:
@@ -299,7 +306,7 @@ def table(done: dict) -> str:
             cells.append("" if gaps is None else f"{gaps.mean():+.3f} ± {gaps.std():.3f}")
         share = f"{size / TRAIN_PAPERS:.0%}"
         lines.append(f"| {size} ({share}) | " + " | ".join(cells) + " |")
-    folds = sorted({int(k.split("/")[0]) for k in done})
+    folds = _folds(done)
     return f"{len(folds)} fold(s)\n" + "\n".join(lines)
 
 
@@ -310,7 +317,7 @@ def plot(done: dict, model: str, full: float | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folds = sorted({int(k.split("/")[0]) for k in done})
+    folds = _folds(done)
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy, style in zip(_present(done), ("-o", "--s", ":^", "-.d"), strict=False):
         sizes = sorted({r["revealed"] for f in folds for r in _rounds(done, f"{f}/{strategy}")})
