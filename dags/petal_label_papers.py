@@ -10,6 +10,8 @@ checks the output, and writes the labels and a run record in one transaction.
   batch transform through the Amazon provider (S3 via `aws_default`).
 * **Params**: `model_version` (empty = production), `max_papers`,
   `instance_type`, `dry_run` (write nothing).
+* **Any day**: the schedule catches up from PETAL_START_DATE; a manual run or
+  a backfill of an earlier day labels that day too (the DAG has no start_date).
 * **Safe to re-run**: a re-run or backfill of an interval labels nothing twice;
   an empty window is a quick success that creates no SageMaker resource.
 * **Cleanup**: the workspace, S3 staging and the SageMaker model are removed
@@ -20,18 +22,24 @@ checks the output, and writes the labels and a run record in one transaction.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
 from petal_labeller.airflow.defaults import dag_kwargs, start_date
 from petal_labeller.airflow.labelling import INTERVAL, labelling_flow, record_task_failure
 from petal_labeller.airflow.params import run_params
+from petal_labeller.airflow.timetable import CatchupFromTimetable
+
+_kwargs = dag_kwargs(__doc__, tags=["labelling"], on_failure=[record_task_failure])
+# Catch-up starts where the timetable says, not at a start_date: Airflow gives a manual
+# run dated before a task's start_date no tasks at all, and it "succeeds" doing nothing.
+# An explicit `start_date: None` tells Airflow's catchup check that this is deliberate.
+_kwargs["default_args"]["start_date"] = None
 
 with DAG(
     dag_id="petal_label_papers",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=start_date(),
+    schedule=CatchupFromTimetable("0 0 * * *", timezone="UTC", start=start_date()),
     catchup=True,
     params=run_params(),
-    **dag_kwargs(__doc__, tags=["labelling"], on_failure=[record_task_failure]),
+    **_kwargs,
 ):
     labelling_flow(INTERVAL)

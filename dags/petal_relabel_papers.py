@@ -13,14 +13,14 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
-from petal_labeller.airflow.defaults import dag_kwargs, start_date
+from petal_labeller.airflow.defaults import dag_kwargs
 from petal_labeller.airflow.labelling import EVERYTHING, labelling_flow, record_task_failure
 from petal_labeller.airflow.params import run_params
 
 with DAG(
     dag_id="petal_relabel_papers",
     schedule=[PRODUCTION_MODEL],
-    start_date=start_date(),
+    # No start_date: a manual run dated before one would get no tasks at all.
     catchup=False,
     # A promotion must lead to a relabel run without anyone unpausing this DAG first.
     is_paused_upon_creation=False,

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
+from petal_labeller.airflow.timetable import CatchupFromTimetable
 from petal_labeller.airflow.ui.app import create_app
 
 URL_PREFIX = "/petal"
@@ -21,6 +22,8 @@ URL_PREFIX = "/petal"
 
 class PetalPlugin(AirflowPlugin):
     name = "petal"
+    # Custom timetables must be registered by a plugin to be (de)serialized.
+    timetables: ClassVar[list[type]] = [CatchupFromTimetable]
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
         {"app": create_app(), "url_prefix": URL_PREFIX, "name": "PeTaL labeller"}
     ]

@@ -79,11 +79,17 @@ def test_valid_run_conf_passes_the_params(dag_bag):
 
 
 def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from petal_labeller.airflow.defaults import start_date
 
     dag = dag_bag.get_dag("petal_label_papers")
     assert dag.catchup is True
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    # Catch-up starts at the timetable's start; no start_date, so that no manual run is
+    # given zero tasks for being dated before it (issue 11, item 3).
+    assert dag.timetable.start == start_date()
+    assert dag.start_date is None and all(task.start_date is None for task in dag.tasks)
 
 
 def test_cleanup_tasks_are_teardowns_that_do_not_hide_a_failure(dag_bag):

@@ -190,6 +190,39 @@ def test_a_seven_day_backfill_twice_runs_seven_days_in_turn_and_writes_the_same_
     assert labelled == [("success", n, n) for n in (1, 0, 0, 1, 0, 0, 1)]
 
 
+def test_manual_runs_dated_before_the_schedule_start_run_their_tasks(live: Airflow):
+    """Item 3: a run dated before PETAL_START_DATE is not an empty "success": through the
+    REST API it labels its own day; through the CLI (as docs/airflow.md triggers) it runs
+    every task too, with the interval Airflow's CLI gives it."""
+    live.set_paused(LABEL, False)
+    day = _day(CATCHUP_DAYS + 12)  # well before the schedule's start (and the backfill)
+    _import(live, live.tmp, 400, 2, day - timedelta(hours=18))
+    via_rest = live.ok(
+        "POST", f"/api/v2/dags/{LABEL}/dagRuns", json={"logical_date": day.isoformat()}
+    )
+    before = {r["dag_run_id"] for r in live.runs(LABEL)}
+    cli_date = f"{_day(CATCHUP_DAYS + 13):%Y-%m-%dT%H:%M:%S+00:00}"
+    live.cli("dags", "trigger", LABEL, "--logical-date", cli_date)
+    [via_cli] = [r for r in live.runs(LABEL) if r["dag_run_id"] not in before]
+
+    for run in (via_rest, via_cli):
+        [done] = live.wait_for_runs(LABEL, 1, lambda r, i=run["dag_run_id"]: r["dag_run_id"] == i)
+        tis = live.task_instances(LABEL, done["dag_run_id"])
+        assert done["state"] == "success" and tis["stage"]["state"] == "success", tis
+        assert {"check_config", "stage", "cleanup"} <= set(tis)
+    rows = {
+        run_id: (start, labelled)
+        for run_id, start, labelled in live.query(
+            "SELECT airflow_run_id, interval_start, papers_labelled FROM labelling_runs "
+            "WHERE airflow_run_id IN (%s, %s)",
+            (via_rest["dag_run_id"], via_cli["dag_run_id"]),
+        )
+    }
+    assert rows[via_rest["dag_run_id"]] == (day - timedelta(days=1), 2)
+    # The CLI's interval comes from the trigger time (Airflow 3.3), as docs/airflow.md says.
+    assert rows[via_cli["dag_run_id"]][0] == _day(1)
+
+
 def test_a_misconfigured_sagemaker_run_fails_at_once_with_one_alert(live: Airflow):
     """Item 7: no bucket, image, role or region: check_config fails on its first try,
     nothing else fails (cleanup has nothing to clean), one e-mail names what is missing."""
