@@ -15,8 +15,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from petal_labeller.pipeline.training import quality_gate
 from petal_labeller.store.connection import connect
-from tests.fixtures.airflow import AWS_REGION, RUN_DATE_ISO
+from petal_labeller.store.models import register_model_version
+from tests.fixtures.airflow import AWS_REGION, BUCKET, RUN_DATE_ISO, TINY_TRAINING
 from tests.fixtures.packaging import REPO_ROOT, venv_env
 
 pytestmark = pytest.mark.slow
@@ -156,19 +158,53 @@ def test_a_sagemaker_labelling_run_completes_without_torch(
         assert cur.fetchone()[0] > 0
 
 
-@pytest.mark.parametrize(
-    ("dag_id", "backend", "next_task"),
-    [
-        ("petal_label_papers", "local", "stage"),
-        # Training evaluates the candidate on the worker, whichever backend trains it.
-        ("petal_train_model", "sagemaker", "export"),
-    ],
-)
-def test_a_run_that_needs_the_model_on_the_worker_fails_at_once_naming_the_extra(
-    airflow_venv, airflow_db, labelling_database, petal_home, moto_sagemaker, tmp_path,
-    dag_id, backend, next_task,
+def test_a_sagemaker_training_run_completes_without_torch(
+    airflow_venv, airflow_db, curated_database, tiny_model_tar, petal_home, moto_sagemaker,
+    tmp_path,
 ):  # fmt: skip
-    conf = {"backend": backend}
+    """Training and both models' held-out transforms in SageMaker; the worker only scores."""
+    with closing(connect(curated_database)) as conn:
+        register_model_version(
+            conn, "tiny", base_model="all-MiniLM-L6-v2", artefact_uri=str(tiny_model_tar),
+            promote=True,
+        )  # fmt: skip
+    conf = {"backend": "sagemaker", "model_version": "pkg-1", "train_options": TINY_TRAINING}
+
+    summary, output = _dag_run(airflow_venv, tmp_path, conf, dag_id="petal_train_model")
+
+    assert summary["state"] == "success", _errors(output)
+    tasks = summary["tasks"]
+    assert tasks["train_local"] == "skipped"
+    for task_id in ("train", "transform_candidate", "transform_production", "download_results"):
+        assert tasks[f"sagemaker.{task_id}"] == "success", task_id
+    assert summary["heavy_modules"] == []
+    evaluated = summary["evaluated"]
+    assert evaluated["production_version"] == "tiny"
+    papers = evaluated["candidate"]["papers"]
+    assert 0 < papers == evaluated["production"]["papers"]  # the same held-out papers
+    gate = quality_gate(evaluated["candidate"], evaluated["production"]).promote
+    assert tasks["promote"] == ("success" if gate else "skipped")
+    sagemaker = boto3.client(
+        "sagemaker", endpoint_url=moto_sagemaker.endpoint_url, region_name=AWS_REGION
+    )
+    assert len(moto_sagemaker.jobs) == 3  # training, then one transform per model
+    assert sagemaker.list_models()["Models"] == []
+    s3 = boto3.client("s3", endpoint_url=moto_sagemaker.endpoint_url, region_name=AWS_REGION)
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="petal/training/").get("KeyCount", 0) == 0
+    with closing(connect(curated_database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT version FROM model_versions WHERE is_production")
+        assert cur.fetchall() == [("pkg-1",) if gate else ("tiny",)]
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "next_task"),
+    [("petal_label_papers", "stage"), ("petal_train_model", "export")],
+)
+def test_a_local_run_fails_at_once_naming_the_extra(
+    airflow_venv, airflow_db, labelling_database, petal_home, moto_sagemaker, tmp_path,
+    dag_id, next_task,
+):  # fmt: skip
+    conf = {"backend": "local"}
     summary, output = _dag_run(airflow_venv, tmp_path, conf, "--keep-retries", dag_id=dag_id)
 
     assert summary["state"] == "failed"

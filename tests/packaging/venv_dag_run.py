@@ -13,6 +13,19 @@ import sys
 from datetime import datetime
 
 
+def _return_value(run, task_id: str):
+    """A task's XCom return value in this run (None if it returned nothing)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    query = XComModel.get_many(
+        run_id=run.run_id, dag_ids=run.dag_id, task_ids=task_id, key="return_value"
+    )
+    with create_session() as session:
+        row = session.scalars(query).first()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
 def main(argv: list[str]) -> None:
     dag_id, logical_date, conf = argv[0], datetime.fromisoformat(argv[1]), json.loads(argv[2])
     import petal_labeller
@@ -36,6 +49,7 @@ def main(argv: list[str]) -> None:
                 "tasks": {ti.task_id: ti.state for ti in instances},
                 "tries": {ti.task_id: ti.try_number for ti in instances},
                 "package": petal_labeller.__file__,
+                "evaluated": _return_value(run, "evaluate"),  # training's gate numbers
                 "heavy_modules": sorted(
                     {m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "sklearn"}
                 ),
