@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
@@ -35,7 +36,8 @@ COMPOSE_DIR = REPO / "docker" / "airflow"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yaml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 
-#: What each image must be able to import: (source files, requirement lists, already there).
+#: What each image must be able to import: (source files, what it installs, already there).
+#: What it installs is a pinned list, or `extras:` and the Dockerfile ARG naming the extras.
 IMAGES = {
     "sagemaker": (
         ["petal_labeller/sagemaker", "petal_labeller/model", "petal_labeller/taxonomy.py"],
@@ -44,7 +46,7 @@ IMAGES = {
     ),
     "airflow": (
         ["petal_labeller", "dags", "plugins"],
-        ["docker/airflow/requirements.txt"],
+        ["extras:docker/airflow/Dockerfile:PETAL_EXTRAS"],
         # The base image is Airflow itself; torch comes from the CPU index first.
         ["apache-airflow", "torch"],
     ),
@@ -144,12 +146,57 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
+def dockerfile_arg(dockerfile: Path, name: str) -> str:
+    """The default of `ARG name=...` in a Dockerfile."""
+    (value,) = [rest.split("=", 1)[1] for k, rest in instructions(dockerfile) if k == "ARG"
+                and rest.startswith(f"{name}=")]  # fmt: skip
+    return value
+
+
+def installed_names(listed: str) -> list[str]:
+    """The distributions a pinned list names, or the core and the extras a Dockerfile installs."""
+    if not listed.startswith("extras:"):
+        return list(pins(REPO / listed))
+    _, dockerfile, arg = listed.split(":")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    names = [Requirement(line).name for line in project["dependencies"]]
+    for extra in dockerfile_arg(REPO / dockerfile, arg).split(","):
+        names += [Requirement(line).name for line in project["optional-dependencies"][extra]]
+    return names
+
+
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_image_pins_equal_the_tested_versions(image):
     tested = pins(REPO / "requirements.txt")
     for listed in IMAGES[image][1]:
+        if listed.startswith("extras:"):  # pinned by requirements.txt as constraints
+            assert all(canonicalize_name(n) in tested for n in installed_names(listed)), listed
+            continue
         for name, version in pins(REPO / listed).items():
             assert tested.get(name) == version, f"{listed}: {name}=={version} is not the tested pin"
+
+
+def pip_installs(dockerfile: Path) -> list[str]:
+    """The arguments of each `pip install` the Dockerfile runs."""
+    text = " ".join(rest for keyword, rest in instructions(dockerfile) if keyword == "RUN")
+    return [part.split("&&")[0].split(";;")[0].strip() for part in text.split("pip install ")[1:]]
+
+
+def test_the_airflow_image_installs_the_package_by_its_extras_under_the_pins():
+    dockerfile = REPO / "docker/airflow/Dockerfile"
+    assert dockerfile_arg(dockerfile, "PETAL_EXTRAS") == "airflow,local"
+    installs = pip_installs(dockerfile)
+    (petal,) = [args for args in installs if "/opt/petal/src" in args]
+    assert '"/opt/petal/src[${PETAL_EXTRAS}]"' in petal
+    assert "-c /opt/petal/constraints.txt" in petal and " -r " not in petal
+    # torch only where the extras hold the model; nothing else outside the package's extras.
+    assert [args for args in installs if args is not petal] == [
+        '--index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"'
+    ]
+    case = next(rest for k, rest in instructions(dockerfile) if k == "RUN" and "torch" in rest)
+    assert "*,local,*|*,serve,*)" in case
+    compose_args = compose()["x-airflow-common"]["build"]["args"]
+    assert compose_args["PETAL_EXTRAS"] == "${PETAL_EXTRAS:-airflow,local}"
 
 
 @cache
@@ -193,7 +240,7 @@ def third_party_imports(sources: list[str]) -> set[str]:
 def test_image_installs_everything_its_code_imports(image):
     sources, lists, present = IMAGES[image]
     installed: set[str] = set()
-    for name in [*present, *(name for listed in lists for name in pins(REPO / listed))]:
+    for name in [*present, *(name for listed in lists for name in installed_names(listed))]:
         installed |= closure(name)
     providers = packages_distributions()
     missing = {
