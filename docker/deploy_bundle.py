@@ -2,7 +2,7 @@
 from the PeTaL wheel (docs/deploy.md, section 7). Standard library only.
 
     python docker/deploy_bundle.py mwaa  --wheel dist/petal_labeller-0.3.0-py3-none-any.whl \\
-        --constraint CONSTRAINTS --out build/mwaa [--wheels DIR]
+        --constraint CONSTRAINTS --out build/mwaa [--wheels DIR --no-index]
     python docker/deploy_bundle.py astro --wheel dist/petal_labeller-0.3.0-py3-none-any.whl \\
         --constraint requirements.txt --out ASTRO_PROJECT
 
@@ -51,7 +51,9 @@ def extract_dags(wheel: Path, folder: Path) -> list[Path]:
     return sorted(written)
 
 
-def mwaa(wheel: Path, constraint: str, out: Path, wheels: Path | None) -> None:
+def mwaa(
+    wheel: Path, constraint: str, out: Path, wheels: Path | None, no_index: bool = False
+) -> None:
     version = wheel_version(wheel)
     out.mkdir(parents=True, exist_ok=True)
     extract_dags(wheel, out / "dags")
@@ -59,7 +61,8 @@ def mwaa(wheel: Path, constraint: str, out: Path, wheels: Path | None) -> None:
         shutil.copyfile(constraint, out / "dags" / "constraints.txt")
         constraint = f"{MWAA_ROOT}/dags/constraints.txt"
     (out / "requirements.txt").write_text(
-        f'--constraint "{constraint}"\n'
+        ("--no-index\n" if no_index else "")  # a private web server: plugins.zip has every wheel
+        + f'--constraint "{constraint}"\n'
         f"--find-links {MWAA_ROOT}/plugins\n"
         f"petal-labeller[airflow]=={version}\n",
         encoding="utf-8",
@@ -89,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--constraint", required=True, help="a constraints file, or (mwaa) URL")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--wheels", type=Path, help="mwaa: more wheels for plugins.zip")
+    parser.add_argument(
+        "--no-index", action="store_true", help="mwaa: install from plugins.zip alone (no PyPI)"
+    )
     args = parser.parse_args(argv)
     if args.target == "mwaa":
-        mwaa(args.wheel, args.constraint, args.out, args.wheels)
+        mwaa(args.wheel, args.constraint, args.out, args.wheels, args.no_index)
     else:
         if "://" in args.constraint:
             parser.error("astro: --constraint must be a file (it is copied into the image)")

@@ -185,3 +185,38 @@ def test_the_astro_project_installs_only_the_airflow_extra_from_its_include_fold
     assert "-c /tmp/petal/constraints.txt" in install
     bundles = next(rest for k, rest in instructions(dockerfile) if k == "ENV")
     assert "petal_labeller.airflow.bundle.PetalDagBundle" in bundles
+
+
+def test_a_private_web_server_bundle_installs_from_plugins_zip_alone(tmp_path):
+    """--wheels and --no-index: every wheel flat in plugins.zip, pip told not to look further."""
+    wheel = tmp_path / "petal_labeller-0.3.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("petal_labeller/dags/petal_label_papers.py", "# a DAG\n")
+        archive.writestr("petal_labeller/dags/__init__.py", "")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    numpy = "numpy-2.4.6-cp311-cp311-manylinux2014_x86_64.whl"
+    (wheels / numpy).write_bytes(b"wheel")
+    (wheels / wheel.name).write_bytes(wheel.read_bytes())  # `pip download` fetched it too
+    out = tmp_path / "mwaa"
+
+    _bundle("mwaa", "--wheel", str(wheel), "--constraint", "https://example.org/c.txt",
+            "--out", str(out), "--wheels", str(wheels), "--no-index")  # fmt: skip
+
+    assert (out / "requirements.txt").read_text().splitlines() == [
+        "--no-index",
+        '--constraint "https://example.org/c.txt"',  # a URL is left for MWAA to fetch
+        f"--find-links {MWAA_ROOT}/plugins",
+        "petal-labeller[airflow]==0.3.0",
+    ]
+    with zipfile.ZipFile(out / "plugins.zip") as archive:
+        assert archive.namelist() == [wheel.name, numpy]
+    assert sorted(p.name for p in (out / "dags").iterdir()) == ["petal_label_papers.py"]
+
+
+def test_the_docs_show_the_astro_dockerfile_as_committed():
+    docs = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    dockerfile = (REPO_ROOT / "docker" / "astro" / "Dockerfile").read_text(encoding="utf-8")
+    for line in dockerfile.splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert f"    {line}\n" in docs, line
