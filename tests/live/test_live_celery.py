@@ -1,0 +1,173 @@
+"""The labelling scenario on CeleryExecutor: two `airflow celery worker` processes, Redis
+as the broker, PostgreSQL (Airflow's metadata database) as the result backend.
+
+Reuses the session's api-server, dag-processor and databases; only the scheduler is
+swapped for one configured with CeleryExecutor (and swapped back afterwards). Each
+worker has its own working directory, AIRFLOW_HOME (task logs), HOME and TMPDIR, so
+the one thing connecting them is what docs/deploy.md recommends for a multi-host
+deployment: PETAL_HOME on a shared volume. The same window is labelled with the same
+artefact under two version names, once per executor, and the label rows compared.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from petal_labeller.config import SHARED_DATA_DIR
+from tests.fixtures.airflow import REPO_ROOT, free_port, write_unlabelled_papers
+from tests.live.conftest import BIN, Airflow, _start, _stop_all
+
+pytestmark = pytest.mark.slow
+
+LABEL = "petal_label_papers"
+WORKERS = ("petal-worker-a", "petal-worker-b")
+#: A day no other live test touches: manual runs dated the next day label it.
+DAY = "2021-03-01"
+PAPERS = 6
+
+
+def _celery_env(live: Airflow) -> dict[str, str]:
+    meta = live.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    return {
+        **live.env,
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        # A Redis database of its own on the machine's server: other users keep theirs.
+        "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + meta,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+    }
+
+
+def _start_worker(live: Airflow, env: dict[str, str], name: str) -> subprocess.Popen:
+    """A worker in a folder of its own: only PETAL_HOME (the shared volume) is common."""
+    own = live.home / name
+    for sub in ("cwd", "airflow", "home", "tmp"):
+        (own / sub).mkdir(parents=True, exist_ok=True)
+    worker_env = {
+        **env,
+        "AIRFLOW_HOME": str(own / "airflow"),
+        "HOME": str(own / "home"),
+        "TMPDIR": str(own / "tmp"),
+        # Two workers on one host: each serves its own task logs and reports its own
+        # name as the task instances' hostname (Airflow's hostname_callable).
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.live.worker_name.hostname",
+        "PETAL_WORKER_NAME": name,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    log = live.home / f"{name}.log"
+    live.logs[name] = log
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(BIN / "airflow"), "celery", "worker", "--celery-hostname", name,
+             "--concurrency", "1"],
+            env=worker_env, stdout=out, stderr=subprocess.STDOUT, cwd=own / "cwd",
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_for_workers(live: Airflow, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live.check_alive()
+        if all("ready." in live.logs[w].read_text(errors="replace") for w in WORKERS):
+            return
+        time.sleep(2)
+    raise AssertionError(f"celery workers not ready after {timeout} s")
+
+
+def _swap_scheduler(live: Airflow, env: dict[str, str], log_name: str) -> None:
+    """Stop the running scheduler and start one with `env` (its executor) in its place."""
+    _stop_all([live.processes.pop("scheduler")])
+    live.logs[log_name] = live.home / f"{log_name}.log"
+    port = int(live.url.rsplit(":", 1)[1])
+    live.processes["scheduler"] = _start("scheduler", env, live.logs[log_name], port)
+
+
+@pytest.fixture
+def celery(airflow_services: Airflow) -> Iterator[Airflow]:
+    """The session's services with a CeleryExecutor scheduler and two workers, for one test."""
+    live = airflow_services
+    env = _celery_env(live)
+    _swap_scheduler(live, env, "scheduler-celery")
+    try:
+        for name in WORKERS:
+            live.processes[name] = _start_worker(live, env, name)
+        _wait_for_workers(live)
+        yield live
+    finally:
+        _stop_all([live.processes.pop(name) for name in WORKERS if name in live.processes])
+        _swap_scheduler(live, live.env, "scheduler-local")
+
+
+def _versions(live: Airflow, artefact: str) -> None:
+    for version in ("v-local-exec", "v-celery-exec"):
+        live.petal("model", "register", artefact, "--version", version)
+
+
+def _label(live: Airflow, version: str, hour: int) -> dict:
+    """A manual run (REST API) labelling DAY with model `version`; waits until it ends."""
+    run = live.ok(
+        "POST",
+        f"/api/v2/dags/{LABEL}/dagRuns",
+        json={"logical_date": f"2021-03-02T{hour:02d}:00:00+00:00",
+              "conf": {"model_version": version, "backend": "local"}},
+    )  # fmt: skip
+    [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 400)
+    assert done["state"] == "success", live.task_instances(LABEL, run["dag_run_id"])
+    return done
+
+
+def _labels(live: Airflow, version: str) -> list[tuple]:
+    return live.query(
+        "SELECT paper_id, label_id, round(score::numeric, 6) FROM paper_labels "
+        "WHERE model_version = %s ORDER BY paper_id, label_id",
+        (version,),
+    )
+
+
+@pytest.fixture
+def store_with_day(airflow_services: Airflow, tmp_path: Path, request) -> Airflow:
+    """Taxonomy, two unpromoted versions of one artefact, and PAPERS papers ingested on DAY."""
+    live = airflow_services
+    live.petal("taxonomy", "load", str(SHARED_DATA_DIR / "taxonomy.json"))
+    production = live.query("SELECT artefact_uri FROM model_versions WHERE is_production")
+    artefact = production[0][0] if production else str(request.getfixturevalue("tiny_model_tar"))
+    _versions(live, artefact)
+    papers = write_unlabelled_papers(tmp_path / "celery.jsonl", start=500, count=PAPERS)
+    live.petal("papers", "import", str(papers), "--ingested-at", f"{DAY}T12:00:00+00:00")
+    live.set_paused(LABEL, False)
+    return live
+
+
+@pytest.mark.timeout(900)
+def test_celery_workers_share_a_run_and_label_as_the_local_executor_does(store_with_day, request):
+    live = store_with_day
+    _label(live, "v-local-exec", hour=0)  # the session's LocalExecutor scheduler
+
+    live = request.getfixturevalue("celery")
+    run = _label(live, "v-celery-exec", hour=6)
+
+    tis = live.task_instances(LABEL, run["dag_run_id"])
+    ran = {ti["task_id"]: ti["hostname"] for ti in tis.values() if ti["state"] == "success"}
+    assert {"stage", "infer_local", "write_labels", "cleanup"} <= set(ran)
+    assert set(ran.values()) == set(WORKERS), ran  # one run, both workers
+    local, celery = _labels(live, "v-local-exec"), _labels(live, "v-celery-exec")
+    assert local and celery == local
+    rows = live.query(
+        "SELECT model_version, status, papers_selected, papers_labelled FROM labelling_runs "
+        "WHERE model_version IN ('v-local-exec', 'v-celery-exec') ORDER BY model_version"
+    )
+    assert rows == [
+        ("v-celery-exec", "success", PAPERS, PAPERS),
+        ("v-local-exec", "success", PAPERS, PAPERS),
+    ]
+    # The workers' own folders hold no run workspace: only the shared PETAL_HOME did.
+    for name in WORKERS:
+        assert not list((live.home / name / "cwd").rglob("*.jsonl")), name
