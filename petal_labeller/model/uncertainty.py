@@ -18,10 +18,13 @@ upwards, so the measure walks the taxonomy along the model's own best path:
 
 This is least-confidence uncertainty sampling (Lewis and Gale 1994; Settles,
 "Active Learning Literature Survey", 2009), the idea behind SageMaker Ground
-Truth's active learning, applied per level of the tree. In the simulation
-(`python -m benchmarks active_learning`, docs/model-card.md) it beat random
-choice where the first measure tried, the level-weighted binary entropy of every
-chosen label (`entropy_uncertainty`, kept for that comparison), did not.
+Truth's active learning, applied per level of the tree. The simulation
+(`python -m benchmarks active_learning`, docs/model-card.md, with the production
+model and with the TF-IDF baseline) measured it against random choice and
+against the alternatives: plain least confidence on the top label and a
+diversity mix (Zhdanov 2019) did not measurably beat it; the first measure
+tried, the level-weighted binary entropy of every chosen label
+(`entropy_uncertainty`, kept for that comparison), did not beat random choice.
 """
 
 from __future__ import annotations
