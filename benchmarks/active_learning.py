@@ -321,10 +321,12 @@ def plot(done: dict, model: str, full: float | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
     for strategy, style in zip(_present(done), ("-o", "--s", ":^", "-.d"), strict=False):
         sizes = sorted({r["revealed"] for f in folds for r in _rounds(done, f"{f}/{strategy}")})
-        means = [np.mean(_values(done, strategy, size, "P@1")) for size in sizes]
-        ax.plot(sizes, means, style, label=f"{strategy} P@1")
+        values = [_values(done, strategy, size, "P@1") for size in sizes]
+        ax.errorbar(sizes, [np.mean(v) for v in values], yerr=[np.std(v) for v in values],
+                    fmt=style, capsize=3, label=f"{strategy} P@1 (± fold std)")  # fmt: skip
     if full is not None:
-        ax.axhline(full, color="grey", linestyle=":", label=f"all {TRAIN_PAPERS} papers P@1")
+        reference = f"all {TRAIN_PAPERS} papers, 5-fold CV P@1"
+        ax.axhline(full, color="grey", linestyle=":", label=reference)
     ax.set_xlabel("curated training papers")
     ax.set_ylabel(f"P@1 on the held-out fold ({len(folds)} fold(s))")
     ax.set_title(f"Active learning simulation, {model}")
