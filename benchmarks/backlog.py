@@ -18,7 +18,14 @@ all of them, so its peak RSS is its own. Three ways:
   each step and, with --heap, the traced Python heap of checking + writing;
 - `chunked`: the same steps over chunks of `--chunk` papers (each chunk one
   transaction; `pending_papers` skips what earlier chunks labelled). The model
-  is loaded once.
+  is loaded once;
+- `batch` (`--batch-sizes`): the batch path alone, no database and no Airflow:
+  the model loaded once (timed apart), then `predict_file` (the SageMaker
+  handlers over 256-line chunks) over the same papers: what `dag` is compared with.
+
+In `dag` mode a thread samples the process's RSS every 0.2 s, and each task's
+window (from Airflow's task instances) gets its peak RSS and, for
+`infer_local`, papers/s.
 
 Peak RSS (`ru_maxrss`) flat across sizes = memory bounded, not growing with the
 backlog. Without --model a tiny model (max length 48) is trained in seconds: it
@@ -37,6 +44,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -52,7 +60,7 @@ DAY = datetime(2026, 11, 2, tzinfo=UTC)
 SINCE, UNTIL = DAY, datetime(2026, 11, 3, tzinfo=UTC)
 VERSION = "backlog"
 RESULTS = Path(__file__).resolve().parent / "results" / "backlog.json"
-MODES = ["dag", "single", "chunked"]
+MODES = ["batch", "dag", "single", "chunked"]
 
 
 # The labelling itself (runs in the child process) ---------------------------------------
@@ -160,6 +168,73 @@ def label_backlog(
     }
 
 
+@contextmanager
+def rss_samples(every: float = 0.2) -> Iterator[list[tuple[float, float]]]:
+    """(unix time, RSS MB) of this process every `every` seconds while the block runs."""
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    samples.append((time.time(), int(line.split()[1]) / 1024))
+            done.wait(every)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        thread.join()
+
+
+def task_phases(run_id: str, samples: list[tuple[float, float]], papers: int) -> dict:
+    """Each task of the run: seconds, peak RSS inside its window, papers/s for inference."""
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    phases = {}
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.run_id == run_id).all()
+        windows = [(ti.task_id, ti.start_date, ti.end_date) for ti in tis if ti.start_date]
+    for task, start, end in sorted(windows, key=lambda w: w[1]):
+        begin, finish = start.timestamp(), (end or start).timestamp()
+        inside = [mb for t, mb in samples if begin <= t <= finish]
+        row = {"seconds": round(finish - begin, 2)}
+        row["peak_rss_mb"] = round(max(inside), 1) if inside else None
+        if task.endswith("infer_local") and finish > begin:
+            row["papers_per_s"] = round(papers / (finish - begin), 1)
+        phases[task] = row
+    return phases
+
+
+def label_batch_only(model_path: Path, work: Path, size: int) -> dict:
+    """The batch path alone over `size` benchmark papers: load once, then `predict_file`."""
+    from petal_labeller.model.artefact import load_model
+    from petal_labeller.model.predict import predict_file
+
+    papers = write_papers(work / f"batch-{size}.jsonl", size)
+    started = time.perf_counter()
+    model = load_model(model_path)
+    loaded = time.perf_counter()
+    summary = predict_file(model_path, papers, work / f"batch-{size}.out.jsonl", model=model)
+    finished = time.perf_counter()
+    papers.unlink()
+    (work / f"batch-{size}.out.jsonl").unlink()
+    return {
+        "papers": summary.labelled,
+        "rejected": summary.failed,
+        "precision": summary.precision,
+        "model_load_seconds": round(loaded - started, 2),
+        "infer_seconds": round(finished - loaded, 2),
+        "infer_papers_per_s": round(summary.labelled / (finished - loaded), 1),
+        "seconds": round(finished - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def label_backlog_dag(url: str, work: Path) -> dict:
     """Label every pending paper with one `petal_label_papers` run (dag.test(), local backend)."""
     os.environ["PETAL_HOME"] = str(work / f"petal-home-{uuid.uuid4().hex[:8]}")
@@ -168,9 +243,10 @@ def label_backlog_dag(url: str, work: Path) -> dict:
 
     local_run.configure(work / "airflow")  # before anything imports airflow
     local_run._migrate(Path(os.environ["AIRFLOW_HOME"]))  # not timed: once per Airflow home
-    started = time.perf_counter()
-    result = local_run.run_dag("petal_label_papers", UNTIL, {"backend": "local"})
-    finished = time.perf_counter()
+    with rss_samples() as samples:
+        started = time.perf_counter()
+        result = local_run.run_dag("petal_label_papers", UNTIL, {"backend": "local"})
+        finished = time.perf_counter()
     if result.state != "success":
         raise RuntimeError(f"labelling run failed: {result.task_states}")
     from petal_labeller.store.connection import connect
@@ -192,6 +268,7 @@ def label_backlog_dag(url: str, work: Path) -> dict:
         "batches": 1,
         "seconds": round(finished - started, 2),
         "task_seconds": {task: round(s, 2) for task, s in result.task_seconds.items()},
+        "tasks": task_phases(result.run_id, samples, labelled),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -263,6 +340,8 @@ def measure(
     server: str, size: int, mode: str, chunk: int, model: Path, work: Path, heap: bool = False
 ) -> dict:
     """Seed a database with `size` papers, label them in a fresh process, check, drop."""
+    if mode == "batch":
+        return measure_batch(size, model, work)
     papers = write_papers(work / f"papers-{size}.jsonl", size)
     seeded = time.perf_counter()
     url = seeded_database(server, papers, model)
@@ -284,6 +363,21 @@ def measure(
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "seed_seconds": round(seed_seconds, 1), **result,
         "papers_per_s": round(size / result["seconds"], 1),
+    }  # fmt: skip
+
+
+def measure_batch(size: int, model: Path, work: Path) -> dict:
+    """The batch path alone over `size` papers, in a fresh process."""
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.backlog", "--child", "batch", "--url", "-",
+         "--model", str(model), "--work", str(work), "--chunk", str(size)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    return {
+        "mode": "batch", "backlog": size, "chunk": None,
+        "load_average": [round(x, 2) for x in os.getloadavg()], **result,
+        "papers_per_s": round(size / result["seconds"], 1), "label_rows": 0,
     }  # fmt: skip
 
 
@@ -329,6 +423,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--dag-sizes", default="10000,100000", help="backlogs, one DAG run")
     parser.add_argument("--sizes", default="", help="backlogs, chunked")
     parser.add_argument("--single-sizes", default="", help="backlogs, one batch, no Airflow")
+    parser.add_argument("--batch-sizes", default="", help="papers, the batch path alone")
     parser.add_argument("--chunk", type=int, default=2000)
     parser.add_argument("--model", type=Path, help="model.tar.gz (default: train a tiny one)")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -341,6 +436,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     args = parser.parse_args(argv)
 
+    if args.child == "batch":
+        print(json.dumps(label_batch_only(args.model, args.work, args.chunk)))
+        return []
     if args.child == "dag":
         print(json.dumps(label_backlog_dag(args.url, args.work)))
         return []
@@ -356,7 +454,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="petal-bench-backlog-"))
     server = resolve_url()
     model = args.model or tiny_model(work / "model")
-    plan = [(size, "single") for size in _sizes(args.single_sizes)]
+    plan = [(size, "batch") for size in _sizes(args.batch_sizes)]
+    plan += [(size, "single") for size in _sizes(args.single_sizes)]
     plan += [(size, "chunked") for size in _sizes(args.sizes)]
     plan += [(size, "dag") for size in _sizes(args.dag_sizes)]
     rows = []

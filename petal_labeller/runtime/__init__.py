@@ -19,6 +19,7 @@ the image's copy. docs/deploy.md has the rule for operators.
 Modules, bottom up: errors, jsonlines (the wire format), text (record -> text),
 network (encoder + head), scorers, tfidf, combine (stack, hierarchy, choice),
 archive (safe model.tar.gz reading), validate (an artefact folder's checks),
-model (the loaded model), load (validate, then build), handlers (SageMaker's
+precision (which precision runs, checked against fp32), model (the loaded
+model), load (validate, then build), handlers (SageMaker's
 model_fn / input_fn / predict_fn / output_fn).
 """
