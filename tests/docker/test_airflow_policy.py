@@ -52,9 +52,13 @@ def test_airflow_puts_the_dags_sagemaker_jobs_in_the_pool(airflow_home):
     report = parse_dags(airflow_home, PETAL_SAGEMAKER_POOL="sagemaker-capped")
     assert report["errors"] == {}
     pools = report["pools"]
-    job_tasks = {name for name in pools if name.endswith((".sagemaker.transform", ".train"))}
+    jobs = (".sagemaker.transform", ".train", ".transform_candidate", ".transform_production")
+    job_tasks = {name for name in pools if name.endswith(jobs)}
     assert "petal_label_papers.sagemaker.transform" in job_tasks
-    assert any(name.startswith("petal_train_model.") for name in job_tasks)
+    assert {
+        f"petal_train_model.sagemaker.{task}"
+        for task in ("train", "transform_candidate", "transform_production")
+    } <= job_tasks
     for name in job_tasks:
         assert pools[name] == "sagemaker-capped", name
     # Only jobs that hold instances are capped; staging and cleanup are not.
