@@ -118,7 +118,17 @@ def dashboard(
         "runs_page": page,
         "runs_pages": max(1, -(-count_runs(conn) // runs)),
         "labels": [asdict(label) for label in stats.per_label],
-        "needs_review": needs_review(
-            conn, read_taxonomy(conn), production.version if production else None, NEEDS_REVIEW
-        ),
+        "needs_review": _needs_review(conn, production.version if production else None),
     }
+
+
+def _needs_review(conn: Any, version: str | None) -> dict[str, Any]:
+    """The review queue's head; empty before `petal taxonomy load`, so the page still opens
+    on a new store (no taxonomy means no label to review)."""
+    from petal_labeller.taxonomy import TaxonomyError
+
+    try:
+        taxonomy = read_taxonomy(conn)
+    except TaxonomyError:
+        return {"waiting": 0, "reviewed": 0, "papers": []}
+    return needs_review(conn, taxonomy, version, NEEDS_REVIEW)
