@@ -54,6 +54,5 @@ class CatchupFromTimetable(CronDataIntervalTimetable):
     def deserialize(cls, data: dict[str, Any]) -> CatchupFromTimetable:
         from airflow._shared.timezones.timezone import parse_timezone  # as the parent does
 
-        return cls(
-            data["expression"], parse_timezone(data["timezone"]), pendulum.parse(data["start"], tz="UTC")
-        )
+        start = pendulum.parse(data["start"], tz="UTC")
+        return cls(data["expression"], parse_timezone(data["timezone"]), start)
