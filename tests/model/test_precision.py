@@ -26,6 +26,12 @@ def model(tiny_model_tar, tmp_path_factory):
     return handlers.model_fn(unpack(tiny_model_tar, tmp_path_factory.mktemp("m")), "fp32")
 
 
+@pytest.fixture(scope="module")
+def drift(model):
+    """bf16's largest move on the check papers (bf16 is emulated where the CPU lacks it: slow)."""
+    return score_drift(model, "bf16", check_papers(model))
+
+
 def test_check_papers_are_the_artefacts_label_paths_short_and_at_full_length(model):
     papers = check_papers(model)
     assert len(papers) == len(model.label_ids) + LONG_CHECK_PAPERS
@@ -35,8 +41,9 @@ def test_check_papers_are_the_artefacts_label_paths_short_and_at_full_length(mod
     assert min(map(len, long_ids)) >= model.max_length, "long check papers fill the model"
 
 
-def test_bf16_that_moves_scores_past_the_limit_falls_back_to_fp32_with_a_log_line(model, caplog):
-    drift = score_drift(model, "bf16", check_papers(model))
+def test_bf16_that_moves_scores_past_the_limit_falls_back_to_fp32_with_a_log_line(
+    model, drift, caplog
+):
     assert 0 < drift < 1, "bf16 really ran and really moved the scores a little"
     assert model.precision == "fp32", "measuring leaves the model as it was"
     with caplog.at_level(logging.WARNING, logger="petal_labeller.runtime.precision"):
@@ -44,8 +51,7 @@ def test_bf16_that_moves_scores_past_the_limit_falls_back_to_fp32_with_a_log_lin
     assert "using fp32" in caplog.text and f"{drift:.4f}" in caplog.text
 
 
-def test_bf16_within_the_limit_is_kept(model, caplog):
-    drift = score_drift(model, "bf16", check_papers(model))
+def test_bf16_within_the_limit_is_kept(model, drift, caplog):
     with caplog.at_level(logging.WARNING, logger="petal_labeller.runtime.precision"):
         assert verified_precision(model, "bf16", limit=drift * 2) == "bf16"
     assert not caplog.text
