@@ -119,8 +119,23 @@ def record_empty_run(
     database_url: str | None = None,
 ) -> RunSummary:
     """Record a run that found nothing to label: a finished success with zero counts,
-    so "succeeded doing nothing" shows as such, not as a missing run."""
+    so "succeeded doing nothing" shows as such, not as a missing run.
+
+    A re-run of a run that already succeeded (a cleared task, a backfill with
+    `--reprocess-behavior`) finds its window done: its row keeps the counts of the
+    try that labelled it, since those labels carry this run id.
+    """
     with _run_transaction(database_url) as conn:
+        earlier = runs.get_run(conn, run_id)
+        if earlier is not None and earlier.status == "success":
+            return RunSummary(
+                run_id,
+                earlier.model_version or model_version,
+                earlier.papers_selected or 0,
+                earlier.papers_labelled or 0,
+                earlier.papers_rejected or 0,
+                earlier.labels_written or 0,
+            )
         runs.start_run(
             conn,
             run_id,
