@@ -11,6 +11,7 @@ artefact under two version names, once per executor, and the label rows compared
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import time
@@ -140,7 +141,13 @@ def store_with_day(airflow_services: Airflow, tmp_path: Path, request) -> Airflo
     production = live.query("SELECT artefact_uri FROM model_versions WHERE is_production")
     artefact = production[0][0] if production else str(request.getfixturevalue("tiny_model_tar"))
     _versions(live, artefact)
+    # Papers of their own: the docs test imports the shared ones, which keep their day.
     papers = write_unlabelled_papers(tmp_path / "celery.jsonl", start=500, count=PAPERS)
+    records = [json.loads(line) for line in papers.read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        record["doi"] = f"{record.get('doi') or '10.5555/petal'}.celery"
+        record["title"] = f"{record['title']} (Celery test copy)"
+    papers.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     live.petal("papers", "import", str(papers), "--ingested-at", f"{DAY}T12:00:00+00:00")
     live.set_paused(LABEL, False)
     return live
