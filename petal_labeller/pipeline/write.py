@@ -94,18 +94,23 @@ def write_labels(
             papers_rejected=len(checked.rejected),
             labels_written=report.written,
         )
-        runs.finish_run(
-            conn,
-            run_id,
-            "success",
-            papers_selected=summary.papers_selected,
-            papers_labelled=summary.papers_labelled,
-            labels_written=summary.labels_written,
-            papers_rejected=summary.papers_rejected,
-            error=_rejection_note(checked),
-            commit=False,
-        )
+        _finish_success(conn, summary, error=_rejection_note(checked))
     return summary
+
+
+def _finish_success(conn, summary: RunSummary, *, error: str | None = None) -> None:
+    """Mark the run's row a success with the summary's counts, in the caller's transaction."""
+    runs.finish_run(
+        conn,
+        summary.run_id,
+        "success",
+        papers_selected=summary.papers_selected,
+        papers_labelled=summary.papers_labelled,
+        labels_written=summary.labels_written,
+        papers_rejected=summary.papers_rejected,
+        error=error,
+        commit=False,
+    )
 
 
 def record_empty_run(
@@ -146,17 +151,9 @@ def record_empty_run(
             started_at=started_at,
             commit=False,
         )
-        runs.finish_run(
-            conn,
-            run_id,
-            "success",
-            papers_selected=0,
-            papers_labelled=0,
-            labels_written=0,
-            papers_rejected=0,
-            commit=False,
-        )
-    return RunSummary(run_id, model_version, 0, 0, 0, 0)
+        summary = RunSummary(run_id, model_version, 0, 0, 0, 0)
+        _finish_success(conn, summary)
+    return summary
 
 
 def record_failed_run(
