@@ -17,6 +17,9 @@ Layout (SageMaker's: the tar root becomes `/opt/ml/model`):
     thresholds.json                     {"global": t, "per_label": {...}}
     metrics.json                        validation metrics and learning curve
     model_card.json                     version, base model, data sha256, date, metrics, config
+    check_papers.json                   optional: up to 64 real papers (title, abstract, venue)
+                                        the runtime scores at fp32 and bf16 before `auto`
+                                        keeps bf16 (train.check_papers, runtime/precision.py)
 
 No code: the installed `petal_labeller.runtime` labels with it, and refuses it
 unless runtime.json names the runtime format it reads (see runtime/__init__.py).
@@ -36,7 +39,7 @@ from typing import Any
 from petal_labeller.runtime.archive import Scan, extract, scan
 from petal_labeller.runtime.errors import ArtefactError, UnsafeArtefactError
 from petal_labeller.runtime.validate import (
-    CHECKED_JSON,
+    READ_JSON,
     RUNTIME_FILE,
     check_contents,
     check_folder,
@@ -120,7 +123,7 @@ def verify_artefact(model_tar_or_dir: str | Path, taxonomy: Taxonomy) -> None:
     if path.is_dir():
         spec = check_folder(path)
     elif path.is_file():
-        found = scan(path, keep=lambda name: name in CHECKED_JSON)
+        found = scan(path, keep=lambda name: name in READ_JSON)
         spec = check_contents(found.names, lambda name: found.kept[name], str(path))
     else:
         raise FileNotFoundError(f"model artefact {path} does not exist")

@@ -155,6 +155,7 @@ def load_model(
         zeroshot=label_vectors,
         venue=venue,
         stack=stack,
+        check_papers=spec.check_papers,
         batch_size=batch_size or env_int("PETAL_INFERENCE_BATCH_SIZE", 32, minimum=1, maximum=1024),
     )
     apply_precision(model, precision or os.environ.get("PETAL_INFERENCE_PRECISION", "auto"))

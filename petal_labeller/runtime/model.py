@@ -39,6 +39,8 @@ class LoadedModel:
     zeroshot: np.ndarray | None = None  # (labels, dim) label-name embeddings
     venue: VenueScorer | None = None
     stack: StackCombiner | None = None
+    #: check_papers.json's real papers for the precision check (None: an older artefact).
+    check_papers: list[dict[str, Any]] | None = None
     precision: str = "fp32"
     batch_size: int = 32
     label_ids: list[str] = field(init=False)

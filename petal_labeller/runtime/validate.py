@@ -1,5 +1,9 @@
 """The one artefact check, run before anything loads: files, sizes, runtime format, JSON.
 
+The optional check_papers.json (real papers for the precision check) is checked
+too wherever it is present: the artefact is outside input, and these papers are
+fed to the model at load.
+
 Every loading path (predict, evaluate, serve, the SageMaker handlers, the local
 backend) and the cheap pre-run check (`model/artefact.verify_artefact`) call
 `check_contents`, so no path loads what another would refuse. It reads only the
@@ -17,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from petal_labeller.papers import PaperError
 from petal_labeller.runtime.errors import ArtefactError
+from petal_labeller.runtime.text import validate_paper
 
 #: Which runtime an artefact was written for. Bump it when this runtime can no
 #: longer read what an earlier one wrote (or an older one could not read ours).
@@ -45,6 +51,18 @@ CHECKED_JSON = (RUNTIME_FILE, "labeller.json", "labels.json", "thresholds.json")
 #: No JSON file of ours comes near this (tfidf.json, the largest, is a few MB).
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_LABELS = 10_000
+#: Optional: real papers written at training time that the precision check scores
+#: (runtime/precision.py). An artefact without it is still whole (older ones lack it).
+CHECK_PAPERS_FILE = "check_papers.json"
+#: Bounds on it: a handful of papers, each field at most a 512-token model's text
+#: (512 x CHARS_PER_TOKEN_BOUND characters); the bytes bound covers that in UTF-8.
+MAX_CHECK_PAPERS = 64
+MAX_CHECK_FIELD_CHARS = 8192
+MAX_CHECK_VENUES = 8
+MAX_CHECK_PAPERS_BYTES = 4 * 1024 * 1024
+CHECK_PAPER_FIELDS = ("title", "abstract", "venue")
+#: Every JSON file the check reads when present (the required ones and the optional one).
+READ_JSON = (*CHECKED_JSON, CHECK_PAPERS_FILE)
 COMBINERS = ("blend", "stack")
 POOLINGS = ("mean", "cls", "pooler")
 
@@ -56,6 +74,8 @@ class ArtefactSpec:
     settings: dict[str, Any]
     labels: list[dict[str, Any]]
     thresholds: np.ndarray
+    #: check_papers.json's papers, checked; None where the artefact has none.
+    check_papers: list[dict[str, Any]] | None = None
 
     @property
     def stacked(self) -> bool:
@@ -201,6 +221,45 @@ def check_settings(settings: Any) -> dict[str, Any]:
     return settings
 
 
+def check_paper_records(data: bytes, source: str) -> list[dict[str, Any]]:
+    """check_papers.json: a non-empty list of at most MAX_CHECK_PAPERS paper objects with
+    only title, abstract (strings) and venue (a string or a few), each of bounded length,
+    and valid as papers (runtime.text.validate_paper: no NUL, no lone surrogate, not empty)."""
+    where = f"model artefact {source}: {CHECK_PAPERS_FILE}"
+    if len(data) > MAX_CHECK_PAPERS_BYTES:
+        raise ArtefactError(f"{where} exceeds {MAX_CHECK_PAPERS_BYTES} bytes")
+    papers = parse_json(data, CHECK_PAPERS_FILE, source)
+    if not isinstance(papers, list) or not papers:
+        raise ArtefactError(f"{where}: expected a non-empty JSON list of paper objects")
+    if len(papers) > MAX_CHECK_PAPERS:
+        raise ArtefactError(f"{where}: {len(papers)} papers exceed {MAX_CHECK_PAPERS}")
+    for index, paper in enumerate(papers):
+        _check_paper(paper, f"{where}: record {index}")
+    return papers
+
+
+def _check_paper(paper: Any, where: str) -> None:
+    if not isinstance(paper, dict):
+        raise ArtefactError(f"{where} must be a JSON object, not {type(paper).__name__}")
+    unknown = sorted(set(paper) - set(CHECK_PAPER_FIELDS))
+    if unknown:
+        raise ArtefactError(f"{where}: unexpected fields {unknown[:5]}")
+    venue = paper.get("venue")
+    if isinstance(venue, list) and len(venue) > MAX_CHECK_VENUES:
+        raise ArtefactError(f"{where}: field 'venue' has more than {MAX_CHECK_VENUES} names")
+    texts = [("title", paper.get("title")), ("abstract", paper.get("abstract"))]
+    texts += [("venue", name) for name in (venue if isinstance(venue, list) else [venue])]
+    for name, value in texts:
+        if isinstance(value, str) and len(value) > MAX_CHECK_FIELD_CHARS:
+            raise ArtefactError(
+                f"{where}: field {name!r} is longer than {MAX_CHECK_FIELD_CHARS} characters"
+            )
+    try:
+        validate_paper(paper)  # the paper checks inference applies: types, NUL, surrogates
+    except PaperError as exc:
+        raise ArtefactError(f"{where}: {exc}") from None
+
+
 def needed_files(settings: dict[str, Any]) -> list[str]:
     """Every file this artefact's settings make loading read."""
     scorers = settings.get("scorers", {"head": 1.0})
@@ -218,6 +277,7 @@ def needed_files(settings: dict[str, Any]) -> list[str]:
 
 def check_contents(names: set[str], read: Callable[[str], bytes], source: str) -> ArtefactSpec:
     """The check itself, over an artefact's file names and a reader of its small files."""
+    read = _bounded_reader(read, source)
     missing = [name for name in CHECKED_JSON if name not in names]
     if missing:
         raise ArtefactError(f"model artefact {source}: missing file {', '.join(missing)}")
@@ -231,7 +291,23 @@ def check_contents(names: set[str], read: Callable[[str], bytes], source: str) -
     thresholds = parse_thresholds(
         parse_json(read("thresholds.json"), "thresholds.json", source), label_ids
     )
-    return ArtefactSpec(settings=settings, labels=labels, thresholds=thresholds)
+    check_papers = None
+    if CHECK_PAPERS_FILE in names:
+        check_papers = check_paper_records(read(CHECK_PAPERS_FILE), source)
+    return ArtefactSpec(settings, labels, thresholds, check_papers)
+
+
+def _bounded_reader(read: Callable[[str], bytes], source: str) -> Callable[[str], bytes]:
+    """A scan keeps only members up to archive.KEEP_BYTES: one it did not keep is too large
+    (a KeyError otherwise, which no caller expects of a hostile artefact)."""
+
+    def bounded(name: str) -> bytes:
+        try:
+            return read(name)
+        except KeyError:
+            raise ArtefactError(f"model artefact {source}: {name} is too large to read") from None
+
+    return bounded
 
 
 def check_folder(model_dir: Path) -> ArtefactSpec:
@@ -244,10 +320,9 @@ def check_folder(model_dir: Path) -> ArtefactSpec:
 
     def read(name: str) -> bytes:
         path = model_dir / name
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise ArtefactError(
-                f"model artefact {model_dir}: {name} exceeds {MAX_JSON_BYTES} bytes"
-            )
+        limit = MAX_CHECK_PAPERS_BYTES if name == CHECK_PAPERS_FILE else MAX_JSON_BYTES
+        if path.stat().st_size > limit:  # refused before a byte is read
+            raise ArtefactError(f"model artefact {model_dir}: {name} exceeds {limit} bytes")
         return path.read_bytes()
 
     if not model_dir.is_dir():

@@ -22,9 +22,17 @@ from petal_labeller.cli import main
 from petal_labeller.model.artefact import load_model, pack, unpack, verify_artefact
 from petal_labeller.model.predict import predict_file
 from petal_labeller.runtime import archive
+from petal_labeller.runtime.cache import cached_artefact
 from petal_labeller.runtime.errors import ArtefactError, UnsafeArtefactError
 from petal_labeller.runtime.handlers import model_fn
-from petal_labeller.runtime.validate import check_label_records, runtime_record
+from petal_labeller.runtime.validate import (
+    MAX_CHECK_FIELD_CHARS,
+    MAX_CHECK_PAPERS,
+    MAX_CHECK_PAPERS_BYTES,
+    check_folder,
+    check_label_records,
+    runtime_record,
+)
 from petal_labeller.sagemaker.serve import load_model as serve_load_model
 from petal_labeller.taxonomy import Label, Taxonomy
 
@@ -329,3 +337,79 @@ def test_thresholds_must_be_numbers_in_range(tmp_path, thresholds, message):
     folder = skeleton(tmp_path / "model", thresholds=thresholds)
     with pytest.raises(ArtefactError, match=message):
         model_fn(folder)
+
+
+# The optional check papers (runtime/precision.py): checked wherever they are present --
+def with_check_papers(folder: Path, data: bytes) -> Path:
+    (folder / "check_papers.json").write_bytes(data)
+    return folder
+
+
+GOOD_CHECK = [{"title": "Shark skin", "abstract": "Riblets cut drag.", "venue": ["Nature"]}]
+LONG = "x" * (MAX_CHECK_FIELD_CHARS + 1)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"x" * (MAX_CHECK_PAPERS_BYTES + 1), "check_papers.json exceeds"),
+        (json.dumps([{"title": "t"}] * (MAX_CHECK_PAPERS + 1)).encode(), "papers exceed"),
+        (b"[]", "non-empty JSON list"),
+        (b'{"title": "t"}', "non-empty JSON list"),
+        (b'[{"title": "t"}, "a string"]', "record 1 must be a JSON object, not str"),
+        (json.dumps([{"title": LONG}]).encode(), "record 0: field 'title' is longer than"),
+        (json.dumps([{"title": "t", "venue": [LONG]}]).encode(), "field 'venue' is longer"),
+        (json.dumps([{"title": "t", "venue": ["v"] * 9}]).encode(), "more than 8 names"),
+        (json.dumps([{"title": 7}]).encode(), "record 0: field 'title' must be a string"),
+        (json.dumps([{"title": "t", "doi": "10.1/x"}]).encode(), "unexpected fields \\['doi'\\]"),
+        (json.dumps([{"title": " ", "abstract": None}]).encode(), "both empty"),
+        (b'[{"title": "a\\u0000b"}]', "NUL"),
+        (b'[{"title": NaN}]', "check_papers.json is not valid JSON: NaN"),
+        (b'[{"title": "t"}', "check_papers.json is not valid JSON"),
+        (b"[" * 100_000, "check_papers.json is nested too deeply"),
+    ],
+    ids=[
+        "oversized", "too-many", "empty", "not-a-list", "not-an-object", "long-title",
+        "long-venue", "many-venues", "number-title", "extra-field", "empty-paper", "nul",
+        "nan", "bad-json", "deep",
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["handlers", "evaluate", "serve", "verify", "cache"])
+def test_every_loading_path_refuses_bad_check_papers_naming_the_file(
+    tmp_path, payload, message, path
+):
+    folder = with_check_papers(skeleton(tmp_path / "model"), payload)
+    tar_path = pack_unchecked(folder, tmp_path / "model.tar.gz")
+
+    def cached() -> None:
+        with cached_artefact(tar_path, tmp_path / "cache"):
+            pass
+
+    load = {
+        "handlers": lambda: model_fn(folder),
+        "evaluate": lambda: load_model(tar_path),
+        "serve": lambda: serve_load_model(tar_path),
+        "verify": lambda: verify_artefact(tar_path, TREE),
+        "cache": cached,
+    }[path]
+    with pytest.raises(ArtefactError, match=message) as refused:
+        load()
+    assert "check_papers.json" in str(refused.value)
+    built = [entry for entry in (tmp_path / "cache").glob("*") if len(entry.name) == 64]
+    assert not built, "no cache entry is made of a refused artefact"
+
+
+def test_good_check_papers_pass_the_check_and_none_is_fine_too(tmp_path):
+    folder = with_check_papers(skeleton(tmp_path / "with"), json.dumps(GOOD_CHECK).encode())
+    assert check_folder(folder).check_papers == GOOD_CHECK
+    assert check_folder(skeleton(tmp_path / "without")).check_papers is None
+    tar_path = pack_unchecked(folder, tmp_path / "model.tar.gz")
+    verify_artefact(tar_path, TREE)
+
+
+def test_a_member_too_large_to_keep_is_refused_by_name_not_a_key_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "KEEP_BYTES", 1024)  # above every other file here
+    folder = with_check_papers(skeleton(tmp_path / "model"), json.dumps(GOOD_CHECK * 40).encode())
+    tar_path = pack_unchecked(folder, tmp_path / "model.tar.gz")
+    with pytest.raises(ArtefactError, match=r"check_papers\.json is too large to read"):
+        verify_artefact(tar_path, TREE)
