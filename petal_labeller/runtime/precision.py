@@ -58,7 +58,16 @@ def check_precision(requested: str) -> str:
 
 
 def check_papers(model: Any) -> list[dict[str, Any]]:
-    """The artefact's own check papers: label path names, short and run together."""
+    """The artefact's real check papers (check_papers.json, checked at load), or for an
+    artefact written before them, its label-name papers."""
+    real = getattr(model, "check_papers", None)
+    if real:
+        return [dict(paper) for paper in real]
+    return label_name_papers(model)
+
+
+def label_name_papers(model: Any) -> list[dict[str, Any]]:
+    """Check papers from labels.json alone: label path names, short and run together."""
     names = dict(zip(model.label_ids, map(_name, model.labels), strict=True))
     paths = []
     for column, label_id in enumerate(model.label_ids):

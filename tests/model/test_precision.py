@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 
 import pytest
 
@@ -12,28 +14,63 @@ from petal_labeller.runtime.precision import (
     CHECK_LIMIT,
     LONG_CHECK_PAPERS,
     check_papers,
+    label_name_papers,
     native_bf16,
     score_drift,
     verified_precision,
 )
-from petal_labeller.runtime.text import validate_paper
+from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, validate_paper
+from petal_labeller.runtime.validate import CHECK_PAPERS_FILE, check_paper_records
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_tar, tmp_path_factory):
-    return handlers.model_fn(unpack(tiny_model_tar, tmp_path_factory.mktemp("m")), "fp32")
+def folder(tiny_model_tar, tmp_path_factory):
+    return unpack(tiny_model_tar, tmp_path_factory.mktemp("m"))
 
 
 @pytest.fixture(scope="module")
-def drift(model):
-    """bf16's largest move on the check papers (bf16 is emulated where the CPU lacks it: slow)."""
-    return score_drift(model, "bf16", check_papers(model))
+def model(folder):
+    return handlers.model_fn(folder, "fp32")
 
 
-def test_check_papers_are_the_artefacts_label_paths_short_and_at_full_length(model):
-    papers = check_papers(model)
+@pytest.fixture(scope="module")
+def written(folder):
+    """The real papers training wrote into the artefact."""
+    return json.loads((folder / CHECK_PAPERS_FILE).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def drift(model, written):
+    """bf16's largest move on the written check papers (emulated where the CPU lacks bf16)."""
+    return score_drift(model, "bf16", written)
+
+
+def test_a_trained_artefact_carries_real_check_papers_and_the_guard_reads_them(
+    model, written, tiny_training_data
+):
+    papers_path, _ = tiny_training_data
+    shared = [json.loads(line) for line in papers_path.read_text(encoding="utf-8").splitlines()]
+    titles = {paper["title"] for paper in shared}
+    assert written and all(paper["title"] in titles for paper in written), "real papers"
+    assert all(set(paper) <= {"title", "abstract", "venue"} for paper in written)
+    limit = model.max_length * CHARS_PER_TOKEN_BOUND
+    assert all(len(paper.get("abstract") or "") <= limit for paper in written)
+    assert check_paper_records(json.dumps(written).encode(), "test") == written
+    assert check_papers(model) == written
+
+
+def test_an_artefact_without_check_papers_loads_and_falls_back_to_label_names(folder, tmp_path):
+    older = shutil.copytree(folder, tmp_path / "older")
+    (older / CHECK_PAPERS_FILE).unlink()
+    model = handlers.model_fn(older, "fp32")
+    assert model.check_papers is None
+    assert check_papers(model) == label_name_papers(model)
+
+
+def test_label_name_papers_are_the_label_paths_short_and_at_full_length(model):
+    papers = label_name_papers(model)
     assert len(papers) == len(model.label_ids) + LONG_CHECK_PAPERS
     assert all(validate_paper(p) is p for p in papers)
     assert " > " in papers[len(model.label_ids) - 1]["title"], "child labels carry their path"
@@ -45,6 +82,8 @@ def test_bf16_that_moves_scores_past_the_limit_falls_back_to_fp32_with_a_log_lin
     model, drift, caplog
 ):
     assert 0 < drift < 1, "bf16 really ran and really moved the scores a little"
+    names = score_drift(model, "bf16", label_name_papers(model))
+    assert f"{names:.4f}" != f"{drift:.4f}", "the log line below tells which papers were scored"
     assert model.precision == "fp32", "measuring leaves the model as it was"
     with caplog.at_level(logging.WARNING, logger="petal_labeller.runtime.precision"):
         assert verified_precision(model, "bf16", limit=drift) == "fp32"
