@@ -17,9 +17,10 @@ Layout (SageMaker's: the tar root becomes `/opt/ml/model`):
     thresholds.json                     {"global": t, "per_label": {...}}
     metrics.json                        validation metrics and learning curve
     model_card.json                     version, base model, data sha256, date, metrics, config
-    check_papers.json                   optional: up to 64 real papers (title, abstract, venue)
-                                        the runtime scores at fp32 and bf16 before `auto`
-                                        keeps bf16 (train.check_papers, runtime/precision.py)
+    check_papers.json                   optional: up to 64 real papers (title, abstract, venue),
+                                        the training papers bf16 moves most, which the runtime
+                                        scores at fp32 and bf16 before `auto` keeps bf16
+                                        (model/checks.py, runtime/precision.py)
 
 No code: the installed `petal_labeller.runtime` labels with it, and refuses it
 unless runtime.json names the runtime format it reads (see runtime/__init__.py).

@@ -5,9 +5,8 @@ stacking.py); `save_model` writes the files every artefact has around the
 recipe's own; `train_artefact` is the whole job behind `petal model train`, the
 SageMaker training entry point and the `petal_train_model` DAG.
 
-`check_papers` picks the real papers the artefact carries for the runtime's
-precision check (runtime/precision.py): a fast precision is kept only if it
-moves no score of these papers too far.
+The artefact also carries real check papers for the runtime's precision check
+(checks.py, written from the saved model so they are measured on what serves).
 """
 
 from __future__ import annotations
@@ -19,16 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from petal_labeller.model.artefact import ARTEFACT_NAME, add_runtime_record, pack, write_json
+from petal_labeller.model.checks import write_check_papers
 from petal_labeller.model.config import TrainConfig
 from petal_labeller.model.data import LabelledPaper, file_sha256, load_labelled
 from petal_labeller.model.recipes import TrainedModel, recipe_for
-from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, paper_venues
-from petal_labeller.runtime.validate import (
-    CHECK_PAPERS_FILE,
-    MAX_CHECK_FIELD_CHARS,
-    MAX_CHECK_PAPERS,
-    MAX_CHECK_VENUES,
-)
 from petal_labeller.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -45,51 +38,8 @@ def fit(
     return recipe_for(config).fit(papers, taxonomy, config, progress)
 
 
-#: How many check papers an artefact carries: enough to span short and long papers
-#: and many labels, few enough that scoring them twice at load takes about a second.
-CHECK_PAPERS = 32
-
-
-def check_papers(
-    papers: list[LabelledPaper], max_length: int, count: int = CHECK_PAPERS
-) -> list[dict[str, Any]]:
-    """`count` training papers spread evenly over text length (ties by line): title,
-    abstract and venue only, each cut to what the model reads.
-
-    Every recipe refits on all papers, so none is held out; these are papers the
-    model was trained on. Still a fair check: it compares the same model at two
-    precisions on real text, which is what the precision moves (the kNN's
-    neighbours of a real paper are real papers, unlike label names, which sit
-    far from all of them, where near ties in the top k exaggerate bf16's drift).
-    docs/benchmarks.md has the drift of these papers against all 996.
-    """
-    count = min(count, MAX_CHECK_PAPERS, len(papers))
-    if count <= 0:
-        return []
-    max_chars = min(max_length * CHARS_PER_TOKEN_BOUND, MAX_CHECK_FIELD_CHARS)
-    order = sorted(papers, key=lambda p: (len(p.record.get("abstract") or ""), p.line))
-    chosen = [order[(2 * k + 1) * len(order) // (2 * count)] for k in range(count)]
-    records = []
-    for paper in chosen:
-        record = {
-            name: paper.record[name].strip()[:max_chars]
-            for name in ("title", "abstract")
-            if isinstance(paper.record.get(name), str) and paper.record[name].strip()
-        }
-        venues = [v.strip()[:max_chars] for v in paper_venues(paper.record) if v.strip()]
-        if venues:
-            record["venue"] = venues[:MAX_CHECK_VENUES]
-        records.append(record)
-    return records
-
-
-def save_model(
-    trained: TrainedModel,
-    model_dir: Path,
-    card: dict[str, Any],
-    check: list[dict[str, Any]] | None = None,
-) -> Path:
-    """Write the artefact folder (see artefact.py for the layout); `check`: its check papers."""
+def save_model(trained: TrainedModel, model_dir: Path, card: dict[str, Any]) -> Path:
+    """Write the artefact folder (see artefact.py for the layout)."""
     from petal_labeller.model.weights import save_encoder
 
     model = trained.model
@@ -101,8 +51,6 @@ def save_model(
     metrics = {"validation": trained.validation, "history": trained.history, **trained.tuning}
     write_json(model_dir / "metrics.json", metrics)
     write_json(model_dir / "model_card.json", {**card, "metrics": trained.validation})
-    if check:
-        write_json(model_dir / CHECK_PAPERS_FILE, check)
     add_runtime_record(model_dir)
     return model_dir
 
@@ -155,8 +103,8 @@ def train_artefact(
     trained = fit(papers, taxonomy, config, progress=progress)
     card = model_card(trained, papers, taxonomy, (papers_path, taxonomy_path), version)
     with tempfile.TemporaryDirectory(prefix="petal-artefact-", dir=output_dir) as staging:
-        check = check_papers(papers, trained.model.max_length)
-        save_model(trained, Path(staging), card, check)
+        save_model(trained, Path(staging), card)
+        write_check_papers(Path(staging), papers)
         tar_path = pack(staging, output_dir / ARTEFACT_NAME)
     if report:
         from petal_labeller.model.report import write_training_report

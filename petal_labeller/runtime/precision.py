@@ -88,8 +88,8 @@ def _name(label: dict[str, Any]) -> str:
     return (name if isinstance(name, str) and name.strip() else str(label["id"]))[:MAX_NAME_CHARS]
 
 
-def score_drift(model: Any, precision: str, papers: list[dict[str, Any]]) -> float:
-    """Largest change of any score of any label between fp32 and `precision` on `papers`."""
+def paper_drift(model: Any, precision: str, papers: list[dict[str, Any]]) -> np.ndarray:
+    """Each paper's largest change of any label's score between fp32 and `precision`."""
     kept = model.precision
     try:
         model.precision = "fp32"
@@ -98,7 +98,13 @@ def score_drift(model: Any, precision: str, papers: list[dict[str, Any]]) -> flo
         fast = model.score(papers)
     finally:
         model.precision = kept
-    return float(np.abs(fast - exact).max()) if exact.size else 0.0
+    return np.abs(fast - exact).max(axis=1) if exact.size else np.zeros(len(papers))
+
+
+def score_drift(model: Any, precision: str, papers: list[dict[str, Any]]) -> float:
+    """Largest change of any score of any label between fp32 and `precision` on `papers`."""
+    moved = paper_drift(model, precision, papers)
+    return float(moved.max()) if moved.size else 0.0
 
 
 def verified_precision(model: Any, precision: str, limit: float = CHECK_LIMIT) -> str:

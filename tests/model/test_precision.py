@@ -9,6 +9,9 @@ import shutil
 import pytest
 
 from petal_labeller.model.artefact import unpack
+from petal_labeller.model.checks import MAX_SCANNED, check_record, spread
+from petal_labeller.model.checks import check_papers as pick_check_papers
+from petal_labeller.model.data import load_labelled
 from petal_labeller.runtime import handlers
 from petal_labeller.runtime.precision import (
     CHECK_LIMIT,
@@ -21,6 +24,7 @@ from petal_labeller.runtime.precision import (
 )
 from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND, validate_paper
 from petal_labeller.runtime.validate import CHECK_PAPERS_FILE, check_paper_records
+from petal_labeller.taxonomy import Taxonomy
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +63,40 @@ def test_a_trained_artefact_carries_real_check_papers_and_the_guard_reads_them(
     assert all(len(paper.get("abstract") or "") <= limit for paper in written)
     assert check_paper_records(json.dumps(written).encode(), "test") == written
     assert check_papers(model) == written
+
+
+@pytest.fixture(scope="module")
+def papers(tiny_training_data):
+    papers_path, taxonomy_path = tiny_training_data
+    return load_labelled(papers_path, Taxonomy.load(taxonomy_path))
+
+
+def test_check_papers_are_the_ones_bf16_moves_most(model, papers):
+    chosen = pick_check_papers(model, papers, count=4)
+    assert chosen == pick_check_papers(model, papers, count=4), "deterministic"
+    assert len({p["title"] for p in chosen}) == 4
+    limit = model.max_length * CHARS_PER_TOKEN_BOUND
+    every = [check_record(p, limit) for p in papers]
+    assert all(p in every for p in chosen), "real papers, cut as the model reads them"
+    worst = score_drift(model, "bf16", every)
+    assert score_drift(model, "bf16", chosen) == pytest.approx(worst, rel=0.05), "the worst is in"
+    handful = [check_record(p, limit) for p in spread(papers, 4)]
+    assert score_drift(model, "bf16", handful) < worst, "unlike a spread-out handful"
+
+
+def test_spread_covers_short_to_long_abstracts_and_check_records_hold_no_more():
+    from petal_labeller.model.data import LabelledPaper
+
+    many = [
+        LabelledPaper(i, {"title": f"T{i}", "abstract": "w" * i, "doi": "10.1/x"}, ("move",))
+        for i in range(1, MAX_SCANNED + 50)
+    ]
+    picked = spread(many, 4)
+    lengths = [len(p.record["abstract"]) for p in picked]
+    assert lengths == sorted(set(lengths)), "four different lengths, short to long"
+    assert lengths[0] < len(many) / 4 and lengths[-1] > 3 * len(many) / 4, "both ends"
+    assert len(spread(many, MAX_SCANNED + 1000)) == len(many), "at most all"
+    assert check_record(many[99], 10) == {"title": "T100", "abstract": "w" * 10}, "no DOI"
 
 
 def test_an_artefact_without_check_papers_loads_and_falls_back_to_label_names(folder, tmp_path):

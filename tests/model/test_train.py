@@ -10,9 +10,8 @@ from click.testing import CliRunner
 
 from petal_labeller.cli import main
 from petal_labeller.model.data import load_labelled
-from petal_labeller.model.train import check_papers, fit, save_model
+from petal_labeller.model.train import fit, save_model
 from petal_labeller.runtime import handlers as inference
-from petal_labeller.runtime.text import CHARS_PER_TOKEN_BOUND
 from petal_labeller.runtime.validate import RUNTIME_FORMAT
 from petal_labeller.sagemaker.train import run as sagemaker_train
 from petal_labeller.taxonomy import Taxonomy
@@ -119,18 +118,3 @@ def test_cli_refuses_a_wrong_preset(tiny_training_data, tmp_path):
          "--output", str(tmp_path), "--preset", "best"],
     )  # fmt: skip
     assert result.exit_code == 2 and "unknown preset 'best'" in result.output
-
-
-def test_check_papers_are_a_few_real_papers_spread_over_length_and_cut_to_the_model(
-    tiny_training_data,
-):
-    papers_path, taxonomy_path = tiny_training_data
-    papers = load_labelled(papers_path, Taxonomy.load(taxonomy_path))
-    chosen = check_papers(papers, max_length=8, count=4)
-    assert chosen == check_papers(papers, max_length=8, count=4), "deterministic"
-    assert len(chosen) == 4 and len({p["title"] for p in chosen}) == 4
-    assert all(set(p) <= {"title", "abstract", "venue"} for p in chosen), "no DOI, no labels"
-    assert all(len(p["title"]) <= 8 * CHARS_PER_TOKEN_BOUND for p in chosen)
-    lengths = sorted(len(p.record.get("abstract") or "") for p in papers)
-    assert min(map(len, (p.get("abstract", "") for p in chosen))) < lengths[len(lengths) // 2]
-    assert len(check_papers(papers, max_length=8, count=1000)) == len(papers), "at most all"
