@@ -1,9 +1,15 @@
 """Check the sagemaker backend's configuration before a run creates anything.
 
-A missing Variable or region is not a transient fault: retrying it three times
-and then failing the cleanup too (nothing to clean, no region to clean it in)
-cost ten minutes and two alerts. The first task of each flow calls
+A missing Variable, region or credentials is not a transient fault: retrying it
+three times and then failing the cleanup too (nothing to clean, no region to
+clean it in) cost ten minutes and two alerts. The first task of each flow calls
 `sagemaker_problems` and fails at once, naming everything that is missing.
+
+Credentials are looked for where the provider's hook looks, without calling AWS:
+keys in the connection, else botocore's own chain (environment, shared files and
+profile, container and instance metadata) for the base session a role is
+assumed from. Whether AWS accepts them is left to the first real call, whose
+errors the provider reports.
 """
 
 from __future__ import annotations
@@ -38,6 +44,33 @@ def _region(aws_conn_id: str) -> str | None:
     return region or boto3.session.Session().region_name or os.environ.get("AWS_REGION")
 
 
+def _connection(aws_conn_id: str):
+    """The provider's view of the connection (an empty one where none is defined)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    try:
+        return AwsGenericHook(aws_conn_id=aws_conn_id, client_type="sts").conn_config
+    except Exception:  # a malformed connection: the region check names the connection
+        return None
+
+
+def _has_credentials(aws_conn_id: str) -> bool:
+    """Whether the hook would find credentials to sign with (no AWS call is made)."""
+    import boto3
+
+    config = _connection(aws_conn_id)
+    if config is not None:
+        if config.aws_access_key_id and config.aws_secret_access_key:
+            return True
+        if config.role_arn and config.assume_role_method == "assume_role_with_web_identity":
+            return True  # the web identity token is the base credential, read by the hook
+    profile = config.profile_name if config is not None else None
+    try:
+        return boto3.session.Session(profile_name=profile).get_credentials() is not None
+    except Exception:  # an unknown profile or unreadable config is no credentials either
+        return False
+
+
 def sagemaker_problems(required: Iterable[str], aws_conn_id: str = AWS_CONN_ID) -> list[str]:
     """What stops the sagemaker backend from running, one line each; empty when ready."""
     problems = []
@@ -55,5 +88,10 @@ def sagemaker_problems(required: Iterable[str], aws_conn_id: str = AWS_CONN_ID) 
         problems.append(
             f"no AWS region: set region_name in the extra of connection {aws_conn_id!r} "
             "(or AWS_DEFAULT_REGION on the workers)"
+        )
+    if not _has_credentials(aws_conn_id):
+        problems.append(
+            f"no AWS credentials: connection {aws_conn_id!r} has no keys and none were found "
+            "in the workers' environment, shared credential files or instance metadata"
         )
     return problems

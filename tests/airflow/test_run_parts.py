@@ -70,9 +70,7 @@ def test_sagemaker_check_names_everything_missing(monkeypatch, tmp_path):
     from petal_labeller.airflow import variables
     from petal_labeller.airflow.config_check import sagemaker_problems
 
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    _no_aws_anywhere(monkeypatch, tmp_path)
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
     monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_ROLE", "not-a-role")
 
@@ -83,6 +81,7 @@ def test_sagemaker_check_names_everything_missing(monkeypatch, tmp_path):
     assert "'petal_sagemaker_image' is not set" in text
     assert "'not-a-role' is not an IAM role ARN" in text
     assert "no AWS region" in text
+    assert "no AWS credentials" in text
 
     monkeypatch.setenv("AIRFLOW_VAR_PETAL_S3_BUCKET", "bucket")
     monkeypatch.setenv(
@@ -90,4 +89,52 @@ def test_sagemaker_check_names_everything_missing(monkeypatch, tmp_path):
     )
     monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_ROLE", "arn:aws:iam::123456789012:role/p")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert sagemaker_problems(variables.LABELLING_SAGEMAKER) == ["no AWS credentials: "
+        "connection 'aws_default' has no keys and none were found in the workers' "
+        "environment, shared credential files or instance metadata"]  # fmt: skip
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA" + "TESTKEY0000000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
     assert sagemaker_problems(variables.LABELLING_SAGEMAKER) == []
+
+
+def _no_aws_anywhere(monkeypatch, tmp_path) -> None:
+    """No region, no credentials: no environment, no files, no instance metadata."""
+    for name in (
+        "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.parametrize(
+    ("extra", "login", "missing"),
+    [
+        ({"region_name": "eu-west-1"}, ("AKIA" + "CONNKEY000000000", "secret"), False),
+        ({"region_name": "eu-west-1", "role_arn": "arn:aws:iam::123456789012:role/a"}, None,
+         True),
+        ({"region_name": "eu-west-1", "profile_name": "no-such-profile"}, None, True),
+    ],
+)  # fmt: skip
+def test_credentials_are_looked_for_where_the_hook_looks(
+    monkeypatch, tmp_path, extra, login, missing
+):
+    """Keys in the connection count; a role to assume needs base credentials to assume it
+    with; an unknown profile is no credentials (not a crash)."""
+    from petal_labeller.airflow.config_check import sagemaker_problems
+
+    _no_aws_anywhere(monkeypatch, tmp_path)
+    connection = {"conn_type": "aws", "extra": extra}
+    if login:
+        connection.update(login=login[0], password=login[1])
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+
+    problems = sagemaker_problems([])
+
+    assert [p for p in problems if "region" in p] == []
+    assert any(p.startswith("no AWS credentials") for p in problems) is missing
+    assert not any("secret" in p or "CONNKEY" in p for p in problems)
