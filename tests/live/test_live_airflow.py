@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from petal_labeller.airflow.defaults import default_args
 from petal_labeller.config import SHARED_DATA_DIR
 from tests.fixtures.airflow import TINY_TRAINING, write_unlabelled_papers
 from tests.live.conftest import CATCHUP_DAYS, TODAY, VIEWER, Airflow
@@ -346,3 +347,19 @@ def test_every_command_in_docs_airflow_md_works_as_written(
     )
     tis = live.task_instances(LABEL, done["dag_run_id"])
     assert done["state"] == "success" and tis["stage"]["state"] == "success"
+    # The docs' backfill goes on after its command returns; from the SageMaker block on
+    # its days run on the sagemaker backend with the docs' placeholder account, which
+    # has no credentials here: each fails at check_config at once (not after retries).
+    deadline = time.monotonic() + 300
+    while active := [r for r in live.runs(LABEL) if r["state"] in ("queued", "running")]:
+        assert time.monotonic() < deadline, active
+        time.sleep(3)
+    backfilled = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
+    for run in backfilled:
+        tis = live.task_instances(LABEL, run["dag_run_id"])
+        if run["state"] == "failed":  # at once: a retry would wait retry_delay first
+            assert [t for t, ti in tis.items() if ti["state"] == "failed"] == ["check_config"]
+            took = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(
+                run["start_date"]
+            )
+            assert took < default_args()["retry_delay"], (run, took)
