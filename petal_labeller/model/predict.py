@@ -73,7 +73,6 @@ def predict_file(
     """
     from petal_labeller.runtime.handlers import input_fn, model_fn, output_fn, predict_fn
     from petal_labeller.runtime.jsonlines import JSONLINES
-    from petal_labeller.runtime.memory import release_free_memory
 
     in_path, out_path = Path(in_jsonl), Path(out_jsonl)
     if model is None:
@@ -95,7 +94,6 @@ def predict_file(
                     log.warning("%s line %d: %s", in_path, line["line"], line["error"])
                 else:
                     summary.labelled += 1
-            release_free_memory()  # else RSS creeps up chunk by chunk (runtime/memory.py)
             if progress is not None:
                 progress(summary.lines)
     partial.replace(out_path)

@@ -23,6 +23,7 @@ from petal_labeller.runtime.jsonlines import (
     media_type,
     strict_line,
 )
+from petal_labeller.runtime.memory import release_free_memory
 from petal_labeller.runtime.text import check_paper_id, validate_paper
 
 
@@ -73,7 +74,10 @@ def input_fn(
 def predict_fn(data: list[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
     """Label every valid item in batches; bad items pass through as error lines."""
     good = [item for item in data if "record" in item]
-    predictions = iter(model.predict([item["record"] for item in good]))
+    try:
+        predictions = iter(model.predict([item["record"] for item in good]))
+    finally:
+        release_free_memory()  # else RSS creeps up batch by batch (runtime/memory.py)
     output = []
     for item in data:
         if "record" in item:

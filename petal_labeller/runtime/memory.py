@@ -1,4 +1,5 @@
-"""Give freed heap memory back to the operating system between inference chunks.
+"""Give freed heap memory back to the operating system after each inference batch
+(`handlers.predict_fn`, which `predict_file` and the serve container call a chunk at a time).
 
 Measured (docs/benchmarks.md, issue 15 item 4): labelling 5,120 papers with the
 production model in 256-line chunks, the process's RSS after each chunk crept

@@ -47,7 +47,6 @@ from starlette.routing import Route
 from petal_labeller.papers import LineError, decode_line
 from petal_labeller.runtime import handlers
 from petal_labeller.runtime.jsonlines import ANY_MEDIA, JSONLINES, JSONLINES_ALIASES, media_type
-from petal_labeller.runtime.memory import release_free_memory
 from petal_labeller.sagemaker.admission import CHUNK_LINES, Admission, Busy, ClientGone
 
 log = logging.getLogger(__name__)
@@ -223,10 +222,7 @@ def _chunks(model: Any, body: bytes, accept: str) -> list[Callable[[], str]]:
         def work() -> str:
             part = b"\n".join(lines[first : first + CHUNK_LINES])
             items = handlers.input_fn(part, JSONLINES, first_line=first + 1)
-            try:
-                return handlers.output_fn(handlers.predict_fn(items, model), accept)
-            finally:
-                release_free_memory()  # a long-lived server must not creep (runtime/memory.py)
+            return handlers.output_fn(handlers.predict_fn(items, model), accept)
 
         return work
 
