@@ -32,33 +32,29 @@ def _variable(name: str) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _region(aws_conn_id: str) -> str | None:
-    """The region the provider's hook would use: the connection's extra, else boto3's own."""
-    import boto3
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
-
-    try:
-        region = AwsGenericHook(aws_conn_id=aws_conn_id, client_type="sts").region_name
-    except Exception:  # no such connection: the hook falls back on boto3's chain
-        region = None
-    return region or boto3.session.Session().region_name or os.environ.get("AWS_REGION")
-
-
 def _connection(aws_conn_id: str):
-    """The provider's view of the connection (an empty one where none is defined)."""
+    """The provider's view of the connection (an empty one where none is defined); None
+    where it cannot be read, and the region and credentials checks then use boto3's own."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
     try:
         return AwsGenericHook(aws_conn_id=aws_conn_id, client_type="sts").conn_config
-    except Exception:  # a malformed connection: the region check names the connection
+    except Exception:  # a malformed connection: the checks below name the connection
         return None
 
 
-def _has_credentials(aws_conn_id: str) -> bool:
+def _region(config) -> str | None:
+    """The region the provider's hook would use: the connection's extra, else boto3's own."""
+    import boto3
+
+    region = config.region_name if config is not None else None
+    return region or boto3.session.Session().region_name or os.environ.get("AWS_REGION")
+
+
+def _has_credentials(config) -> bool:
     """Whether the hook would find credentials to sign with (no AWS call is made)."""
     import boto3
 
-    config = _connection(aws_conn_id)
     if config is not None:
         if config.aws_access_key_id and config.aws_secret_access_key:
             return True
@@ -84,12 +80,13 @@ def sagemaker_problems(required: Iterable[str], aws_conn_id: str = AWS_CONN_ID) 
     role = values.get(variables.ROLE)
     if role and not _ROLE.match(role):
         problems.append(f"Variable {variables.ROLE!r} = {role!r} is not an IAM role ARN")
-    if not _region(aws_conn_id):
+    config = _connection(aws_conn_id)
+    if not _region(config):
         problems.append(
             f"no AWS region: set region_name in the extra of connection {aws_conn_id!r} "
             "(or AWS_DEFAULT_REGION on the workers)"
         )
-    if not _has_credentials(aws_conn_id):
+    if not _has_credentials(config):
         problems.append(
             f"no AWS credentials: connection {aws_conn_id!r} has no keys and none were found "
             "in the workers' environment, shared credential files or instance metadata"
