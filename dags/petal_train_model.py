@@ -25,16 +25,22 @@ every paper with the new model.
 from __future__ import annotations
 
 from airflow.sdk import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
 
-from petal_labeller.airflow.defaults import dag_kwargs, start_date
+from petal_labeller.airflow.defaults import dag_kwargs
 from petal_labeller.airflow.training import training_flow, training_params
+
+_kwargs = dag_kwargs(__doc__, tags=["model"])
+# No start_date (as petal_label_papers): Airflow gives a manual run dated before a task's
+# start_date no tasks at all, so a retrain triggered with an earlier logical date would
+# "succeed" having trained nothing. Without catch-up the weekly schedule needs no start.
+_kwargs["default_args"]["start_date"] = None
 
 with DAG(
     dag_id="petal_train_model",
-    schedule="@weekly",
-    start_date=start_date(),
+    schedule=CronTriggerTimetable("@weekly", timezone="UTC"),
     catchup=False,
     params=training_params(),
-    **dag_kwargs(__doc__, tags=["model"]),
+    **_kwargs,
 ):
     training_flow()

@@ -92,6 +92,17 @@ def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
     assert dag.start_date is None and all(task.start_date is None for task in dag.tasks)
 
 
+def test_training_dag_is_weekly_without_a_start_date(dag_bag):
+    """A retrain triggered with any logical date runs its tasks (no start_date to be
+    dated before), and the scheduler still starts one run a week."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    dag = dag_bag.get_dag("petal_train_model")
+    assert isinstance(dag.timetable, CronTriggerTimetable) and dag.catchup is False
+    assert dag.timetable.summary == "0 0 * * 0"  # @weekly: Sundays, midnight UTC
+    assert dag.start_date is None and all(task.start_date is None for task in dag.tasks)
+
+
 def test_cleanup_tasks_are_teardowns_that_do_not_hide_a_failure(dag_bag):
     """Teardowns run whatever happened; left out of the run state, a failed run stays failed
     (a failing teardown still alerts through its own on_failure_callback)."""
@@ -113,21 +124,19 @@ def test_relabelling_runs_on_the_production_model_asset(dag_bag):
 
 PARSE_ONE_FILE = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys
     from airflow.dag_processing.dagbag import DagBag
-    started = time.perf_counter()
     bag = DagBag(sys.argv[1])
-    seconds = time.perf_counter() - started
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    print(json.dumps({"errors": bag.import_errors, "dags": bag.dag_ids, "seconds": seconds,
-                      "heavy": heavy[:5]}))
+    print(json.dumps({"errors": bag.import_errors, "dags": bag.dag_ids, "heavy": heavy[:5]}))
     """
 )
 
 
 @pytest.mark.parametrize("name", DAG_FILES)
 def test_parsing_a_dag_file_is_light(airflow_db, name):
-    """A fresh interpreter parses the file: no torch/transformers, and quickly."""
+    """A fresh interpreter parses the file without torch/transformers (the seconds a heavy
+    import costs at every parse); no timed assertion: parse time is load, not behaviour."""
     result = subprocess.run(
         [sys.executable, "-c", PARSE_ONE_FILE, str(DAGS_FOLDER / name)],
         capture_output=True,
@@ -139,5 +148,3 @@ def test_parsing_a_dag_file_is_light(airflow_db, name):
     assert report["errors"] == {}
     assert report["dags"]
     assert report["heavy"] == [], f"{name} imports {report['heavy']} at parse time"
-    # A loose guard, not a benchmark: a heavy import at parse time costs seconds.
-    assert report["seconds"] < 2.0, f"{name} took {report['seconds']:.2f}s to parse"
