@@ -100,19 +100,15 @@ def test_first_model_is_trained_and_evaluated_in_sagemaker_and_promoted(
 
 
 def test_the_gate_compares_both_models_as_scored_on_the_worker(
-    airflow_db, curated_database, petal_home, moto_sagemaker, tiny_model_tar, tmp_path,
-    monkeypatch,
+    airflow_db, curated_with_tiny_production, petal_home, moto_sagemaker, tiny_model_tar,
+    tmp_path, monkeypatch,
 ):  # fmt: skip
     """Scored in SageMaker, both models get the numbers the local path gives them."""
     from petal_labeller.pipeline.training import evaluate, export_training_set, quality_gate
-    from petal_labeller.store.models import register_model_version
     from petal_labeller.store.taxonomy import read_taxonomy
 
+    curated_database = curated_with_tiny_production
     with closing(connect(curated_database)) as conn:
-        register_model_version(
-            conn, "tiny", base_model="all-MiniLM-L6-v2", artefact_uri=str(tiny_model_tar),
-            promote=True,
-        )  # fmt: skip
         taxonomy = read_taxonomy(conn)
     # Keep a copy of each model the fake container is handed (the run deletes them all).
     served: dict[str, object] = {}

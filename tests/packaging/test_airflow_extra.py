@@ -17,7 +17,6 @@ import pytest
 
 from petal_labeller.pipeline.training import quality_gate
 from petal_labeller.store.connection import connect
-from petal_labeller.store.models import register_model_version
 from tests.fixtures.airflow import AWS_REGION, BUCKET, RUN_DATE_ISO, TINY_TRAINING
 from tests.fixtures.packaging import REPO_ROOT, venv_env
 
@@ -159,15 +158,11 @@ def test_a_sagemaker_labelling_run_completes_without_torch(
 
 
 def test_a_sagemaker_training_run_completes_without_torch(
-    airflow_venv, airflow_db, curated_database, tiny_model_tar, petal_home, moto_sagemaker,
+    airflow_venv, airflow_db, curated_with_tiny_production, petal_home, moto_sagemaker,
     tmp_path,
 ):  # fmt: skip
     """Training and both models' held-out transforms in SageMaker; the worker only scores."""
-    with closing(connect(curated_database)) as conn:
-        register_model_version(
-            conn, "tiny", base_model="all-MiniLM-L6-v2", artefact_uri=str(tiny_model_tar),
-            promote=True,
-        )  # fmt: skip
+    curated_database = curated_with_tiny_production
     conf = {"backend": "sagemaker", "model_version": "pkg-1", "train_options": TINY_TRAINING}
 
     summary, output = _dag_run(airflow_venv, tmp_path, conf, dag_id="petal_train_model")
