@@ -47,7 +47,7 @@ _SECRET_PATTERNS = (
 _COLUMNS = (
     "run_id, airflow_run_id, model_version, interval_start, interval_end, status, "
     "papers_selected, papers_labelled, labels_written, papers_rejected, error, "
-    "started_at, finished_at"
+    "started_at, finished_at, dry_run, labels_proposed, alert_status, alert_error"
 )
 
 
@@ -66,6 +66,10 @@ class LabellingRun:
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    dry_run: bool = False
+    labels_proposed: int | None = None  # what a dry run would have written
+    alert_status: str | None = None  # 'sent' / 'failed' once a failure alert was due
+    alert_error: str | None = None
 
 
 def _get(cur, run_id: str) -> LabellingRun | None:
