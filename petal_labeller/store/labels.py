@@ -16,9 +16,16 @@ API:
   leaves every table as it was.
 - `model_labels(conn, model_version=None, paper_id=None) -> list[tuple]`:
   `(paper_id, label_id, score, model_version, run_id)` sorted.
-- `export_papers(conn, *, curated_only=False) -> Iterator[dict]`: every paper in the
-  import format plus `labels` (curator ids, taxonomy order) and `predicted`
-  (`[{label, score, model_version}]`), streamed through a server-side cursor.
+- `export_papers(conn, *, curated_only=False, where=ExportFilter()) -> Iterator[dict]`:
+  papers in the import format plus `paper_id`, `labels` (curator ids, taxonomy order)
+  and `predicted` (`[{label, score, model_version, run_id}]`), streamed through a
+  server-side cursor; `where` narrows it to a run, a model version, an ingestion
+  window [since, until), one paper, at most `limit` papers.
+- `run_papers(conn, run_id, limit, offset)`, `count_run_papers(conn, run_id)`: the papers
+  whose labels a run wrote (still its own: a later run of the same version takes them
+  over), with those labels.
+- `paper_view(conn, paper_id) -> dict | None`: one paper with its curator labels and
+  every model's labels, scores, versions and runs.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import math
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -36,6 +45,8 @@ from petal_labeller.store.unit import StoreError, one_line, write_unit
 
 #: Rows fetched per round trip when exporting.
 EXPORT_BATCH = 1000
+#: Model label rows one paper's view reads at most (131 labels x many versions is plenty).
+PAPER_VIEW_LABELS = 2000
 
 
 @dataclass(frozen=True)
@@ -278,33 +289,45 @@ def curator_labels(conn: psycopg2.extensions.connection, paper_id: int) -> list[
         return [row[0] for row in cur.fetchall()]
 
 
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which papers an export writes; None means no restriction.
+
+    `run_id` and `model_version` keep the papers that run or version labelled, and only
+    its labels in `predicted`; `since`/`until` bound the ingestion time, [since, until).
+    """
+
+    run_id: str | None = None
+    model_version: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    paper_id: int | None = None
+    limit: int | None = None
+
+
 def export_papers(
-    conn: psycopg2.extensions.connection, *, curated_only: bool = False
+    conn: psycopg2.extensions.connection,
+    *,
+    curated_only: bool = False,
+    where: ExportFilter = ExportFilter(),  # frozen: safe to share
 ) -> Iterator[dict]:
-    """Every paper with its curator labels and model predictions, in paper id order."""
+    """Papers with their curator labels and model predictions, in paper id order."""
     cursor = conn.cursor(name=f"export_{uuid.uuid4().hex[:12]}")
     cursor.itersize = EXPORT_BATCH
+    params = {
+        "curated_only": curated_only,
+        "run": where.run_id,
+        "version": where.model_version,
+        "since": where.since,
+        "until": where.until,
+        "paper": where.paper_id,
+        "limit": where.limit,
+    }
     try:
-        cursor.execute(
-            """SELECT p.doi, p.title, p.abstract, p.venue, p.url,
-                   coalesce(curated.ids, '{}'), coalesce(predicted.items, '[]')
-               FROM papers p
-               LEFT JOIN LATERAL (
-                   SELECT array_agg(pl.label_id ORDER BY t.position) AS ids
-                   FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
-                   WHERE pl.paper_id = p.id AND pl.origin = 'curator') curated ON true
-               LEFT JOIN LATERAL (
-                   SELECT json_agg(json_build_object('label', pl.label_id, 'score', pl.score,
-                                                     'model_version', pl.model_version)
-                                   ORDER BY pl.model_version, pl.score DESC, pl.label_id) AS items
-                   FROM paper_labels pl
-                   WHERE pl.paper_id = p.id AND pl.origin = 'model') predicted ON true
-               WHERE NOT %s OR curated.ids IS NOT NULL
-               ORDER BY p.id""",
-            (curated_only,),
-        )
-        for doi, title, abstract, venue, url, labels, predicted in cursor:
+        cursor.execute(_EXPORT_SQL, params)
+        for paper_id, doi, title, abstract, venue, url, labels, predicted in cursor:
             yield {
+                "paper_id": paper_id,
                 "doi": doi,
                 "title": title,
                 "abstract": abstract,
@@ -316,3 +339,111 @@ def export_papers(
     finally:
         if not cursor.closed and not conn.closed:
             cursor.close()
+
+
+# Each filter is "parameter IS NULL OR condition", so one statement serves every export.
+_EXPORT_SQL = """
+    SELECT p.id, p.doi, p.title, p.abstract, p.venue, p.url,
+           coalesce(curated.ids, '{}'), coalesce(predicted.items, '[]')
+    FROM papers p
+    LEFT JOIN LATERAL (
+        SELECT array_agg(pl.label_id ORDER BY t.position) AS ids
+        FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+        WHERE pl.paper_id = p.id AND pl.origin = 'curator') curated ON true
+    LEFT JOIN LATERAL (
+        SELECT json_agg(json_build_object('label', pl.label_id, 'score', pl.score,
+                                          'model_version', pl.model_version,
+                                          'run_id', pl.run_id)
+                        ORDER BY pl.model_version, pl.score DESC, pl.label_id) AS items
+        FROM paper_labels pl
+        WHERE pl.paper_id = p.id AND pl.origin = 'model'
+          AND (%(version)s::text IS NULL OR pl.model_version = %(version)s)
+          AND (%(run)s::text IS NULL OR pl.run_id = %(run)s)) predicted ON true
+    WHERE (NOT %(curated_only)s OR curated.ids IS NOT NULL)
+      AND (%(paper)s::bigint IS NULL OR p.id = %(paper)s)
+      AND (%(since)s::timestamptz IS NULL OR p.ingested_at >= %(since)s)
+      AND (%(until)s::timestamptz IS NULL OR p.ingested_at < %(until)s)
+      AND (%(run)s::text IS NULL OR EXISTS (
+          SELECT 1 FROM paper_labelling l WHERE l.paper_id = p.id AND l.run_id = %(run)s))
+      AND (%(version)s::text IS NULL OR EXISTS (
+          SELECT 1 FROM paper_labelling l
+          WHERE l.paper_id = p.id AND l.model_version = %(version)s))
+    ORDER BY p.id
+    LIMIT %(limit)s"""
+
+
+def count_run_papers(conn: psycopg2.extensions.connection, run_id: str) -> int:
+    """How many papers still carry the labels `run_id` wrote (0 labels included)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM paper_labelling WHERE run_id = %s", (run_id,))
+        return cur.fetchone()[0]
+
+
+def run_papers(
+    conn: psycopg2.extensions.connection, run_id: str, limit: int, offset: int = 0
+) -> list[dict[str, Any]]:
+    """A page of the papers `run_id` labelled, in paper id order, each with its labels
+    from that run (best first): `{paper_id, title, doi, label_count, labelled_at, labels}`."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT p.id, p.title, p.doi, l.label_count, l.labelled_at,
+                      coalesce(written.items, '[]')
+               FROM paper_labelling l JOIN papers p ON p.id = l.paper_id
+               LEFT JOIN LATERAL (
+                   SELECT json_agg(json_build_object('label', pl.label_id, 'name', t.name,
+                                                     'score', pl.score)
+                                   ORDER BY pl.score DESC, pl.label_id) AS items
+                   FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+                   WHERE pl.paper_id = l.paper_id AND pl.origin = 'model'
+                     AND pl.model_version = l.model_version AND pl.run_id = l.run_id
+               ) written ON true
+               WHERE l.run_id = %s ORDER BY p.id LIMIT %s OFFSET %s""",
+            (run_id, limit, offset),
+        )
+        names = ("paper_id", "title", "doi", "label_count", "labelled_at", "labels")
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _dicts(cur: psycopg2.extensions.cursor, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [dict(zip(fields, row, strict=True)) for row in cur.fetchall()]
+
+
+def paper_view(conn: psycopg2.extensions.connection, paper_id: int) -> dict[str, Any] | None:
+    """One paper, its curator labels (who set them) and every model's labels with scores,
+    versions and runs, plus which versions labelled it (a version may have chosen none)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, title, doi, abstract, venue, ingested_at FROM papers WHERE id = %s",
+            (paper_id,),
+        )
+        found = _dicts(cur, ("paper_id", "title", "doi", "abstract", "venue", "ingested_at"))
+        if not found:
+            return None
+        paper = found[0]
+        paper["venue"] = list(paper["venue"])
+        cur.execute(
+            """SELECT pl.label_id, t.name, pl.curated_by, pl.labelled_at
+               FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+               WHERE pl.paper_id = %s AND pl.origin = 'curator' ORDER BY t.position""",
+            (paper_id,),
+        )
+        paper["curator"] = _dicts(cur, ("label", "name", "curated_by", "labelled_at"))
+        cur.execute(
+            """SELECT pl.label_id, t.name, pl.score, pl.model_version, pl.run_id, pl.labelled_at
+               FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
+               WHERE pl.paper_id = %s AND pl.origin = 'model'
+               ORDER BY pl.model_version, pl.score DESC, pl.label_id LIMIT %s""",
+            (paper_id, PAPER_VIEW_LABELS),
+        )
+        paper["model"] = _dicts(
+            cur, ("label", "name", "score", "model_version", "run_id", "labelled_at")
+        )
+        cur.execute(
+            """SELECT model_version, run_id, label_count, labelled_at FROM paper_labelling
+               WHERE paper_id = %s ORDER BY labelled_at DESC, model_version""",
+            (paper_id,),
+        )
+        paper["labelled_by"] = _dicts(
+            cur, ("model_version", "run_id", "label_count", "labelled_at")
+        )
+        return paper

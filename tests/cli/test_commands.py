@@ -140,9 +140,10 @@ def test_labels_export_to_stdout_and_file(petal, loaded, database_url, tmp_path)
     source = [json.loads(line) for line in loaded.read_text().splitlines()]
     assert records[0]["title"] == source[0]["title"]
     assert set(records[0]["labels"]) == set(source[0]["labels"])
+    assert records[0]["paper_id"] == first
     assert records[0]["predicted"] == [
-        {"label": "move", "score": 0.75, "model_version": "v1"},
-        {"label": "attach", "score": 0.5, "model_version": "v1"},
+        {"label": "move", "score": 0.75, "model_version": "v1", "run_id": None},
+        {"label": "attach", "score": 0.5, "model_version": "v1", "run_id": None},
     ]
     assert records[20]["labels"] == [] and records[20]["predicted"] == []
 
@@ -150,6 +151,85 @@ def test_labels_export_to_stdout_and_file(petal, loaded, database_url, tmp_path)
     result = petal("labels", "export", "--output", str(out))
     assert f"wrote 30 papers to {out}" in result.stderr
     assert out.read_text().splitlines() == lines
+
+
+@pytest.fixture
+def two_runs(loaded, database_url) -> list[int]:
+    """Run r1 (v1) labels papers 1-3, run r2 (v2) paper 1; papers 1-2 ingested in
+    November 2026. Returns the 30 paper ids."""
+    from petal_labeller.store.runs import finish_run, start_run
+
+    conn = connect(database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM papers ORDER BY id")
+        ids = [row[0] for row in cur.fetchall()]
+        cur.execute(
+            "UPDATE papers SET ingested_at = '2026-11-03T10:00:00Z' WHERE id = ANY(%s)",
+            (ids[:2],),
+        )
+    for version, run, rows in (
+        ("v1", "petal_label_papers/r1", [(p, "move", 0.8) for p in ids[:3]]),
+        ("v2", "petal_label_papers/r2", [(ids[0], "attach", 0.6)]),
+    ):
+        register_model_version(conn, version, base_model="m", artefact_uri=f"file:///{version}")
+        start_run(conn, run, version)
+        upsert_model_labels(conn, rows, version, run)
+        finish_run(conn, run, papers_labelled=len(rows), labels_written=len(rows))
+    conn.close()
+    return ids
+
+
+def _export(petal, *args: str) -> list[dict]:
+    return [json.loads(line) for line in petal("labels", "export", *args).stdout.splitlines()]
+
+
+def test_labels_export_of_one_run_carries_the_run_id_on_every_label(petal, two_runs):
+    records = _export(petal, "--run", "petal_label_papers/r1")
+
+    assert [r["paper_id"] for r in records] == two_runs[:3]
+    assert all(
+        r["predicted"] == [
+            {"label": "move", "score": 0.8, "model_version": "v1",
+             "run_id": "petal_label_papers/r1"}
+        ]
+        for r in records
+    )  # fmt: skip
+
+
+def test_labels_export_by_version_paper_window_and_limit(petal, two_runs):
+    [by_version] = _export(petal, "--version", "v2")
+    assert by_version["paper_id"] == two_runs[0]
+    assert [p["run_id"] for p in by_version["predicted"]] == ["petal_label_papers/r2"]
+
+    [one] = _export(petal, "--paper", str(two_runs[2]))
+    assert one["paper_id"] == two_runs[2] and len(one["predicted"]) == 1
+
+    window = _export(petal, "--since", "2026-11-01", "--until", "2026-12-01")
+    assert [r["paper_id"] for r in window] == two_runs[:2]
+    both = _export(petal, "--since", "2026-11-01", "--until", "2026-12-01", "--version", "v1")
+    assert [len(r["predicted"]) for r in both] == [1, 1]
+
+    assert len(_export(petal, "--limit", "4")) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--run", "petal_label_papers/nope"], "no labelling run 'petal_label_papers/nope'"),
+        (["--version", "v9"], "model version 'v9' is not registered"),
+        (["--paper", "999999999"], "no paper with id 999999999"),
+        (["--paper", "0"], "'--paper': 0 is not in the range x>=1"),
+        (["--since", "2026-12-01", "--until", "2026-11-01"], "is not before --until"),
+        (["--since", "last tuesday"], "'--since': since must be an ISO 8601"),
+        (["--limit", "0"], "'--limit': 0 is not in the range 1<=x<=1000000"),
+    ],
+    ids=["unknown run", "unknown version", "unknown paper", "paper id 0", "empty window",
+         "unparsable date", "limit 0"],
+)  # fmt: skip
+def test_labels_export_refuses_unusable_filters_with_exit_2(petal, two_runs, args, said):
+    result = petal("labels", "export", *args, code=2)
+    assert said in result.output and "Traceback" not in result.output
+    assert '"paper_id"' not in result.output  # nothing exported
 
 
 def test_stats_counts(petal, loaded):
