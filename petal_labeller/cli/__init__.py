@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "model": "petal_labeller.cli.model:model",
     "review": "petal_labeller.cli.review:review",
     "label": "petal_labeller.cli.label:label",
+    "airflow": "petal_labeller.cli.airflow_env:airflow",
 }
 
 EXIT_REJECTED = 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import re
+import subprocess
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +49,29 @@ def embedded_url(data_dir: Path | None = None) -> str:
         raise DatabaseUnavailable(
             f"cannot start embedded PostgreSQL in {data_dir}: {_first_line(exc)}"
         ) from exc
+
+
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded server (fast shutdown: sessions are closed); False if it was not running.
+
+    pgserver leaves the server running for later commands, so a laptop needs a way to stop
+    it; `pg_ctl` from pgserver's own binaries is the one that matches its data folder.
+    """
+    data_dir = data_dir or config.petal_home() / "pgdata"
+    if not (data_dir / "postmaster.pid").is_file():
+        return False
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    stop = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"]
+    # pg_ctl refuses root; pgserver then runs the server as the data folder's owner.
+    owner = data_dir.stat().st_uid if os.geteuid() == 0 else None
+    result = subprocess.run(stop, capture_output=True, text=True, timeout=120, user=owner)
+    if result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        raise DatabaseUnavailable(
+            f"cannot stop embedded PostgreSQL in {data_dir}: {reason[0] if reason else '?'}"
+        )
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,6 +128,29 @@ def with_options(url: str, **options: str | int | None) -> str:
     """
     params: dict[str, object] = {**conninfo(url), **options}
     return psycopg2.extensions.make_dsn(**{k: v for k, v in params.items() if v is not None})
+
+
+def sqlalchemy_url(url: str, hide_password: bool = False) -> str:
+    """SQLAlchemy's URL (psycopg2 driver) for a libpq connection string, e.g. Airflow's metadata.
+
+    A unix-socket folder (the embedded server's) cannot be a URL's host, so it goes in
+    the query, where psycopg2 hands it back to libpq. The password is kept unless
+    `hide_password` (for messages: it is then masked).
+    """
+    from sqlalchemy.engine import URL
+
+    params = conninfo(url)
+    host = params.get("host")
+    socket = bool(host and host.startswith("/"))
+    return URL.create(
+        "postgresql+psycopg2",
+        username=params.get("user"),
+        password=params.get("password") or None,
+        host=None if socket else host,
+        port=None if socket else int(params.get("port", 5432)),
+        database=database_name(url),
+        query={"host": host, "port": params.get("port", "5432")} if socket else {},
+    ).render_as_string(hide_password=hide_password)
 
 
 def database_name(url: str) -> str:
