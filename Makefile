@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint audit bench wheel clean
+.PHONY: venv demo airflow test test-fast lint audit bench wheel clean
 
 $(STAMP): requirements.txt pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/petal demo
+
+# Airflow on this laptop, UI and API on AIRFLOW_PORT, metadata in the embedded PostgreSQL
+# (docs/airflow.md, "Run it on a laptop"). The store's schema first: the tasks need it.
+AIRFLOW_PORT ?= 8080
+airflow: $(STAMP)
+	$(BIN)/petal db upgrade
+	. $(BIN)/activate && settings="$$(petal airflow env --port $(AIRFLOW_PORT))" \
+		&& eval "$$settings" && exec airflow standalone
 
 # Everything, slow tests included: this is what CI runs.
 test: $(STAMP)

@@ -30,11 +30,9 @@ import psycopg2
 import pytest
 import requests
 
-from petal_labeller.store.connection import conninfo
+from petal_labeller.store.connection import database_name
 from petal_labeller.store.databases import create_database, drop_database
 from tests.fixtures.airflow import (
-    DAGS_FOLDER,
-    PLUGINS_FOLDER,
     REPO_ROOT,
     free_port,
     smtp_connection,
@@ -49,24 +47,6 @@ CATCHUP_DAYS = 3
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 START_DATE = TODAY - timedelta(days=CATCHUP_DAYS)
 BIN = Path(sys.executable).parent
-
-
-def _sqlalchemy_url(dsn: str) -> str:
-    """Airflow's metadata URL for a libpq connection string (TCP or a unix-socket folder)."""
-    from sqlalchemy.engine import URL
-
-    params = conninfo(dsn)
-    host = params.get("host")
-    socket = bool(host and host.startswith("/"))
-    return URL.create(
-        "postgresql+psycopg2",
-        username=params.get("user"),
-        password=params.get("password") or None,
-        host=None if socket else host,
-        port=None if socket else int(params.get("port", 5432)),
-        database=params["dbname"],
-        query={"host": host, "port": params.get("port", "5432")} if socket else {},
-    ).render_as_string(hide_password=False)
 
 
 class SmtpSink:
@@ -194,6 +174,26 @@ class Airflow:
         return "\n".join(parts)
 
 
+def _laptop_settings(env: dict[str, str], port: int, meta_url: str) -> dict[str, str]:
+    """What `petal airflow env` prints for this port, as bash's `eval` of it sets it.
+
+    The services run on these settings and nothing else of Airflow's URLs or metadata,
+    so every live test is also a test that the docs' set-up works on a port not 8080.
+    """
+    args = ["airflow", "env", "--host", "127.0.0.1", "--port", str(port)]
+    printed = subprocess.run(
+        [str(BIN / "petal"), *args, "--metadata-database", database_name(meta_url)],
+        env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    evaluated = subprocess.run(
+        ["bash", "-c", 'eval "$1" && env -0', "eval", printed.stdout],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    pairs = (item.partition("=") for item in evaluated.stdout.split("\0") if item)
+    return {name: value for name, _, value in pairs if name.startswith("AIRFLOW")}
+
+
 def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: SmtpSink) -> dict:
     env = {
         key: value
@@ -206,34 +206,36 @@ def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: Smt
     env.update(
         {
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(meta_url),
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{VIEWER}:viewer",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
-            "AIRFLOW__API__BASE_URL": url,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PETAL_DATABASE_URL": store_url,
+            "PETAL_HOME": str(home / "petal-home"),
+        }
+    )
+    laptop = _laptop_settings(env, port, meta_url)
+    own = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{VIEWER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+    assert not own.keys() & laptop.keys(), "the live tier overrides petal airflow env"
+    env.update(laptop)
+    env.update(own)
+    env.update(
+        {
             "AIRFLOW_CONN_PETAL_SMTP": smtp.connection(),
             # No AWS anywhere: no region, no credentials, no config files.
             "AWS_CONFIG_FILE": str(home / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "PETAL_ALERT_TO": "petal-team@petal.test",
-            "PETAL_DATABASE_URL": store_url,
-            "PETAL_HOME": str(home / "petal-home"),
             "PETAL_START_DATE": f"{START_DATE:%Y-%m-%d}",
             "PETAL_AIRFLOW_URL": url,
             "PETAL_AIRFLOW_USER": ADMIN,
@@ -251,7 +253,9 @@ def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: Smt
 def _start(name: str, env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
     args = [str(BIN / "airflow"), name]
     if name == "api-server":
-        args += ["--host", "127.0.0.1", "--port", str(port)]
+        # The port is petal airflow env's AIRFLOW__API__PORT, as under `airflow standalone`.
+        assert env["AIRFLOW__API__PORT"] == str(port)
+        args += ["--host", "127.0.0.1"]
     with log.open("ab") as out:
         # A session of its own: stopping it by PID stops its workers too.
         return subprocess.Popen(
