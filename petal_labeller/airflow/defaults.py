@@ -1,4 +1,5 @@
-"""What every PeTaL DAG shares: owner, retries with exponential backoff, the failure alert."""
+"""What every PeTaL DAG shares: owner, retries with exponential backoff, and what a
+failure leaves behind (a row with its error, one alert: `failures`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pendulum
 
-from petal_labeller.airflow.notifier import failure_notifier
+from petal_labeller.airflow.failures import on_run_failure, record_task_error
 
 OWNER = "petal"
 TAGS = ["petal"]
@@ -25,7 +26,9 @@ def default_args(
 ) -> dict[str, Any]:
     """Task defaults: a transient failure (database restart, S3 hiccup) is retried with backoff.
 
-    After the last try the alert goes out, then any `on_failure` callbacks run.
+    After the last try the task's error goes to the run's row: through `on_failure`
+    when given (a flow that knows more about its run), else `record_task_error`. The
+    alert is the DAG's (`dag_kwargs`), so a run sends one whatever number of tasks fail.
     """
     return {
         "owner": OWNER,
@@ -34,14 +37,19 @@ def default_args(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),
         "execution_timeout": timedelta(hours=8),
-        "on_failure_callback": [failure_notifier(), *(on_failure or [])],
+        "on_failure_callback": list(on_failure or [record_task_error]),
     }
 
 
 def dag_kwargs(
     doc_md: str, tags: list[str], on_failure: list[Callable[[Any], None]] | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for `DAG(...)` common to every PeTaL DAG."""
+    """Keyword arguments for `DAG(...)` common to every PeTaL DAG.
+
+    The alert is DAG-level: it runs in the dag-processor when the scheduler fails the
+    run, so it also covers a task killed from outside, a timeout, or a failure before
+    any task could record one.
+    """
     from petal_labeller.airflow.names import MACROS
 
     return {
@@ -49,5 +57,6 @@ def dag_kwargs(
         "tags": [*TAGS, *tags],
         "default_args": default_args(on_failure=on_failure),
         "max_active_runs": 1,
+        "on_failure_callback": on_run_failure,
         "user_defined_macros": MACROS,
     }

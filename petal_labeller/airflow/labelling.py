@@ -76,17 +76,26 @@ def _staged(context: dict[str, Any]) -> StagedRun:
 
 
 def record_task_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback: the run's row gets the failing task's (redacted) error."""
+    """on_failure_callback: the run's row gets the failing task's (redacted) error.
+
+    Before `stage` (check_config) or if stage itself failed, there is no staged run:
+    the row is recorded without a model (`failures.record_task_error`).
+    """
+    from petal_labeller.airflow.failures import record_task_error
     from petal_labeller.pipeline.run import record_failure
 
     ti = context["ti"]
-    staged = ti.xcom_pull(task_ids="stage")
-    if not staged:  # stage failed: it recorded the failure itself
+    try:
+        staged = ti.xcom_pull(task_ids="stage")
+    except Exception:  # the execution API is what failed: record what can be recorded
+        staged = None
+    if not staged:
+        record_task_error(context)
         return
     try:
         record_failure(StagedRun.from_xcom(staged), f"{ti.task_id}: {context.get('exception')}")
     except Exception:
-        log.warning("Could not record the failure in labelling_runs", exc_info=True)
+        log.error("Could not record the failure in labelling_runs", exc_info=True)
 
 
 @task

@@ -230,3 +230,24 @@ def count_runs(conn: psycopg2.extensions.connection) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM labelling_runs")
         return cur.fetchone()[0]
+
+
+def mark_alert(
+    conn: psycopg2.extensions.connection,
+    run_id: str,
+    sent: bool,
+    error: str | None = None,
+    *,
+    commit: bool = True,
+) -> bool:
+    """Record the fate of the run's failure alert; False if the run has no row.
+
+    A lost alert must be visible where the failure is (the PeTaL page), not only
+    in a log line nobody reads.
+    """
+    with write_unit(conn, commit), conn.cursor() as cur:
+        cur.execute(
+            "UPDATE labelling_runs SET alert_status = %s, alert_error = %s WHERE run_id = %s",
+            ("sent" if sent else "failed", redact_error(error) if error else None, run_id),
+        )
+        return cur.rowcount == 1
