@@ -32,6 +32,11 @@ def hide_paths(text: str | None) -> str | None:
     return _PATH.sub(r"…/\1", text) if text else text
 
 
+def run_link(run_id: str) -> str:
+    """A run's own view, relative to the PeTaL page like every link it makes."""
+    return f"run?id={quote(run_id, safe='')}"
+
+
 def run_row(run: LabellingRun) -> dict[str, Any]:
     """One run as the page shows it: times, duration, counts, error, and its Airflow run."""
     dag_id = run.run_id.split("/", 1)[0] if run.airflow_run_id else None
@@ -50,7 +55,12 @@ def run_row(run: LabellingRun) -> dict[str, Any]:
             if dag_id
             else None
         ),
+        # The run's own view on the PeTaL page: the papers and labels it wrote.
+        "detail_link": run_link(run.run_id),
         "status": run.status,
+        "dry_run": run.dry_run,
+        # What a dry run would have written (it wrote nothing).
+        "labels_proposed": run.labels_proposed,
         "model_version": run.model_version,
         "interval_start": _iso(run.interval_start),
         "interval_end": _iso(run.interval_end),
@@ -62,6 +72,20 @@ def run_row(run: LabellingRun) -> dict[str, Any]:
         "papers_rejected": run.papers_rejected,
         "labels_written": run.labels_written,
         "error": hide_paths(run.error),
+    }
+
+
+#: Decimal places of a model's metrics on the page and in its JSON.
+METRIC_DECIMALS = 4
+
+
+def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Numbers rounded to METRIC_DECIMALS; anything else as stored."""
+    return {
+        name: round(value, METRIC_DECIMALS)
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+        for name, value in metrics.items()
     }
 
 
@@ -108,7 +132,7 @@ def dashboard(
                 "version": model.version,
                 "is_production": model.is_production,
                 "base_model": _base_model_name(model.base_model),
-                "metrics": model.metrics,
+                "metrics": rounded_metrics(model.metrics),
                 "created_at": model.created_at.isoformat() if model.created_at else None,
                 "promoted_at": model.promoted_at.isoformat() if model.promoted_at else None,
             }
