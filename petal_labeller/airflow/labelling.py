@@ -51,24 +51,46 @@ _UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_input')"
 _MODEL_NAME = "{{ ti.xcom_pull(task_ids='sagemaker.create_model')['Model']['ModelName'] }}"
 
 
-def labelling_run_id(dag_id: str, run_id: str) -> str:
-    """The `labelling_runs.run_id` of a DAG run (the PeTaL page links it back to Airflow)."""
-    return f"{dag_id}/{run_id}"
+def labelling_run_id(dag_id: str, run_id: str, clear_number: int | None = 0) -> str:
+    """The `labelling_runs.run_id` of a DAG run (the PeTaL page links it back to Airflow).
+
+    A run cleared and run again (the UI's Clear, a backfill that reprocesses the run
+    holding its day) gets a row of its own, `#<clear number>` after the first, so the
+    earlier attempt (a dry run, say) stays in the record; task retries share the row.
+    """
+    base = f"{dag_id}/{run_id}"
+    return f"{base}#{clear_number}" if clear_number else base
+
+
+def labelling_run_id_of(dag_run: Any) -> str:
+    """`labelling_run_id` of a task context's (or the metadata database's) DagRun."""
+    return labelling_run_id(dag_run.dag_id, dag_run.run_id, getattr(dag_run, "clear_number", 0))
 
 
 def data_window(scope: str, context: dict[str, Any]) -> tuple[Any, Any]:
-    """The run's data interval; none (every pending paper) for a run without one.
+    """The window of papers a run labels; none (every pending paper) for a run without one.
 
-    A manual run without a logical date (`airflow dags trigger` without
-    --logical-date, the REST API's default) has no data interval in its context.
+    A run with a logical date labels the schedule's interval that holds it, whatever
+    interval Airflow stored for it (`CatchupFromTimetable.interval_of`): the CLI's
+    `dags trigger --logical-date` stores one from the trigger time, and a backfill
+    that re-runs an existing run keeps that run's. A manual run without a logical date
+    (`airflow dags trigger` without --logical-date, the REST API's default) has none.
     """
     if scope != INTERVAL:
         return None, None
-    since, until = context.get("data_interval_start"), context.get("data_interval_end")
-    if since is None or until is None:
-        log.info("Run has no data interval: labelling every pending paper")
+    logical_date = context.get("logical_date")
+    if logical_date is None:
+        log.info("Run has no logical date: labelling every pending paper")
         return None, None
-    return since, until
+    interval = context["dag"].timetable.interval_of(logical_date)
+    stored = (context.get("data_interval_start"), context.get("data_interval_end"))
+    if stored != (interval.start, interval.end):
+        log.info(
+            "Labelling [%s, %s), the schedule's interval of logical date %s (Airflow "
+            "stored [%s, %s) for this run)",
+            interval.start, interval.end, logical_date, *stored,
+        )  # fmt: skip
+    return interval.start, interval.end
 
 
 def _staged(context: dict[str, Any]) -> StagedRun:
@@ -109,7 +131,7 @@ def stage(scope: str, backend: str, **context: Any) -> dict[str, Any]:
     since, until = data_window(scope, context)
     try:
         staged = stage_run(
-            labelling_run_id(dag_run.dag_id, dag_run.run_id),
+            labelling_run_id_of(dag_run),
             run_prefix(dag_run.dag_id, dag_run.run_id),
             model_version=params["model_version"],
             since=since,
@@ -135,9 +157,13 @@ def choose_path(staged: dict[str, Any]) -> str:
 @task
 def nothing_to_label(staged: dict[str, Any]) -> dict[str, Any]:
     """Record the run as done with 0 papers: visible on the PeTaL page, not missing."""
+    from petal_labeller.pipeline.coverage import CoverageError
     from petal_labeller.pipeline.run import finish_empty_run
 
-    return finish_empty_run(StagedRun.from_xcom(staged)).to_xcom()
+    try:
+        return finish_empty_run(StagedRun.from_xcom(staged)).to_xcom()
+    except CoverageError as exc:  # papers arrived in the window after a re-run: run again
+        raise AirflowFailException(str(exc)) from exc
 
 
 @task
@@ -188,12 +214,13 @@ def write_labels(**context: Any) -> dict[str, Any]:
     from a setup task must have trigger rule all_success, and this task has to
     run after whichever inference path the branch chose.
     """
+    from petal_labeller.pipeline.coverage import CoverageError
     from petal_labeller.pipeline.run import finish_run
     from petal_labeller.pipeline.validate import OutputError
 
     try:
         return finish_run(_staged(context)).to_xcom()
-    except OutputError as exc:  # the same output would fail the same way on a retry
+    except (OutputError, CoverageError) as exc:  # a retry would fail the same way
         raise AirflowFailException(str(exc)) from exc
 
 

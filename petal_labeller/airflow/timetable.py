@@ -7,6 +7,15 @@ trigger --logical-date`, the REST API, the UI's trigger form) "succeeds" at once
 having done nothing (apache/airflow#26865). Backfills are exempt, manual runs are
 not. With the start kept here, the scheduler still catches up from it, while a
 manual run or a backfill of any day gets its tasks and labels that day's papers.
+
+A logical date is one slot per DAG, which a scheduled run, a manual run and a backfill
+all compete for (a backfill with `--reprocess-behavior` re-runs whatever run holds the
+slot, keeping that run's stored data interval). So every run dated D labels the same
+window, the schedule's interval that holds D (`interval_of`), and a manual run is given
+that interval too: Airflow's default gives a manual run dated D the interval *before*
+D, so a later backfill that re-ran it for day D labelled the day before and left D's
+papers unlabelled, all green (issue 23).
+
 Registered through the PeTaL plugin, as Airflow requires of custom timetables.
 """
 
@@ -34,6 +43,19 @@ class CatchupFromTimetable(CronDataIntervalTimetable):
     @property
     def summary(self) -> str:
         return f"{self._expression} from {self.start:%Y-%m-%d}"
+
+    def interval_of(self, logical_date: Any) -> DataInterval:
+        """The schedule's interval that holds `logical_date`: `[D, D+1)` for a day D.
+
+        What every run dated `logical_date` labels, whatever its kind or stored interval.
+        """
+        start = self._align_to_prev(pendulum.instance(logical_date))
+        return DataInterval(start=start, end=self._get_next(start))
+
+    def infer_manual_data_interval(self, *, run_after: pendulum.DateTime) -> DataInterval:
+        """A manual run dated D gets the interval a scheduled run dated D has (not the one
+        before it), so whichever run holds the slot labels the same papers."""
+        return self.interval_of(run_after)
 
     def next_dagrun_info(
         self,

@@ -38,8 +38,10 @@ def label(
     """Label the papers ingested in [SINCE, UNTIL) that the model has not labelled.
 
     Without bounds, every pending paper. Exit code 1 when the model rejected some
-    papers (kept in PETAL_HOME/quarantine/), 2 when the run could not be made.
+    papers (kept in PETAL_HOME/quarantine/) or papers of the window are left unlabelled
+    (a --max-papers cap), 2 when the run could not be made.
     """
+    from petal_labeller.pipeline.coverage import CoverageError
     from petal_labeller.pipeline.run import label_window
     from petal_labeller.pipeline.stage import NoModelError
     from petal_labeller.pipeline.validate import OutputError
@@ -60,14 +62,20 @@ def label(
         )
     except (NoModelError, ArtefactError, OutputError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+    except CoverageError as exc:  # labels written, but the window is not done: say so
+        click.echo(f"run failed: {exc}", err=True)
+        ctx.exit(EXIT_REJECTED)
     if as_json:
         click.echo(json.dumps(summary.to_xcom()))
     else:
-        verb = "would write" if summary.dry_run else "wrote"
+        if summary.dry_run:
+            wrote = f"would write {summary.labels_proposed} labels (dry run: none written)"
+        else:
+            wrote = f"wrote {summary.labels_written} labels"
         click.echo(
             f"run {summary.run_id}: labelled {summary.papers_labelled} of "
             f"{summary.papers_selected} papers with model {summary.model_version}, "
-            f"{verb} {summary.labels_written} labels, {summary.papers_rejected} rejected"
+            f"{wrote}, {summary.papers_rejected} rejected"
         )
     if summary.papers_rejected:
         click.echo(f"rejected papers kept in {summary.quarantine}", err=True)

@@ -180,8 +180,10 @@ def infer_run(staged: StagedRun, batch_size: int = 32, model: Any = None) -> Pat
 def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary:
     """Check the output, keep rejected papers aside, write labels + run row in one commit.
 
-    Raises `OutputError` when the output breaks the contract (nothing written).
-    A dry run checks everything and writes nothing.
+    Raises `OutputError` when the output breaks the contract (nothing written), and
+    `CoverageError` when the run leaves a paper of its window unlabelled (its labels
+    are written; its row says failed). A dry run checks everything and writes no
+    label: its row, marked dry run, says what it would have written.
     """
     from petal_labeller.pipeline.validate import check_output, write_quarantine
     from petal_labeller.store.connection import connect
@@ -201,16 +203,6 @@ def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary
             "Dry run: would write %d label(s) for %d paper(s); nothing written",
             len(checked.rows), len(checked.labelled),
         )  # fmt: skip
-        return RunSummary(
-            run_id=staged.run_id,
-            model_version=staged.model_version,
-            papers_selected=staged.count,
-            papers_labelled=len(checked.labelled),
-            papers_rejected=len(checked.rejected),
-            labels_written=0,
-            dry_run=True,
-            quarantine=str(quarantine) if quarantine else None,
-        )
     summary = write_labels(
         staged.run_id,
         checked,
@@ -220,29 +212,53 @@ def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary
         interval_start=staged.since,
         interval_end=staged.until,
         started_at=staged.started_at,
+        dry_run=staged.dry_run,
         database_url=database_url,
     )
     if quarantine:
         summary = RunSummary(**{**asdict(summary), "quarantine": str(quarantine)})
     log.info("Run summary: %s", summary)
+    if not staged.dry_run:
+        rejected = [i["paper_id"] for i in checked.rejected if isinstance(i.get("paper_id"), int)]
+        _check_coverage(staged, set_aside=rejected, database_url=database_url)
     return summary
+
+
+def _check_coverage(
+    staged: StagedRun, set_aside: list[int] | None = None, database_url: str | None = None
+) -> None:
+    """Fail the run (`CoverageError`) if it leaves a paper of its window unlabelled."""
+    from petal_labeller.pipeline.coverage import check_window_labelled
+
+    check_window_labelled(
+        staged.run_id,
+        staged.model_version,
+        staged.since,
+        staged.until,
+        staged.started_at,
+        selected=staged.count,
+        set_aside=set_aside or [],
+        database_url=database_url,
+    )
 
 
 def finish_empty_run(staged: StagedRun, database_url: str | None = None) -> RunSummary:
     """Record a run that selected no paper as a finished success with zero counts
-    (a dry run records nothing)."""
-    if staged.dry_run:
-        return RunSummary(staged.run_id, staged.model_version, 0, 0, 0, 0, dry_run=True)
+    (a dry run too, marked as one)."""
     log.info("No paper to label: recording run %s as done with 0 papers", staged.run_id)
-    return record_empty_run(
+    summary = record_empty_run(
         staged.run_id,
         staged.model_version,
         airflow_run_id=staged.airflow_run_id,
         interval_start=staged.since,
         interval_end=staged.until,
         started_at=staged.started_at,
+        dry_run=staged.dry_run,
         database_url=database_url,
     )
+    if not staged.dry_run:
+        _check_coverage(staged, database_url=database_url)
+    return summary
 
 
 def record_failure(

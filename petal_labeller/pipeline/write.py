@@ -26,8 +26,9 @@ from petal_labeller.store.connection import connect
 class RunSummary:
     """The counts of one labelling run, as recorded in `labelling_runs`.
 
-    `dry_run` summaries were checked but not written; `quarantine` is the file
-    holding the papers the model rejected, if any.
+    `dry_run` summaries were checked but not written (`labels_proposed` is what
+    they would have written); `quarantine` is the file holding the papers the model
+    rejected, if any.
     """
 
     run_id: str
@@ -38,6 +39,7 @@ class RunSummary:
     labels_written: int
     dry_run: bool = False
     quarantine: str | None = None
+    labels_proposed: int = 0
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,9 +71,14 @@ def write_labels(
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
     started_at: datetime | None = None,
+    dry_run: bool = False,
     database_url: str | None = None,
 ) -> RunSummary:
-    """Upsert the checked labels and record the run; one commit for both."""
+    """Upsert the checked labels and record the run; one commit for both.
+
+    A dry run writes no label: its row, marked `dry_run`, says how many it would
+    have written (`labels_proposed`), so it leaves a trace beyond its log.
+    """
     with _run_transaction(database_url) as conn:
         runs.start_run(
             conn,
@@ -81,24 +88,36 @@ def write_labels(
             interval_end=interval_end,
             airflow_run_id=airflow_run_id,
             started_at=started_at,
+            dry_run=dry_run,
             commit=False,
         )
-        report = labels.upsert_model_labels(
-            conn, checked.rows, model_version, run_id, paper_ids=checked.labelled, commit=False
-        )
+        written = 0
+        if not dry_run:
+            written = labels.upsert_model_labels(
+                conn, checked.rows, model_version, run_id, paper_ids=checked.labelled, commit=False
+            ).written
         summary = RunSummary(
             run_id=run_id,
             model_version=model_version,
             papers_selected=papers_selected,
             papers_labelled=len(checked.labelled),
             papers_rejected=len(checked.rejected),
-            labels_written=report.written,
+            labels_written=written,
+            dry_run=dry_run,
+            labels_proposed=len(checked.rows) if dry_run else 0,
         )
-        _finish_success(conn, summary, error=_rejection_note(checked))
+        _finish_success(
+            conn,
+            summary,
+            error=_rejection_note(checked),
+            labels_proposed=summary.labels_proposed if dry_run else None,
+        )
     return summary
 
 
-def _finish_success(conn, summary: RunSummary, *, error: str | None = None) -> None:
+def _finish_success(
+    conn, summary: RunSummary, *, error: str | None = None, labels_proposed: int | None = None
+) -> None:
     """Mark the run's row a success with the summary's counts, in the caller's transaction."""
     runs.finish_run(
         conn,
@@ -108,9 +127,17 @@ def _finish_success(conn, summary: RunSummary, *, error: str | None = None) -> N
         papers_labelled=summary.papers_labelled,
         labels_written=summary.labels_written,
         papers_rejected=summary.papers_rejected,
+        labels_proposed=labels_proposed,
         error=error,
         commit=False,
     )
+
+
+def fail_finished_run(run_id: str, error: str, database_url: str | None = None) -> None:
+    """Turn a recorded run into a failure (its labels stay: they are right), e.g. one that
+    left papers of its window unlabelled (`pipeline.coverage`)."""
+    with _run_transaction(database_url) as conn:
+        runs.finish_run(conn, run_id, "failed", error=error, commit=False)
 
 
 def record_empty_run(
@@ -121,10 +148,11 @@ def record_empty_run(
     interval_start: datetime | None = None,
     interval_end: datetime | None = None,
     started_at: datetime | None = None,
+    dry_run: bool = False,
     database_url: str | None = None,
 ) -> RunSummary:
     """Record a run that found nothing to label: a finished success with zero counts,
-    so "succeeded doing nothing" shows as such, not as a missing run.
+    so "succeeded doing nothing" shows as such, not as a missing run (a dry run too).
 
     A re-run of a run that already succeeded (a cleared task, a backfill with
     `--reprocess-behavior`) finds its window done: its row keeps the counts of the
@@ -149,10 +177,11 @@ def record_empty_run(
             interval_end=interval_end,
             airflow_run_id=airflow_run_id,
             started_at=started_at,
+            dry_run=dry_run,
             commit=False,
         )
-        summary = RunSummary(run_id, model_version, 0, 0, 0, 0)
-        _finish_success(conn, summary)
+        summary = RunSummary(run_id, model_version, 0, 0, 0, 0, dry_run=dry_run)
+        _finish_success(conn, summary, labels_proposed=0 if dry_run else None)
     return summary
 
 

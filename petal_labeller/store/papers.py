@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -258,3 +258,29 @@ def pending_papers(
     finally:
         if not cursor.closed and not conn.closed:
             cursor.close()
+
+
+def count_pending(
+    conn: psycopg2.extensions.connection,
+    since: datetime | str,
+    until: datetime | str,
+    model_version: str,
+    excluding: Collection[int] = (),
+) -> int:
+    """How many papers ingested in `[since, until)` `model_version` has not labelled,
+    leaving out `excluding` (papers a run set aside and reported)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT count(*) FROM papers p
+               WHERE p.ingested_at >= %(since)s AND p.ingested_at < %(until)s
+                 AND NOT (p.id = ANY(%(excluding)s::bigint[]))
+                 AND NOT EXISTS (SELECT 1 FROM paper_labelling l
+                                 WHERE l.paper_id = p.id AND l.model_version = %(version)s)""",
+            {
+                "since": _utc(since),
+                "until": _utc(until),
+                "version": model_version,
+                "excluding": list(excluding),
+            },
+        )
+        return cur.fetchone()[0]

@@ -14,6 +14,8 @@ API:
 - `get_run(conn, run_id)`, `list_runs(conn, limit=20, offset=0)` (newest first),
   `count_runs(conn)`.
 - `redact_error(text)`: an error message fit to store and show: secrets masked, bounded.
+- `mark_alert(conn, run_id, sent, error=None) -> bool`: record whether the run's failure
+  alert went out ('sent') or not ('failed', with the notifier's redacted reason).
 """
 
 from __future__ import annotations
@@ -87,22 +89,32 @@ def start_run(
     interval_end: datetime | None = None,
     airflow_run_id: str | None = None,
     started_at: datetime | None = None,
+    dry_run: bool = False,
     commit: bool = True,
 ) -> LabellingRun:
-    """Record that labelling began (or began again) for `run_id`."""
+    """Record that labelling began (or began again) for `run_id`; a dry run is marked so."""
     with write_unit(conn, commit), conn.cursor() as cur:
         _check_model(cur, run_id, model_version)
         cur.execute(
             """INSERT INTO labelling_runs (run_id, airflow_run_id, model_version,
-                   interval_start, interval_end, started_at)
-               VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()))
+                   interval_start, interval_end, started_at, dry_run)
+               VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s)
                ON CONFLICT (run_id) DO UPDATE SET airflow_run_id = EXCLUDED.airflow_run_id,
                    model_version = EXCLUDED.model_version,
                    interval_start = EXCLUDED.interval_start, interval_end = EXCLUDED.interval_end,
                    status = 'running', papers_selected = NULL, papers_labelled = NULL,
                    labels_written = NULL, papers_rejected = NULL, error = NULL,
+                   labels_proposed = NULL, dry_run = EXCLUDED.dry_run,
                    started_at = EXCLUDED.started_at, finished_at = NULL""",
-            (run_id, airflow_run_id, model_version, interval_start, interval_end, started_at),
+            (
+                run_id,
+                airflow_run_id,
+                model_version,
+                interval_start,
+                interval_end,
+                started_at,
+                dry_run,
+            ),
         )
         return _get(cur, run_id)  # type: ignore[return-value]
 
@@ -124,10 +136,13 @@ def finish_run(
     papers_labelled: int | None = None,
     labels_written: int | None = None,
     papers_rejected: int | None = None,
+    labels_proposed: int | None = None,
     error: str | None = None,
     commit: bool = True,
 ) -> LabellingRun:
     """Record the outcome and counts of a run; counts left as None keep their stored value.
+
+    `labels_proposed` is what a dry run would have written (it writes none).
 
     `finished_at` is `clock_timestamp()`: `now()` is the transaction's start, which
     for a run started in the same transaction would equal `started_at`.
@@ -142,7 +157,8 @@ def finish_run(
                    papers_selected = coalesce(%s, papers_selected),
                    papers_labelled = coalesce(%s, papers_labelled),
                    labels_written = coalesce(%s, labels_written),
-                   papers_rejected = coalesce(%s, papers_rejected)
+                   papers_rejected = coalesce(%s, papers_rejected),
+                   labels_proposed = coalesce(%s, labels_proposed)
                WHERE run_id = %s""",
             (
                 status,
@@ -151,6 +167,7 @@ def finish_run(
                 papers_labelled,
                 labels_written,
                 papers_rejected,
+                labels_proposed,
                 run_id,
             ),
         )

@@ -62,8 +62,52 @@ def test_label_outside_the_window_and_dry_run_write_nothing(labelling_database, 
                  "--max-papers", "3").stdout  # fmt: skip
     assert "labelled 3 of 3 papers" in dry and "would write" in dry
     assert _query(url, "SELECT count(*) FROM paper_labelling") == [(0,)]
-    # The empty window is recorded as done with 0 papers; the dry run records nothing.
-    assert _query(url, "SELECT status, papers_selected FROM labelling_runs") == [("success", 0)]
+    # The empty window is recorded as done with 0 papers; the dry run leaves its row,
+    # marked dry run, with the labels it would have written and none written.
+    rows = _query(
+        url,
+        "SELECT status, papers_selected, dry_run, labels_written, labels_proposed "
+        "FROM labelling_runs ORDER BY started_at",
+    )
+    assert rows[0] == ("success", 0, False, 0, None)
+    status, selected, dry_run, written, proposed = rows[1]
+    assert (status, selected, dry_run, written) == ("success", 3, True, 0)
+    assert proposed > 0 and f"would write {proposed} labels" in dry
+
+
+def test_a_run_that_leaves_papers_of_its_window_unlabelled_fails_and_says_how_many(
+    labelling_database, petal_home
+):
+    """Issue 23 item 1: green means every paper of the window was labelled. A cap that
+    stops a run short keeps the labels it wrote, marks the row failed and exits 1; the
+    next run labels the rest and succeeds."""
+    url = labelling_database
+    window = ("--since", "2026-11-02", "--until", "2026-11-03")
+    [(pending,)] = _query(
+        url,
+        "SELECT count(*) FROM papers WHERE ingested_at >= '2026-11-02' "
+        "AND ingested_at < '2026-11-03'",
+    )
+    assert pending > 2
+
+    cli = ["--database-url", url, "label", *window]
+    capped = CliRunner().invoke(main, [*cli, "--max-papers", "2"])
+
+    assert capped.exit_code == 1, capped.output
+    assert f"{pending - 2} paper(s) ingested in [2026-11-02" in capped.stderr
+    [(status, labelled, error)] = _query(
+        url, "SELECT status, papers_labelled, error FROM labelling_runs"
+    )
+    assert (status, labelled) == ("failed", 2) and "still unlabelled" in error
+    assert _query(url, "SELECT count(*) FROM paper_labelling") == [(2,)]
+
+    rest = CliRunner().invoke(main, cli)
+    assert rest.exit_code in (0, 1), rest.output  # 1 only for a paper the model rejected
+    assert "still unlabelled" not in rest.output
+    assert _query(url, "SELECT status FROM labelling_runs ORDER BY started_at") == [
+        ("failed",),
+        ("success",),
+    ]
 
 
 def test_label_with_no_model_is_one_error_line_and_a_failed_run_row(migrated_database_url):
