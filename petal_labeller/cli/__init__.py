@@ -42,6 +42,7 @@ class CommandError(click.ClickException):
 def expected_error(exc: BaseException) -> str | None:
     """A one-line message for errors users can fix; None for bugs (which keep their traceback)."""
     from petal_labeller.config import SettingError
+    from petal_labeller.outputs import OutputPathError
     from petal_labeller.papers import PaperError
     from petal_labeller.store.connection import DatabaseUnavailable
     from petal_labeller.store.migrations import MigrationError
@@ -57,7 +58,8 @@ def expected_error(exc: BaseException) -> str | None:
         | TaxonomyError
         | PaperError
         | SettingError
-        | VersionNameError,
+        | VersionNameError
+        | OutputPathError,
     ):
         return str(exc)
     from petal_labeller.extras import MissingExtraError, extra_for_module
