@@ -26,7 +26,7 @@ def review() -> None:
 @click.pass_context
 def queue(ctx, limit: int, output: Path, fmt: str, neighbours: int, model_version) -> None:
     """Write the papers the model is least sure of, most uncertain first."""
-    from petal_labeller.review import ReviewError, build_queue, write_queue
+    from petal_labeller.review import ReviewError, build_queue, record_queue, write_queue
     from petal_labeller.store.taxonomy import read_taxonomy
 
     conn = connection(ctx)
@@ -35,6 +35,7 @@ def queue(ctx, limit: int, output: Path, fmt: str, neighbours: int, model_versio
     except ReviewError as exc:
         raise CommandError(str(exc)) from exc
     write_queue(records, output, fmt)
+    record_queue(conn, records)  # only queued papers can be decided
     click.echo(f"wrote {len(records)} papers to review to {output}")
 
 
@@ -47,31 +48,39 @@ def queue(ctx, limit: int, output: Path, fmt: str, neighbours: int, model_versio
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write rejected lines here (JSONL: line, field, reason, record).",
 )
+@click.option(
+    "--override",
+    is_flag=True,
+    help="Let decisions replace another reviewer's decision or imported curator labels.",
+)
 @click.pass_context
-def apply(ctx, path: Path, fmt: str | None, reviewer: str | None, rejects: Path | None) -> None:
+def apply(
+    ctx, path: Path, fmt: str | None, reviewer: str | None, rejects: Path | None, override: bool
+) -> None:
     """Turn the decisions in PATH into curator labels, in one transaction; exit 1 on rejects."""
-    from petal_labeller.review import ReviewError, read_decisions
-    from petal_labeller.store.reviews import apply_reviews
+    from petal_labeller.outputs import refuse_inputs_as_outputs
+    from petal_labeller.review import ReviewError, apply_decisions, read_decisions
     from petal_labeller.store.taxonomy import read_taxonomy
 
+    refuse_inputs_as_outputs([("--rejects", rejects)], [("the decision file", path)])
     conn = connection(ctx)
     try:
         read = read_decisions(conn, path, read_taxonomy(conn), fmt=fmt, reviewer=reviewer)
     except (ReviewError, UnicodeDecodeError) as exc:
         raise CommandError(f"{path}: {exc}") from exc
-    report = apply_reviews(conn, [d for _, d in read.decisions], f"review:{path.name}")
+    report, rejections = apply_decisions(conn, read, f"review:{path.name}", override=override)
     click.echo(
         f"{len(read.decisions)} decisions: {report.applied} applied, {report.unchanged} "
         f"already so; {report.labels_added} curator labels added, {report.labels_removed} "
-        f"removed; {read.skipped} lines without a decision; {len(read.rejections)} rejected"
+        f"removed; {read.skipped} lines without a decision; {len(rejections)} rejected"
     )
     if rejects:
         with open(rejects, "w", encoding="utf-8") as handle:
-            for item in read.rejections:
+            for item in rejections:
                 handle.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
-    for item in read.rejections[:20]:
+    for item in rejections[:20]:
         click.echo(f"  rejected line {item.line}: {item.reason}", err=True)
-    if len(read.rejections) > 20:
-        click.echo(f"  ... and {len(read.rejections) - 20} more", err=True)
-    if read.rejections:
+    if len(rejections) > 20:
+        click.echo(f"  ... and {len(rejections) - 20} more", err=True)
+    if rejections:
         ctx.exit(EXIT_REJECTED)

@@ -10,10 +10,17 @@ the measure and the file format.
 
 from __future__ import annotations
 
-from petal_labeller.review.decisions import read_decisions
+from petal_labeller.review.decisions import apply_decisions, read_decisions
 from petal_labeller.review.errors import ReviewError
-from petal_labeller.review.queue import build_queue, doi_url, needs_review, write_queue
+from petal_labeller.review.queue import (
+    build_queue,
+    doi_url,
+    needs_review,
+    record_queue,
+    write_queue,
+)
 
 __all__ = [
-    "ReviewError", "build_queue", "doi_url", "needs_review", "read_decisions", "write_queue",
+    "ReviewError", "apply_decisions", "build_queue", "doi_url", "needs_review",
+    "read_decisions", "record_queue", "write_queue",
 ]  # fmt: skip

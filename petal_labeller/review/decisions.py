@@ -7,6 +7,12 @@ JSONL or CSV (the queue's own columns; others are ignored):
 - `remove`: model labels that are wrong (JSON list, or "id; id" in CSV);
 - `add`: labels from the taxonomy the model missed.
 
+`paper_id` with `doi` or `doi_url` (both from the queue) name the paper: a
+paper with a DOI is decided only by a line carrying that DOI, so a mistyped id
+never decides another paper. The store then refuses a decision for a paper
+that was not queued, or one that would replace another curator's labels
+(`store.reviews.apply_reviews`).
+
 The paper's curator labels become: the model's labels, minus `remove`, plus
 `add`, closed upwards. A line with none of the three is not reviewed yet and is
 skipped. Each bad line is rejected with its number, field and reason, like an
@@ -19,7 +25,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ from typing import Any
 import psycopg2.extensions
 
 from petal_labeller.instants import InstantError, parse_instant
-from petal_labeller.papers import Rejection
+from petal_labeller.papers import PaperError, Rejection, normalise_doi
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.store import reviews
 from petal_labeller.taxonomy import Taxonomy
@@ -38,6 +44,8 @@ MAX_REVIEWER = 200
 _TRUE = {"true", "yes", "y", "1", "x", "accept", "accepted"}
 _FALSE = {"false", "no", "n", "0", ""}
 _SPLIT = re.compile(r"[;,\s]+")
+#: ASCII digits only: str.isdigit() and int() also read "١٢" and "²" as numbers.
+_ID = re.compile(r"[0-9]{1,19}")
 
 
 class DecisionError(ValueError):
@@ -55,6 +63,7 @@ class Draft:
     line: int
     paper_id: int
     doi: str | None
+    doi_field: str  # "doi" or "doi_url", for the rejects file
     model_version: str | None
     reviewer: str
     reviewed_at: datetime
@@ -142,11 +151,27 @@ def _accept(value: Any) -> bool:
 
 
 def _paper_id(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and _ID.fullmatch(value.strip()):
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
-        raise DecisionError("paper_id", f"must be a positive integer, not {value!r}")
+        shown = repr(value)[:40]
+        raise DecisionError("paper_id", f"must be a positive integer in ASCII digits, not {shown}")
     return value
+
+
+def _doi(row: Mapping) -> tuple[str | None, str]:
+    """(the DOI the line names, the field it came from): `doi` and/or `doi_url`, agreeing."""
+    found: dict[str, str] = {}
+    for name in ("doi", "doi_url"):
+        text = _text(row, name, 500)
+        if text is not None:
+            try:
+                found[name] = normalise_doi(text)
+            except PaperError as error:
+                raise DecisionError(name, str(error).removeprefix("field 'doi' ")) from None
+    if len(set(found.values())) > 1:
+        raise DecisionError("doi_url", f"names {found['doi_url']!r} but doi is {found['doi']!r}")
+    return next(iter(found.values()), None), next(iter(found), "doi")
 
 
 def _text(row: Mapping, field: str, limit: int = MAX_REVIEWER) -> str | None:
@@ -179,13 +204,15 @@ def parse_decision(
     add = _label_list(row, "add", taxonomy)
     if not (accept or remove or add):
         return None
+    doi, doi_field = _doi(row)
     who = _text(row, "reviewer") or reviewer
     if who is None:
         raise DecisionError("reviewer", "is missing (or give --reviewer)")
     return Draft(
         line=line,
         paper_id=paper_id,
-        doi=_text(row, "doi", 500),
+        doi=doi,
+        doi_field=doi_field,
         model_version=_text(row, "model_version"),
         reviewer=who,
         reviewed_at=_when(_text(row, "reviewed_at", 64), now),
@@ -195,14 +222,24 @@ def parse_decision(
     )
 
 
+def _check_identity(draft: Draft, facts: reviews.PaperFacts) -> None:
+    """The line's DOI is the paper's: an id alone could name any paper in the store."""
+    if draft.doi is None and facts.doi:
+        raise DecisionError(
+            "doi", f"is missing: keep the queue's doi or doi_url, paper {draft.paper_id} has one"
+        )
+    if draft.doi is not None and draft.doi != (facts.doi or "").lower():
+        shown = repr(draft.doi)[:80]
+        raise DecisionError(draft.doi_field, f"{shown} is not the DOI of paper {draft.paper_id}")
+
+
 def resolve(
     draft: Draft, facts: reviews.PaperFacts | None, version: str | None, taxonomy: Taxonomy
 ) -> reviews.ReviewDecision:
     """The paper's new curator labels from a draft and what the store holds about the paper."""
     if facts is None:
         raise DecisionError("paper_id", f"no paper {draft.paper_id} in the store")
-    if draft.doi is not None and draft.doi.lower() != (facts.doi or ""):
-        raise DecisionError("doi", f"{draft.doi!r} is not the DOI of paper {draft.paper_id}")
+    _check_identity(draft, facts)
     model = facts.model_labels.get(version) if version else None
     if model is None:
         raise DecisionError(
@@ -235,6 +272,7 @@ class DecisionFile:
     decisions: list[tuple[int, reviews.ReviewDecision]]
     rejections: list[Rejection]
     skipped: int  # lines without a decision yet
+    shown: dict[int, str] = field(default_factory=dict)  # line -> the record as read
 
 
 def _drafts(path: Path, fmt: str, taxonomy, reviewer, now, rejections) -> list[tuple[Draft, str]]:
@@ -291,4 +329,17 @@ def read_decisions(
             continue
         decisions.append((draft.line, decision))
     rejections.sort(key=lambda r: r.line)
-    return DecisionFile(decisions, rejections, skipped)
+    return DecisionFile(decisions, rejections, skipped, {d.line: shown for d, shown in drafts})
+
+
+def apply_decisions(
+    conn: psycopg2.extensions.connection, read: DecisionFile, source: str, *, override: bool
+) -> tuple[reviews.ApplyReport, list[Rejection]]:
+    """Apply the file's decisions; every rejection, the store's refusals included, by line."""
+    report = reviews.apply_reviews(conn, [d for _, d in read.decisions], source, override=override)
+    line_of = {decision.paper_id: line for line, decision in read.decisions}
+    refused = [
+        Rejection(line_of[r.paper_id], r.field, r.reason, read.shown[line_of[r.paper_id]])
+        for r in report.refused
+    ]
+    return report, sorted(read.rejections + refused, key=lambda r: r.line)

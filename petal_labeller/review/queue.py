@@ -100,6 +100,17 @@ def build_queue(
     ]
 
 
+def record_queue(conn: psycopg2.extensions.connection, records: list[dict[str, Any]]) -> int:
+    """Remember which papers were sent for review, and the labels shown; commits."""
+    return reviews.record_queue(
+        conn,
+        (
+            (r["paper_id"], r["model_version"], [m["label"] for m in r["model_labels"]])
+            for r in records
+        ),
+    )
+
+
 def needs_review(
     conn: psycopg2.extensions.connection, taxonomy: Taxonomy, model_version: str | None, top: int
 ) -> dict[str, Any]:

@@ -8,11 +8,17 @@ API:
   (paper_id, doi, title, abstract, labels), context for the queue.
 - `paper_facts(conn, paper_ids, model_versions) -> dict[int, PaperFacts]`: what
   validating a decision needs to know about each paper.
-- `apply_reviews(conn, decisions, source, *, commit=True) -> ApplyReport`: one
-  transaction. Each decision's labels replace the paper's curator labels (labels
-  kept keep their who and when) and its `paper_reviews` row is written; a
-  decision identical to the stored one changes nothing, so applying a file twice
-  is a no-op. Model labels are never touched.
+- `record_queue(conn, entries, *, commit=True) -> int`: the papers `petal review
+  queue` sent to curators, with the model version and the labels it showed.
+- `apply_reviews(conn, decisions, source, *, override=False, commit=True) -> ApplyReport`:
+  one transaction, each paper's row locked first, so concurrent applies are
+  serialized per paper and labels and review rows always agree. A decision for a
+  paper not queued with its model version is refused; one that would replace
+  another reviewer's decision, or curator labels no review set (an import), is
+  refused naming them unless `override`. Otherwise its labels replace the
+  paper's curator labels (labels kept keep their who and when) and its
+  `paper_reviews` row is written; a decision identical to the stored one changes
+  nothing, so applying a file twice is a no-op. Model labels are never touched.
 - `review_counts(conn, model_version) -> ReviewCounts` and
   `reviewed_identities(conn) -> set[tuple[str | None, str]]` ((doi, title) pairs).
 """
@@ -66,11 +72,34 @@ class ReviewDecision:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A decision the store refused: which paper, which field, and why (for the rejects file)."""
+
+    paper_id: int
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ApplyReport:
     applied: int  # papers whose review or labels changed
     unchanged: int  # decisions already stored exactly so
     labels_added: int
     labels_removed: int
+    refused: tuple[Refusal, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A paper's review row as stored."""
+
+    reviewer: str
+    reviewed_at: datetime
+    model_version: str | None
+    accepted: bool
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -152,23 +181,117 @@ def paper_facts(
     return facts
 
 
-def _stored(cur, paper_ids: list[int]) -> dict[int, tuple]:
+def record_queue(
+    conn: psycopg2.extensions.connection,
+    entries: Iterable[tuple[int, str, Sequence[str]]],
+    *,
+    commit: bool = True,
+) -> int:
+    """Remember (paper_id, model_version, labels shown) for each queued paper; the count."""
+    rows = [(paper_id, version, list(labels)) for paper_id, version, labels in entries]
+    with write_unit(conn, commit), conn.cursor() as cur:
+        execute_values(
+            cur,
+            """INSERT INTO review_queue (paper_id, model_version, model_labels) VALUES %s
+               ON CONFLICT (paper_id, model_version) DO UPDATE
+               SET model_labels = EXCLUDED.model_labels, queued_at = now()""",
+            rows,
+        )
+    return len(rows)
+
+
+def _lock_papers(cur, paper_ids: list[int]) -> None:
+    """Row-lock the papers, in id order so two applies never deadlock.
+
+    NO KEY UPDATE: it serializes applies (and imports updating the paper) on the same
+    paper, but not the labelling writers, whose foreign keys only take KEY SHARE.
+    """
     cur.execute(
-        """SELECT paper_id, reviewer, reviewed_at, model_version, accepted, removed, added, labels
-           FROM paper_reviews WHERE paper_id = ANY(%s) FOR UPDATE""",
+        "SELECT id FROM papers WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
         (paper_ids,),
     )
-    return {row[0]: row[1:] for row in cur.fetchall()}
 
 
-def _same(decision: ReviewDecision, stored: tuple | None) -> bool:
+def _queued(cur, paper_ids: list[int]) -> set[tuple[int, str]]:
+    cur.execute(
+        "SELECT paper_id, model_version FROM review_queue WHERE paper_id = ANY(%s)",
+        (paper_ids,),
+    )
+    return set(cur.fetchall())
+
+
+def _stored(cur, paper_ids: list[int]) -> dict[int, _Stored]:
+    cur.execute(
+        """SELECT paper_id, reviewer, reviewed_at, model_version, accepted, removed, added, labels
+           FROM paper_reviews WHERE paper_id = ANY(%s)""",
+        (paper_ids,),
+    )
+    return {
+        row[0]: _Stored(*row[1:5], tuple(row[5]), tuple(row[6]), tuple(row[7]))
+        for row in cur.fetchall()
+    }
+
+
+def _curated(cur, paper_ids: list[int]) -> dict[int, set[str]]:
+    cur.execute(
+        """SELECT paper_id, label_id FROM paper_labels
+           WHERE paper_id = ANY(%s) AND origin = 'curator'""",
+        (paper_ids,),
+    )
+    curated: dict[int, set[str]] = {}
+    for paper_id, label in cur.fetchall():
+        curated.setdefault(paper_id, set()).add(label)
+    return curated
+
+
+def _same(decision: ReviewDecision, stored: _Stored | None) -> bool:
     if stored is None:
         return False
-    reviewer, _, version, accepted, removed, added, labels = stored
-    return (reviewer, version, accepted, tuple(removed), tuple(added), tuple(labels)) == (
+    return (
+        stored.reviewer, stored.model_version, stored.accepted,
+        stored.removed, stored.added, stored.labels,
+    ) == (
         decision.reviewer, decision.model_version, decision.accepted,
         decision.removed, decision.added, decision.labels,
     )  # fmt: skip
+
+
+def _conflict(decision: ReviewDecision, stored: _Stored | None, curated: set[str]) -> str | None:
+    """Why the decision would replace another curator's labels; None when it would not."""
+    pid = decision.paper_id
+    if stored is None:
+        if curated:
+            return f"paper {pid} already has curator labels {sorted(curated)} from an import"
+        return None
+    when = stored.reviewed_at.date().isoformat()
+    if set(stored.labels) != curated:
+        return (
+            f"paper {pid}'s curator labels {sorted(curated)} were changed after "
+            f"{stored.reviewer}'s review of {when}"
+        )
+    if stored.reviewer != decision.reviewer:
+        return (
+            f"paper {pid} was decided by {stored.reviewer} on {when} (labels {list(stored.labels)})"
+        )
+    return None
+
+
+def _refusal(
+    decision: ReviewDecision,
+    queued: set[tuple[int, str]],
+    stored: _Stored | None,
+    curated: set[str],
+    override: bool,
+) -> Refusal | None:
+    """Why the store refuses the decision (checked under the paper's lock); None: apply it."""
+    pid, version = decision.paper_id, decision.model_version
+    if version is None or (pid, version) not in queued:
+        reason = f"paper {pid} was never queued for review with model {version!r}"
+        return Refusal(pid, "paper_id", reason + " (petal review queue)")
+    conflict = _conflict(decision, stored, curated)
+    if conflict and not override:
+        return Refusal(pid, "reviewer", f"{conflict}; --override replaces them")
+    return None
 
 
 def _write_labels(cur, decision: ReviewDecision) -> tuple[int, int]:
@@ -193,45 +316,59 @@ def _write_labels(cur, decision: ReviewDecision) -> tuple[int, int]:
     return cur.rowcount, removed
 
 
+def _write_review(cur, decision: ReviewDecision, source: str) -> None:
+    cur.execute(
+        """INSERT INTO paper_reviews (paper_id, reviewer, reviewed_at, model_version,
+               accepted, removed, added, labels, source)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (paper_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
+               reviewed_at = EXCLUDED.reviewed_at,
+               model_version = EXCLUDED.model_version,
+               accepted = EXCLUDED.accepted, removed = EXCLUDED.removed,
+               added = EXCLUDED.added, labels = EXCLUDED.labels,
+               source = EXCLUDED.source, applied_at = now()""",
+        (
+            decision.paper_id, decision.reviewer, decision.reviewed_at,
+            decision.model_version, decision.accepted, list(decision.removed),
+            list(decision.added), list(decision.labels), source,
+        ),
+    )  # fmt: skip
+
+
 def apply_reviews(
     conn: psycopg2.extensions.connection,
     decisions: Iterable[ReviewDecision],
     source: str,
     *,
+    override: bool = False,
     commit: bool = True,
 ) -> ApplyReport:
-    """Write every decision in one transaction (see the module doc); all or nothing."""
+    """Write every acceptable decision in one transaction (see the module doc)."""
     decisions = list(decisions)
+    ids = sorted({d.paper_id for d in decisions})
     applied = unchanged = added = removed = 0
+    refused: list[Refusal] = []
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
-            stored = _stored(cur, [d.paper_id for d in decisions])
+            _lock_papers(cur, ids)  # everything below is read under the lock
+            queued, stored, curated = _queued(cur, ids), _stored(cur, ids), _curated(cur, ids)
             for decision in decisions:
-                if _same(decision, stored.get(decision.paper_id)):
+                pid = decision.paper_id
+                before, labels = stored.get(pid), curated.get(pid, set())
+                if _same(decision, before) and labels == set(decision.labels):
                     unchanged += 1
+                    continue
+                refusal = _refusal(decision, queued, before, labels, override)
+                if refusal is not None:
+                    refused.append(refusal)
                     continue
                 plus, minus = _write_labels(cur, decision)
                 added, removed = added + plus, removed + minus
-                cur.execute(
-                    """INSERT INTO paper_reviews (paper_id, reviewer, reviewed_at, model_version,
-                           accepted, removed, added, labels, source)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (paper_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
-                           reviewed_at = EXCLUDED.reviewed_at,
-                           model_version = EXCLUDED.model_version,
-                           accepted = EXCLUDED.accepted, removed = EXCLUDED.removed,
-                           added = EXCLUDED.added, labels = EXCLUDED.labels,
-                           source = EXCLUDED.source, applied_at = now()""",
-                    (
-                        decision.paper_id, decision.reviewer, decision.reviewed_at,
-                        decision.model_version, decision.accepted, list(decision.removed),
-                        list(decision.added), list(decision.labels), source,
-                    ),
-                )  # fmt: skip
+                _write_review(cur, decision, source)
                 applied += 1
     except (psycopg2.IntegrityError, psycopg2.DataError) as exc:
         raise StoreError(f"reviews not applied: {one_line(exc)}") from exc
-    return ApplyReport(applied, unchanged, added, removed)
+    return ApplyReport(applied, unchanged, added, removed, tuple(refused))
 
 
 def review_counts(conn: psycopg2.extensions.connection, model_version: str | None) -> ReviewCounts:

@@ -34,7 +34,7 @@ def test_the_next_training_run_uses_reviewed_papers_and_counts_them(db_conn, tmp
     from petal_labeller.store.labels import upsert_model_labels
     from petal_labeller.store.models import register_model_version
     from petal_labeller.store.papers import import_papers
-    from petal_labeller.store.reviews import apply_reviews
+    from petal_labeller.store.reviews import apply_reviews, record_queue
     from petal_labeller.store.taxonomy import load_taxonomy
     from tests.review.conftest import TREE
 
@@ -51,11 +51,13 @@ def test_the_next_training_run_uses_reviewed_papers_and_counts_them(db_conn, tmp
         cur.execute("SELECT id FROM papers WHERE doi = '10.5555/torn'")
         (torn,) = cur.fetchone()
     upsert_model_labels(db_conn, [(torn, "protect", 0.5), (torn, "heat", 0.3)], "v1")
+    record_queue(db_conn, [(torn, "v1", ["protect", "heat"])])  # as `petal review queue` does
     before = export_training_set(tmp_path / "before")
     assert (before.train_papers, before.reviewed_papers) == (9, 0)
 
     decisions = tmp_path / "decisions.jsonl"
-    line = {"paper_id": torn, "reviewer": "ana", "remove": ["heat"], "add": ["cold"]}
+    line = {"paper_id": torn, "doi": "10.5555/torn", "reviewer": "ana", "remove": ["heat"],
+            "add": ["cold"]}  # fmt: skip
     decisions.write_text(json.dumps(line) + "\n", encoding="utf-8")
     apply_reviews(db_conn, [d for _, d in read_decisions(db_conn, decisions, TREE).decisions], "t")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from petal_labeller.review import build_queue, record_queue
 from petal_labeller.store.labels import upsert_model_labels
 from petal_labeller.store.models import register_model_version
 from petal_labeller.store.papers import import_papers
@@ -44,7 +45,8 @@ def paper(key: str, **fields) -> dict:
 
 @pytest.fixture
 def store(db_conn, tmp_path: Path) -> dict:
-    """Curated papers (a swimming fish, a heat-shielding beetle), three model-labelled ones."""
+    """Curated papers (a swimming fish, a heat-shielding beetle), three model-labelled ones,
+    queued for review; `papers` names each as a decision line does (paper_id and doi)."""
     load_taxonomy(db_conn, TREE)
     records = [
         paper("fish", title="Fish swim fast in cold water", labels=["move", "swim"]),
@@ -64,7 +66,9 @@ def store(db_conn, tmp_path: Path) -> dict:
         (ids[key], label, s) for key, scores in MODEL_SCORES.items() for label, s in scores.items()
     ]
     upsert_model_labels(db_conn, rows, "v1")
-    return {"conn": db_conn, "ids": ids, "taxonomy": TREE}
+    record_queue(db_conn, build_queue(db_conn, TREE, limit=10, neighbours=0))
+    named = {key: {"paper_id": i, "doi": f"10.5555/{key}"} for key, i in ids.items()}
+    return {"conn": db_conn, "ids": ids, "taxonomy": TREE, "papers": named}
 
 
 def curator_labels(conn, paper_id: int) -> list[tuple]:

@@ -48,10 +48,10 @@ def test_accept_remove_add_become_curator_labels_with_who_and_when(store, tmp_pa
     path = _write(
         tmp_path,
         [
-            {"paper_id": ids["sure"], "accept": True, "reviewer": "ana"},
-            {"paper_id": ids["torn"], "remove": ["heat"], "add": ["cold"],
+            {**store["papers"]["sure"], "accept": True, "reviewer": "ana"},
+            {**store["papers"]["torn"], "remove": ["heat"], "add": ["cold"],
              "reviewed_at": "2026-11-20T10:00:00Z"},
-            {"paper_id": ids["deep"], "remove": ["heat", "protect"], "add": ["swim"]},
+            {**store["papers"]["deep"], "remove": ["heat", "protect"], "add": ["swim"]},
         ],
     )  # fmt: skip
     result = apply_cli(str(path), "--reviewer", "bo")
@@ -74,8 +74,8 @@ def test_accept_remove_add_become_curator_labels_with_who_and_when(store, tmp_pa
 
 
 def test_applying_the_same_file_twice_changes_nothing(store, tmp_path, apply_cli):
-    conn, ids = store["conn"], store["ids"]
-    path = _write(tmp_path, [{"paper_id": ids["torn"], "accept": True, "remove": ["heat"]}])
+    conn = store["conn"]
+    path = _write(tmp_path, [{**store["papers"]["torn"], "accept": True, "remove": ["heat"]}])
     apply_cli(str(path), "--reviewer", "ana")
     everything = "SELECT * FROM paper_labels ORDER BY paper_id, label_id, origin, model_version"
     labels_before = _table(conn, everything)
@@ -91,19 +91,19 @@ def test_bad_lines_are_rejected_with_line_numbers_and_the_rest_applied(store, tm
     path = _write(
         tmp_path,
         [
-            {"paper_id": ids["sure"], "accept": True},  # 1: good
+            {**store["papers"]["sure"], "accept": True},  # 1: good
             "{not json",  # 2
-            {"paper_id": ids["torn"], "add": ["nope"]},  # 3: unknown label
+            {**store["papers"]["torn"], "add": ["nope"]},  # 3: unknown label
             {"paper_id": 999999, "accept": True},  # 4: no such paper
-            {"paper_id": ids["deep"], "remove": ["swim"]},  # 5: not a model label
-            {"paper_id": ids["deep"], "accept": True},  # 6: second decision for one paper
-            {"paper_id": ids["sure"], "accept": True},  # 7: second decision for one paper
-            {"paper_id": ids["torn"], "accept": "maybe"},  # 8
-            {"paper_id": ids["torn"], "remove": ["protect", "heat"]},  # 9: no label left
-            {"paper_id": ids["fish"], "accept": True, "doi": "10.5555/other"},  # 10: wrong DOI
+            {**store["papers"]["deep"], "remove": ["swim"]},  # 5: not a model label
+            {**store["papers"]["deep"], "accept": True},  # 6: second decision for one paper
+            {**store["papers"]["sure"], "accept": True},  # 7: second decision for one paper
+            {**store["papers"]["torn"], "accept": "maybe"},  # 8
+            {**store["papers"]["torn"], "remove": ["protect", "heat"]},  # 9: no label left
+            {**store["papers"]["fish"], "accept": True, "doi": "10.5555/other"},  # 10: wrong DOI
             {"paper_id": "x1", "accept": True},  # 11
-            {"paper_id": ids["deep"], "reviewer": "ana"},  # 12: no decision yet: skipped
-            {"paper_id": ids["beetle"], "accept": True, "model_version": "v9"},  # 13
+            {**store["papers"]["deep"], "reviewer": "ana"},  # 12: no decision yet: skipped
+            {**store["papers"]["beetle"], "accept": True, "model_version": "v9"},  # 13
         ],
     )
     rejects = tmp_path / "rejects.jsonl"
@@ -116,24 +116,23 @@ def test_bad_lines_are_rejected_with_line_numbers_and_the_rest_applied(store, tm
         (13, "model_version"),
     ]  # fmt: skip
     assert "unknown label ids ['nope']" in rejected[1]["reason"]
-    assert rejected[1]["record"] == json.dumps({"paper_id": ids["torn"], "add": ["nope"]})
+    assert rejected[1]["record"] == json.dumps({**store["papers"]["torn"], "add": ["nope"]})
     assert curator_labels(conn, ids["sure"]) == [("move", "ana"), ("swim", "ana")]
     assert curator_labels(conn, ids["torn"]) == []
 
 
 def test_removing_a_parent_but_keeping_its_child_is_rejected(store, tmp_path, apply_cli):
-    path = _write(tmp_path, [{"paper_id": store["ids"]["deep"], "remove": ["protect"]}])
+    path = _write(tmp_path, [{**store["papers"]["deep"], "remove": ["protect"]}])
     result = apply_cli(str(path), "--reviewer", "ana", code=1)
     assert "['protect'] stay implied by a kept label's ancestry" in result.output
 
 
 def test_a_review_time_outside_1900_to_now_is_that_lines_error(store, tmp_path, apply_cli):
-    ids = store["ids"]
     path = _write(
         tmp_path,
         [
-            {"paper_id": ids["sure"], "accept": True, "reviewed_at": "9999-12-31"},
-            {"paper_id": ids["torn"], "accept": True, "reviewed_at": "2026-11-20T10:00:00Z"},
+            {**store["papers"]["sure"], "accept": True, "reviewed_at": "9999-12-31"},
+            {**store["papers"]["torn"], "accept": True, "reviewed_at": "2026-11-20T10:00:00Z"},
         ],
     )
     result = apply_cli(str(path), "--reviewer", "ana", code=1)
@@ -142,7 +141,7 @@ def test_a_review_time_outside_1900_to_now_is_that_lines_error(store, tmp_path, 
 
 
 def test_a_line_without_a_reviewer_is_rejected(store, tmp_path, apply_cli):
-    path = _write(tmp_path, [{"paper_id": store["ids"]["sure"], "accept": True}])
+    path = _write(tmp_path, [{**store["papers"]["sure"], "accept": True}])
     result = apply_cli(str(path), code=1)
     assert "field 'reviewer'" in result.output
 
@@ -161,7 +160,7 @@ def test_a_failed_write_leaves_every_table_as_it_was(store):
 
 def test_model_labels_never_overwrite_curator_labels(store, tmp_path, apply_cli):
     conn, ids = store["conn"], store["ids"]
-    path = _write(tmp_path, [{"paper_id": ids["torn"], "remove": ["heat"], "add": ["cold"]}])
+    path = _write(tmp_path, [{**store["papers"]["torn"], "remove": ["heat"], "add": ["cold"]}])
     apply_cli(str(path), "--reviewer", "ana")
     # The next labelling run writes different model labels for the same paper.
     upsert_model_labels(conn, [(ids["torn"], "heat", 0.9), (ids["torn"], "move", 0.8)], "v1")
@@ -194,7 +193,7 @@ def test_the_queue_csv_filled_in_a_spreadsheet_applies(store, tmp_path, apply_cl
 
 
 def test_reading_decisions_names_the_production_model_by_default(store, tmp_path):
-    path = _write(tmp_path, [{"paper_id": store["ids"]["sure"], "accept": True, "reviewer": "a"}])
+    path = _write(tmp_path, [{**store["papers"]["sure"], "accept": True, "reviewer": "a"}])
     read = read_decisions(store["conn"], path, TREE)
     assert [d.model_version for _, d in read.decisions] == ["v1"]
     assert not read.rejections
@@ -210,8 +209,8 @@ def test_a_huge_line_is_one_rejected_line_and_the_next_line_still_counts(
     path = _write(
         tmp_path,
         [
-            {"paper_id": ids["deep"], "accept": True, "note": "x" * 500},
-            {"paper_id": ids["sure"], "accept": True},
+            {**store["papers"]["deep"], "accept": True, "note": "x" * 500},
+            {**store["papers"]["sure"], "accept": True},
         ],
     )
     result = apply_cli(str(path), "--reviewer", "ana", code=1)

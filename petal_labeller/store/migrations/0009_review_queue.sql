@@ -1,0 +1,12 @@
+-- Papers sent to curators by `petal review queue` (issue 24 item 1): a decision
+-- applies only to a paper queued with the model version whose labels it names,
+-- so a decision file cannot rewrite the labels of a paper nobody was asked about.
+-- model_labels keeps the labels the queue showed, as the curator saw them.
+
+CREATE TABLE review_queue (
+    paper_id       bigint NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    model_version  text NOT NULL REFERENCES model_versions (version) ON DELETE CASCADE,
+    model_labels   text[] NOT NULL DEFAULT '{}',
+    queued_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (paper_id, model_version)
+);
