@@ -12,7 +12,6 @@ the pipeline's `paper_id`) are ignored.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -112,14 +111,6 @@ class Rejection:
 
     def to_record(self) -> dict[str, object]:
         return {"line": self.line, "field": self.field, "reason": self.reason, "record": self.raw}
-
-
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file (same inode: links and ../ spellings included)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return False
 
 
 def normalise_doi(value: str) -> str:

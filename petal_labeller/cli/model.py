@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from petal_labeller.cli import EXIT_REJECTED, CommandError
+from petal_labeller.outputs import refuse_inputs_as_outputs
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -46,9 +47,15 @@ def model() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KNOB=VALUE", help="Any config knob.")
 def train(papers, taxonomy, output, base_model, preset_name, overrides) -> None:
     """Write OUTPUT/model.tar.gz and OUTPUT/evaluation/ (validation report)."""
+    from petal_labeller.model.artefact import ARTEFACT_NAME
     from petal_labeller.model.config import from_hyperparameters
     from petal_labeller.model.train import train_artefact
 
+    local_base = base_model if base_model and Path(base_model).exists() else None
+    refuse_inputs_as_outputs(
+        [("--output", output / ARTEFACT_NAME), ("--output", output / "evaluation")],
+        [("--papers", papers), ("--taxonomy", taxonomy), ("--base-model", local_base)],
+    )
     _logging()
     with _user_errors():
         values = dict(item.split("=", 1) for item in overrides if "=" in item)
@@ -69,6 +76,11 @@ def predict(model_path, papers, output, batch_size) -> None:
     """One output line per input line; bad lines are reported and exit code is 1."""
     from petal_labeller.model.predict import predict_file
 
+    partial = output.with_name(output.name + ".partial")  # written first, then renamed
+    refuse_inputs_as_outputs(
+        [("--output", output), ("--output", partial)],
+        [("--model", model_path), ("--papers", papers)],
+    )
     _logging()
     with _user_errors():
         summary = predict_file(model_path, papers, output, batch_size=batch_size)
@@ -101,6 +113,11 @@ def evaluate(model_path, papers, taxonomy, baseline_train, report_dir, split, fo
     from petal_labeller.model.config import preset
     from petal_labeller.model.evaluate import evaluate_artefact, run_experiment
 
+    refuse_inputs_as_outputs(
+        [("--report", report_dir)],
+        [("--model", model_path), ("--papers", papers), ("--taxonomy", taxonomy),
+         ("--baseline-train", baseline_train)],
+    )  # fmt: skip
     _logging()
     with _user_errors():
         if model_path is not None:

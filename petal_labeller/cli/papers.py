@@ -57,9 +57,11 @@ def import_(
     ctx: click.Context, path: Path, rejects: Path | None, ingested_at: datetime | None
 ) -> None:
     """Import a JSONL file of papers; exit 1 when any record was rejected."""
+    from petal_labeller.outputs import refuse_inputs_as_outputs
     from petal_labeller.store.papers import import_papers
     from petal_labeller.store.taxonomy import read_taxonomy
 
+    refuse_inputs_as_outputs([("--rejects", rejects)], [("the input", path)])
     conn = connection(ctx)
     report = import_papers(conn, path, read_taxonomy(conn), rejects, ingested_at=ingested_at)
     click.echo(

@@ -29,8 +29,9 @@ from pathlib import Path
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from petal_labeller.papers import Paper, Rejection, read_papers, same_file
-from petal_labeller.store.unit import StoreError, write_unit
+from petal_labeller.outputs import refuse_inputs_as_outputs
+from petal_labeller.papers import Paper, Rejection, read_papers
+from petal_labeller.store.unit import write_unit
 from petal_labeller.taxonomy import Taxonomy
 
 #: Rows per round trip when writing papers, and per fetch when streaming them.
@@ -83,9 +84,8 @@ def import_papers(
     commit: bool = True,
 ) -> ImportReport:
     """Import a JSONL file of papers; bad records are reported, never imported."""
-    if rejects_path is not None and same_file(path, rejects_path):
-        # Checked before anything is opened: opening the rejects file truncates it.
-        raise StoreError(f"the rejects file {rejects_path} is the input file {path}; refusing")
+    # Checked before anything is opened: opening the rejects file truncates it.
+    refuse_inputs_as_outputs([("--rejects", rejects_path)], [("the input", path)])
     report = ImportReport()
     source = source or f"import:{Path(path).name}"
     rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None  # noqa: SIM115

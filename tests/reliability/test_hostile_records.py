@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from petal_labeller.cli import main
+from petal_labeller.outputs import OutputPathError
 from petal_labeller.papers import LineError, decode_line
 from petal_labeller.runtime.handlers import input_fn, output_fn, predict_fn
 from petal_labeller.store.papers import import_papers
 from petal_labeller.store.taxonomy import load_taxonomy
-from petal_labeller.store.unit import StoreError
 from petal_labeller.taxonomy import Taxonomy, TaxonomyError
 from tests.reliability.conftest import taxonomy
 
@@ -178,14 +178,14 @@ def test_rejects_into_the_input_file_is_refused_and_the_input_kept(
         ],
     )
     assert result.exit_code == 2, result.output
-    assert "is the input file" in result.output
+    assert "would overwrite the input" in result.output
     assert path.read_bytes() == before
 
 
 def test_import_papers_refuses_the_same_file_too(db_conn, tmp_path):
     path = tmp_path / "papers.jsonl"
     path.write_text("{bad\n")
-    with pytest.raises(StoreError, match="is the input file"):
+    with pytest.raises(OutputPathError, match="would overwrite the input"):
         import_papers(db_conn, path, taxonomy(), path)
     assert path.read_text() == "{bad\n"
 
