@@ -10,7 +10,7 @@ from typing import Any
 
 import pendulum
 
-from petal_labeller.airflow.failures import on_run_failure, record_task_error
+from petal_labeller.airflow.failures import on_run_failure, on_run_success, record_task_error
 
 OWNER = "petal"
 TAGS = ["petal"]
@@ -48,7 +48,7 @@ def dag_kwargs(
 
     The alert is DAG-level: it runs in the dag-processor when the scheduler fails the
     run, so it also covers a task killed from outside, a timeout, or a failure before
-    any task could record one.
+    any task could record one; a successful run whose teardown failed alerts too.
     """
     from petal_labeller.airflow.names import MACROS
 
@@ -58,5 +58,7 @@ def dag_kwargs(
         "default_args": default_args(on_failure=on_failure),
         "max_active_runs": 1,
         "on_failure_callback": on_run_failure,
+        # A run whose teardown failed succeeds, but its cleanup is worth an alert.
+        "on_success_callback": on_run_success,
         "user_defined_macros": MACROS,
     }

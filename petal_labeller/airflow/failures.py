@@ -58,18 +58,24 @@ def data_window(context: dict[str, Any]) -> tuple[datetime | None, datetime | No
     return start, end
 
 
-def failed_tasks(context: dict[str, Any]) -> tuple[str, ...]:
-    """Ids of the run's failed tasks (asked of Airflow), else the task the context names."""
+def _asked_failed_tasks(context: dict[str, Any]) -> tuple[str, ...] | None:
+    """The run's failed tasks as Airflow knows them; None where it cannot be asked."""
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
     try:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
         states = RuntimeTaskInstance.get_task_states(dag_id, run_ids=[run_id]).get(run_id, {})
-        found = tuple(sorted(task for task, state in states.items() if state == "failed"))
-        if found:
-            return found
     except Exception:  # no supervisor to ask (`dag.test()`), or the API is down
         log.info("Could not ask Airflow for the failed tasks of %s", run_id, exc_info=True)
+        return None
+    return tuple(sorted(task for task, state in states.items() if state == "failed"))
+
+
+def failed_tasks(context: dict[str, Any]) -> tuple[str, ...]:
+    """Ids of the run's failed tasks (asked of Airflow), else the task the context names."""
+    found = _asked_failed_tasks(context)
+    if found:
+        return found
     ti = context.get("ti")
     return (ti.task_id,) if ti is not None else ()
 
@@ -136,6 +142,23 @@ def on_run_failure(context: dict[str, Any]) -> None:
         log.error("Could not record failed run %s in labelling_runs", row, exc_info=True)
     start, end = (stored.interval_start, stored.interval_end) if stored else data_window(context)
     error = (stored.error if stored else None) or fallback
+    reason = send_alert(Alert(dag_id, run_id, tasks, error, start, end, _conf(context), base_url()))
+    try:
+        _mark(row, reason)
+    except Exception:
+        log.error("Could not record the alert's fate for run %s", row, exc_info=True)
+
+
+def on_run_success(context: dict[str, Any]) -> None:
+    """DAG on_success_callback: a run can succeed while a teardown failed (teardowns stay
+    out of the run's state), and a cleanup that failed may have left paid-for SageMaker
+    resources behind: that run sends its one alert too."""
+    tasks = _asked_failed_tasks(context)
+    if not tasks:
+        return
+    dag_id, run_id, row = context["dag"].dag_id, context["run_id"], row_id(context)
+    error = f"the run succeeded, but {', '.join(tasks)} failed: see its log"
+    start, end = data_window(context)
     reason = send_alert(Alert(dag_id, run_id, tasks, error, start, end, _conf(context), base_url()))
     try:
         _mark(row, reason)
