@@ -40,6 +40,7 @@ from petal_labeller.airflow.flow_parts import (
     sagemaker_group,
 )
 from petal_labeller.airflow.names import run_prefix, sagemaker_name_prefix
+from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
 from petal_labeller.pipeline.run import StagedRun
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def _sagemaker_tasks(staged: Any) -> tuple[Any, Any, Any]:
                 model_name=_MODEL_NAME,
                 input_uri=_UPLOADED + "['input_uri'] }}",
                 output_uri=_UPLOADED + "['output_uri'] }}",
-                instance_type="{{ params.instance_type }}",
+                instance_type=instance_type_template("instance_type", DEFAULT_INSTANCE_TYPE),
             ),
             max_ingestion_time=6 * 3600,
             **job_operator_kwargs(default_poll_s=30),

@@ -12,6 +12,12 @@ from petal_labeller.versions import VERSION_PATTERN
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.g4dn.xlarge"
+#: What the trigger form shows for each backend choice, the empty one included.
+BACKEND_LABELS: dict[Any, str] = {
+    None: f"default (Variable {BACKEND_VARIABLE}, else PETAL_BACKEND, else local)",
+    "local": "local (on the worker)",
+    "sagemaker": "sagemaker (batch transform)",
+}
 
 
 def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
@@ -27,6 +33,9 @@ def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
             None,
             type=["null", "string"],
             enum=[None, *config.BACKENDS],
+            # The form labels each choice from this; without a label the empty choice
+            # reads "null". (Serialised, the None key becomes "None", which the form reads.)
+            values_display=BACKEND_LABELS,
             description=(
                 "local (on the worker) or sagemaker; empty = Airflow Variable "
                 f"'{BACKEND_VARIABLE}', else PETAL_BACKEND, else local."
@@ -38,15 +47,31 @@ def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
             minimum=1,
             description="Label at most this many papers in this run; empty = all.",
         ),
-        "instance_type": Param(
-            instance_type, type="string", description="SageMaker instance type (sagemaker only)."
-        ),
+        # Optional ("null" allowed): the form requires every field whose type excludes
+        # null, and a local run has no use for it. Empty = the default below.
+        "instance_type": optional_instance_type(instance_type, "SageMaker instance type"),
         "dry_run": Param(
             False,
             type="boolean",
             description="Run everything but write nothing to the PeTaL database.",
         ),
     }
+
+
+def optional_instance_type(default: str, what: str) -> Param:
+    """An instance type Param a local run may leave empty; render it with
+    `instance_type_template`, which puts the default back."""
+    return Param(
+        default,
+        type=["null", "string"],
+        minLength=1,
+        description=f"{what} (sagemaker only); empty = {default}.",
+    )
+
+
+def instance_type_template(name: str, default: str) -> str:
+    """The Jinja template of an instance type Param: its value, or `default` when empty."""
+    return f"{{{{ params.{name} or '{default}' }}}}"
 
 
 def resolve_backend(requested: Any) -> str:

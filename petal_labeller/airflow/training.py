@@ -28,6 +28,7 @@ from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name_
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_TRAINING_INSTANCE_TYPE,
+    optional_instance_type,
     run_params,
 )
 from petal_labeller.pipeline.workspace import workspace_for
@@ -54,10 +55,8 @@ def training_params() -> dict[str, Param]:
     params["dry_run"] = Param(
         False, type="boolean", description="Train and evaluate, but promote nothing."
     )
-    params["evaluation_instance_type"] = Param(
-        DEFAULT_INSTANCE_TYPE,
-        type="string",
-        description="Instance type of the held-out batch transforms (sagemaker only).",
+    params["evaluation_instance_type"] = optional_instance_type(
+        DEFAULT_INSTANCE_TYPE, "Instance type of the held-out batch transforms"
     )
     params["preset"] = Param("default", type="string", description="Training preset.")
     params["train_options"] = Param(

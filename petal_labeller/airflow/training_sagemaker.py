@@ -30,6 +30,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
 from petal_labeller.airflow.flow_parts import job_name, job_operator_kwargs
+from petal_labeller.airflow.params import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_TRAINING_INSTANCE_TYPE,
+    instance_type_template,
+)
 from petal_labeller.pipeline.training import MAX_RESULT_LINE_BYTES
 
 log = logging.getLogger(__name__)
@@ -147,7 +152,7 @@ def _training_job(uploaded: Any) -> SageMakerTrainingOperator:
             role_arn=variables.template(variables.ROLE),
             train_uri=_UPLOADED + "['train_uri'] }}",
             output_uri=_UPLOADED + "['output_uri'] }}",
-            instance_type="{{ params.instance_type }}",
+            instance_type=instance_type_template("instance_type", DEFAULT_TRAINING_INSTANCE_TYPE),
         )
         # The dict itself (an XComArg resolves unrendered): a template would render to text.
         | {"HyperParameters": uploaded["hyperparameters"]},
@@ -176,7 +181,7 @@ def _evaluation_tasks(which: str, model_data_url: str) -> tuple[Any, Any, Any]:
             model_name=_model_name(which),
             input_uri=_UPLOADED + "['heldout_uri'] }}",
             output_uri=_UPLOADED + f"['{which}_output_uri'] }}}}",
-            instance_type="{{ params.evaluation_instance_type }}",
+            instance_type=instance_type_template("evaluation_instance_type", DEFAULT_INSTANCE_TYPE),
         ),
         max_ingestion_time=2 * 3600,
         **job_operator_kwargs(default_poll_s=30),
