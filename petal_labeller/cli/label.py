@@ -38,8 +38,9 @@ def label(
     """Label the papers ingested in [SINCE, UNTIL) that the model has not labelled.
 
     Without bounds, every pending paper. Exit code 1 when the model rejected some
-    papers (kept in PETAL_HOME/quarantine/) or papers of the window are left unlabelled
-    (a --max-papers cap), 2 when the run could not be made.
+    papers (kept in PETAL_HOME/quarantine/) or papers of the window were left unlabelled
+    by no cap of yours, 2 when the run could not be made. With --max-papers the run
+    labels that many and says how many are left.
     """
     from petal_labeller.pipeline.coverage import CoverageError
     from petal_labeller.pipeline.run import label_window
@@ -76,6 +77,12 @@ def label(
             f"run {summary.run_id}: labelled {summary.papers_labelled} of "
             f"{summary.papers_selected} papers with model {summary.model_version}, "
             f"{wrote}, {summary.papers_rejected} rejected"
+        )
+    if summary.papers_left:
+        click.echo(
+            f"stopped at --max-papers {max_papers}: {summary.papers_left} papers of the "
+            "window left; run again to label them",
+            err=True,
         )
     if summary.papers_rejected:
         click.echo(f"rejected papers kept in {summary.quarantine}", err=True)

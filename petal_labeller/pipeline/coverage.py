@@ -15,7 +15,7 @@ from contextlib import closing
 from datetime import datetime
 
 from petal_labeller.pipeline.stage import EARLIEST, LATEST
-from petal_labeller.pipeline.write import fail_finished_run
+from petal_labeller.pipeline.write import fail_finished_run, note_partial_run
 
 
 class CoverageError(RuntimeError):
@@ -36,11 +36,15 @@ def check_window_labelled(
     *,
     selected: int,
     set_aside: Collection[int] = (),
+    partial_by_request: bool = False,
     database_url: str | None = None,
-) -> None:
-    """Raise `CoverageError` (after marking the run's row failed) if a paper ingested in
-    `[since, min(until, staged_at))` is neither labelled by `model_version` nor in
-    `set_aside`."""
+) -> int:
+    """How many papers ingested in `[since, min(until, staged_at))` are neither labelled
+    by `model_version` nor in `set_aside`; any at all raise `CoverageError` (after the
+    run's row is marked failed), unless `partial_by_request`: someone at a terminal
+    capped this run (`petal label --max-papers`), so the row stays a success and says
+    how many are left. A DAG run never passes it: green must mean the day is done.
+    """
     from petal_labeller.store.connection import connect
     from petal_labeller.store.papers import count_pending
 
@@ -48,8 +52,12 @@ def check_window_labelled(
     with closing(connect(database_url)) as conn:
         left = count_pending(conn, _bound(since, EARLIEST), end, model_version, set_aside)
     if not left:
-        return
+        return 0
     window = f"[{since.isoformat() if since else 'start'}, {end.isoformat()})"
+    if partial_by_request:
+        note = f"stopped at max_papers={selected}: {left} paper(s) in {window} left to label"
+        note_partial_run(run_id, note, database_url)
+        return left
     message = (
         f"{left} paper(s) ingested in {window} are still unlabelled by model "
         f"{model_version} after this run, which selected {selected} (a max_papers cap, "

@@ -177,7 +177,9 @@ def infer_run(staged: StagedRun, batch_size: int = 32, model: Any = None) -> Pat
     )
 
 
-def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary:
+def finish_run(
+    staged: StagedRun, database_url: str | None = None, *, partial_by_request: bool = False
+) -> RunSummary:
     """Check the output, keep rejected papers aside, write labels + run row in one commit.
 
     Raises `OutputError` when the output breaks the contract (nothing written), and
@@ -220,17 +222,22 @@ def finish_run(staged: StagedRun, database_url: str | None = None) -> RunSummary
     log.info("Run summary: %s", summary)
     if not staged.dry_run:
         rejected = [i["paper_id"] for i in checked.rejected if isinstance(i.get("paper_id"), int)]
-        _check_coverage(staged, set_aside=rejected, database_url=database_url)
+        left = _check_coverage(staged, rejected, partial_by_request, database_url)
+        summary = RunSummary(**{**asdict(summary), "papers_left": left})
     return summary
 
 
 def _check_coverage(
-    staged: StagedRun, set_aside: list[int] | None = None, database_url: str | None = None
-) -> None:
-    """Fail the run (`CoverageError`) if it leaves a paper of its window unlabelled."""
+    staged: StagedRun,
+    set_aside: list[int] | None = None,
+    partial_by_request: bool = False,
+    database_url: str | None = None,
+) -> int:
+    """Fail the run (`CoverageError`) if it leaves a paper of its window unlabelled,
+    unless a terminal user capped it; returns how many it left."""
     from petal_labeller.pipeline.coverage import check_window_labelled
 
-    check_window_labelled(
+    return check_window_labelled(
         staged.run_id,
         staged.model_version,
         staged.since,
@@ -238,6 +245,7 @@ def _check_coverage(
         staged.started_at,
         selected=staged.count,
         set_aside=set_aside or [],
+        partial_by_request=partial_by_request,
         database_url=database_url,
     )
 
@@ -334,7 +342,7 @@ def label_window(
         if not staged.count:
             return finish_empty_run(staged, database_url)
         infer_run(staged, batch_size=batch_size)
-        return finish_run(staged, database_url)
+        return finish_run(staged, database_url, partial_by_request=max_papers is not None)
     except BaseException as exc:
         try:
             record_failure(staged, f"{type(exc).__name__}: {exc}", database_url)

@@ -40,6 +40,7 @@ class RunSummary:
     dry_run: bool = False
     quarantine: str | None = None
     labels_proposed: int = 0
+    papers_left: int = 0  # of the window, by a cap asked for at a terminal
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +132,12 @@ def _finish_success(
         error=error,
         commit=False,
     )
+
+
+def note_partial_run(run_id: str, note: str, database_url: str | None = None) -> None:
+    """Keep a run a success but say on its row what it left (a cap asked for at a terminal)."""
+    with _run_transaction(database_url) as conn:
+        runs.finish_run(conn, run_id, "success", error=note, commit=False)
 
 
 def fail_finished_run(run_id: str, error: str, database_url: str | None = None) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -75,39 +76,67 @@ def test_label_outside_the_window_and_dry_run_write_nothing(labelling_database, 
     assert proposed > 0 and f"would write {proposed} labels" in dry
 
 
+def _pending_in(url: str, since: str, until: str) -> int:
+    [(count,)] = _query(
+        url,
+        f"SELECT count(*) FROM papers WHERE ingested_at >= '{since}' AND ingested_at < '{until}' "
+        "AND id NOT IN (SELECT paper_id FROM paper_labelling)",
+    )
+    return count
+
+
 def test_a_run_that_leaves_papers_of_its_window_unlabelled_fails_and_says_how_many(
     labelling_database, petal_home
 ):
-    """Issue 23 item 1: green means every paper of the window was labelled. A cap that
-    stops a run short keeps the labels it wrote, marks the row failed and exits 1; the
-    next run labels the rest and succeeds."""
+    """Issue 23 item 1: green means every paper of the window was labelled. A run (as
+    the DAG's tasks make it) stopped short by a cap keeps the labels it wrote, marks its
+    row failed naming how many it left, and raises; the next run labels the rest."""
+    from petal_labeller.pipeline.coverage import CoverageError
+    from petal_labeller.pipeline.run import finish_run, infer_run, stage_run
+
     url = labelling_database
-    window = ("--since", "2026-11-02", "--until", "2026-11-03")
-    [(pending,)] = _query(
-        url,
-        "SELECT count(*) FROM papers WHERE ingested_at >= '2026-11-02' "
-        "AND ingested_at < '2026-11-03'",
-    )
+    since, until = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    pending = _pending_in(url, "2026-11-02", "2026-11-03")
     assert pending > 2
+    staged = stage_run(
+        "dag/capped", "dag-capped", since=since, until=until, max_papers=2, database_url=url
+    )
+    infer_run(staged)
 
-    cli = ["--database-url", url, "label", *window]
-    capped = CliRunner().invoke(main, [*cli, "--max-papers", "2"])
+    with pytest.raises(CoverageError, match=f"^{pending - 2} paper\\(s\\) ingested in"):
+        finish_run(staged, url)
 
-    assert capped.exit_code == 1, capped.output
-    assert f"{pending - 2} paper(s) ingested in [2026-11-02" in capped.stderr
     [(status, labelled, error)] = _query(
         url, "SELECT status, papers_labelled, error FROM labelling_runs"
     )
     assert (status, labelled) == ("failed", 2) and "still unlabelled" in error
-    assert _query(url, "SELECT count(*) FROM paper_labelling") == [(2,)]
-
-    rest = CliRunner().invoke(main, cli)
+    assert _pending_in(url, "2026-11-02", "2026-11-03") == pending - 2
+    rest = CliRunner().invoke(main, ["--database-url", url, "label", "--since", "2026-11-02",
+                                     "--until", "2026-11-03"])  # fmt: skip
     assert rest.exit_code in (0, 1), rest.output  # 1 only for a paper the model rejected
     assert "still unlabelled" not in rest.output
     assert _query(url, "SELECT status FROM labelling_runs ORDER BY started_at") == [
         ("failed",),
         ("success",),
     ]
+
+
+def test_petal_label_with_max_papers_labels_that_many_and_says_how_many_are_left(
+    labelling_database, petal_home
+):
+    """At a terminal a cap is a request, not a gap: the run succeeds and says what is left."""
+    url = labelling_database
+    pending = _pending_in(url, "2026-11-02", "2026-11-03")
+    capped = CliRunner().invoke(
+        main,
+        ["--database-url", url, "label", "--since", "2026-11-02", "--until", "2026-11-03",
+         "--max-papers", "2"],
+    )  # fmt: skip
+
+    assert capped.exit_code == 0, capped.output
+    assert f"stopped at --max-papers 2: {pending - 2} papers of the window left" in capped.stderr
+    [(status, error)] = _query(url, "SELECT status, error FROM labelling_runs")
+    assert status == "success" and f"{pending - 2} paper(s)" in error
 
 
 def test_label_with_no_model_is_one_error_line_and_a_failed_run_row(migrated_database_url):

@@ -178,17 +178,78 @@ def test_a_seven_day_backfill_twice_runs_seven_days_in_turn_and_writes_the_same_
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
     after_first = _counts(live)
 
-    # The second time side by side (quicker): the rows must come out the same anyway.
+    # The second time side by side (quicker): the labels must come out the same anyway.
     _backfill(live, first, last, max_active_runs=7)
     again = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
     assert len(again) == 7 and {r["state"] for r in again} == {"success"}
-    assert _counts(live) == after_first
+    labelled_papers, model_labels, run_rows = _counts(live)
+    assert (labelled_papers, model_labels) == after_first[:2]
+    assert run_rows == after_first[2] + 7  # each re-run has a row of its own ("#1")
     # Every day has its row: the four days with no paper "succeeded doing nothing".
     labelled = live.query(
         "SELECT status, papers_selected, papers_labelled FROM labelling_runs "
-        "WHERE airflow_run_id LIKE 'backfill%%' ORDER BY interval_start"
+        "WHERE airflow_run_id LIKE 'backfill%%' AND run_id NOT LIKE '%%#%%' "
+        "ORDER BY interval_start"
     )
     assert labelled == [("success", n, n) for n in (1, 0, 0, 1, 0, 0, 1)]
+    rerun = live.query(
+        "SELECT status, papers_selected FROM labelling_runs "
+        "WHERE airflow_run_id LIKE 'backfill%%' AND run_id LIKE '%%#1'"
+    )
+    assert rerun == [("success", 0)] * 7
+
+
+def test_a_backfill_over_manual_runs_leaves_no_paper_of_its_days_unlabelled(live: Airflow):
+    """Issue 23 item 1: a manual run dated D, then a backfill of the days around it with
+    --reprocess-behavior completed (which re-runs the manual run for day D, keeping its
+    stored interval): every paper ingested in the backfilled days has the production
+    model's labels, and a manual dry run it re-ran keeps its own row (item 2)."""
+    live.set_paused(LABEL, False)
+    first, last = _day(26), _day(20)  # clear of every other test's days
+    for offset in (0, 3, 6):
+        _import(live, live.tmp, 500 + 10 * offset, 2, first + timedelta(days=offset, hours=6))
+    manual = live.ok(
+        "POST", f"/api/v2/dags/{LABEL}/dagRuns", json={"logical_date": last.isoformat()}
+    )
+    dry = live.ok(
+        "POST",
+        f"/api/v2/dags/{LABEL}/dagRuns",
+        json={"logical_date": _day(23).isoformat(), "conf": {"dry_run": True}},
+    )
+    for run in (manual, dry):
+        [done] = live.wait_for_runs(LABEL, 1, lambda r, i=run["dag_run_id"]: r["dag_run_id"] == i)
+        assert done["state"] == "success", live.task_instances(LABEL, run["dag_run_id"])
+    [(dry_flag, proposed, written)] = live.query(
+        "SELECT dry_run, labels_proposed, labels_written FROM labelling_runs "
+        "WHERE airflow_run_id = %s",
+        (dry["dag_run_id"],),
+    )
+    assert dry_flag and proposed > 0 and written == 0
+
+    _backfill(live, first, last, max_active_runs=3)
+
+    days = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
+    reused = {r["dag_run_id"] for r in days} & {manual["dag_run_id"], dry["dag_run_id"]}
+    assert reused == {manual["dag_run_id"], dry["dag_run_id"]}  # Airflow re-ran both
+    assert all(r["state"] == "success" for r in days if r["dag_run_id"] in reused)
+    [(version,)] = live.query("SELECT version FROM model_versions WHERE is_production")
+    unlabelled = live.query(
+        "SELECT p.id, p.ingested_at FROM papers p WHERE p.ingested_at >= %s "
+        "AND p.ingested_at < %s AND NOT EXISTS (SELECT 1 FROM paper_labelling l "
+        "WHERE l.paper_id = p.id AND l.model_version = %s)",
+        (first, last + timedelta(days=1), version),
+    )
+    assert unlabelled == []
+    rows = live.query(
+        "SELECT run_id, dry_run, interval_start FROM labelling_runs "
+        "WHERE airflow_run_id = %s ORDER BY started_at",
+        (dry["dag_run_id"],),
+    )
+    assert [(dry_run, start) for _, dry_run, start in rows] == [
+        (True, _day(23)),
+        (False, _day(23)),
+    ]
+    assert rows[1][0] == rows[0][0] + "#1"
 
 
 def test_manual_runs_dated_before_the_schedule_start_run_their_tasks(live: Airflow):
@@ -197,7 +258,7 @@ def test_manual_runs_dated_before_the_schedule_start_run_their_tasks(live: Airfl
     every task too, with the interval Airflow's CLI gives it."""
     live.set_paused(LABEL, False)
     day = _day(CATCHUP_DAYS + 12)  # well before the schedule's start (and the backfill)
-    _import(live, live.tmp, 400, 2, day - timedelta(hours=18))
+    _import(live, live.tmp, 400, 2, day + timedelta(hours=6))
     via_rest = live.ok(
         "POST", f"/api/v2/dags/{LABEL}/dagRuns", json={"logical_date": day.isoformat()}
     )
@@ -219,9 +280,10 @@ def test_manual_runs_dated_before_the_schedule_start_run_their_tasks(live: Airfl
             (via_rest["dag_run_id"], via_cli["dag_run_id"]),
         )
     }
-    assert rows[via_rest["dag_run_id"]] == (day - timedelta(days=1), 2)
-    # The CLI's interval comes from the trigger time (Airflow 3.3), as docs/airflow.md says.
-    assert rows[via_cli["dag_run_id"]][0] == _day(1)
+    # Each labels the day of its logical date, as the scheduled run of that date would
+    # (the CLI stores an interval from the trigger time: it is not what labels).
+    assert rows[via_rest["dag_run_id"]] == (day, 2)
+    assert rows[via_cli["dag_run_id"]] == (_day(CATCHUP_DAYS + 13), 0)
 
 
 def test_a_misconfigured_sagemaker_run_fails_at_once_with_one_alert(live: Airflow):
