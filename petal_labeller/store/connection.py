@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 #: What a password is replaced with wherever a connection string is shown.
 SECRET_MASK = "***"
+#: libpq keys holding secrets: password, sslpassword, and any later one so named
+#: (PostgreSQL 18's oauth_client_secret among them).
+_SECRET_KEY = re.compile(r"password|secret", re.IGNORECASE)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -91,8 +94,22 @@ def connect(url: str | None = None) -> psycopg2.extensions.connection:
     try:
         return psycopg2.connect(target, connect_timeout=10)
     except psycopg2.Error as exc:
-        message = f"cannot connect to {redact(target)}: {_first_line(exc)}"
-        raise DatabaseUnavailable(message) from exc
+        reason = _without_secrets(_first_line(exc), target)
+        raise DatabaseUnavailable(f"cannot connect to {redact(target)}: {reason}") from exc
+
+
+def secret_keys(params: dict[str, str]) -> list[str]:
+    """The parameters of a parsed connection string whose values are secrets."""
+    return [key for key in params if _SECRET_KEY.search(key)]
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """`text` with every secret value of the connection string masked, should libpq echo one."""
+    params = conninfo(url)
+    for value in sorted((params[k] for k in secret_keys(params)), key=len, reverse=True):
+        if value:
+            text = text.replace(value, SECRET_MASK)
+    return text
 
 
 @contextmanager
@@ -160,24 +177,27 @@ def database_name(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """The connection string with its password hidden, for messages and logs.
+    """The connection string with every secret (password, sslpassword, ...) hidden.
 
-    Every form libpq accepts is parsed by libpq; an unparseable string is never
-    echoed, since any part of it might be a secret.
+    Every form libpq accepts is parsed by libpq, so percent-encoded keys and quoted
+    values are seen as libpq sees them; an unparseable string is never echoed,
+    since any part of it might be a secret.
     """
     try:
         params = conninfo(url)
     except DatabaseUnavailable:
         return "<invalid connection string>"
-    if "password" not in params:
+    secrets = secret_keys(params)
+    if not secrets:
         return url
+    masked = {**params, **dict.fromkeys(secrets, SECRET_MASK)}
     if url.startswith(("postgresql://", "postgres://")):
-        return _redacted_url(params)
-    return psycopg2.extensions.make_dsn(**{**params, "password": SECRET_MASK})
+        return _redacted_url(masked)
+    return psycopg2.extensions.make_dsn(**masked)
 
 
 def _redacted_url(params: dict[str, str]) -> str:
-    """A URL rebuilt from parsed parameters, password masked, others percent-encoded."""
+    """A URL rebuilt from parsed, already masked parameters, percent-encoded."""
     user = quote(params.get("user", ""), safe="")
     host, port, query = params.get("host", ""), params.get("port", ""), {}
     if host.startswith("/") or "," in host + port:  # socket folders, host lists: in the query
@@ -185,9 +205,10 @@ def _redacted_url(params: dict[str, str]) -> str:
         host = port = ""
     elif ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    netloc = f"{user}:{SECRET_MASK}@{host}" + (f":{port}" if port else "")
+    userinfo = f"{user}:{SECRET_MASK}@" if "password" in params else (f"{user}@" if user else "")
+    netloc = userinfo + host + (f":{port}" if port else "")
     skip = {"user", "password", "host", "port", "dbname"}
     query = {k: v for k, v in query.items() if v}
     query.update({k: v for k, v in params.items() if k not in skip})
-    suffix = f"?{urlencode(query, safe='/')}" if query else ""
+    suffix = f"?{urlencode(query, safe='/*')}" if query else ""
     return f"postgresql://{netloc}/{quote(params.get('dbname', ''), safe='')}{suffix}"

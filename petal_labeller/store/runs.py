@@ -31,14 +31,29 @@ from petal_labeller.store.unit import StoreError, write_unit
 STATUSES = ("running", "success", "failed")
 #: Stored error text is cut to this many characters.
 MAX_ERROR_CHARS = 2000
+_KEY_CHAR = r"(?:[\w-]|%[0-9a-f]{2})"
+
+
+def _spelled(word: str) -> str:
+    """A pattern for `word` with any of its letters percent-encoded, in either case."""
+    return "".join(
+        f"(?:{re.escape(ch)}|%{ord(ch.lower()):02x}|%{ord(ch.upper()):02x})" for ch in word
+    )
+
+
+_SECRET_WORDS = "|".join(
+    _spelled(word) for word in ("password", "passwd", "secret", "token", "apikey", "api_key",
+                                "api-key", "credential")
+)  # fmt: skip
 _SECRET_PATTERNS = (
     # user:password@ in any URL (database, broker, SMTP).
     (re.compile(r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s]*@"), r"\g<keep>***@"),
-    # key=value and key: value pairs whose key names a secret.
+    # key=value and key: value pairs whose key names a secret, the key maybe
+    # percent-encoded (libpq decodes `ssl%70assword`), the value maybe quoted.
     (
         re.compile(
-            r"(?P<keep>\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|credential)[\w-]*"
-            r"['\"]?\s*[=:]\s*['\"]?)[^\s'\",;&]+",
+            rf"(?P<keep>(?<![\w%-]){_KEY_CHAR}*(?:{_SECRET_WORDS}){_KEY_CHAR}*['\"]?\s*[=:]\s*)"
+            r"(?:'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s'\",;&]+)",
             re.IGNORECASE,
         ),
         r"\g<keep>***",
@@ -220,6 +235,7 @@ def fail_run(
 
 def redact_error(text: str) -> str:
     """The error with passwords, tokens and AWS key ids masked, on at most MAX_ERROR_CHARS."""
+    text = text[: 4 * MAX_ERROR_CHARS]  # what is kept, with room: the patterns are not linear
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -119,3 +119,77 @@ def test_an_unreachable_server_is_named_with_its_password_hidden():
         connect("host=127.0.0.1 port=1 user=u password=hunter2 dbname=none")
     message = str(raised.value)
     assert "hunter2" not in message and f"password={SECRET_MASK}" in message
+
+
+# Issue 24 item 4: every secret key, not only `password` -----------------------------------
+def _secret_forms(secret: str) -> list[tuple[str, set[str]]]:
+    """(connection string, its secret keys) with `secret` as sslpassword, alone or with a
+    password, in key=value and URL form, the key spelled plainly or percent-encoded."""
+    from urllib.parse import quote
+
+    quoted = secret.replace("\\", "\\\\").replace("'", "\\'")
+    encoded = quote(secret, safe="")
+    return [
+        (f"host=db.example user=u sslpassword='{quoted}' dbname=petal", {"sslpassword"}),
+        (f"host=db password='{quoted}x' sslpassword='{quoted}'", {"password", "sslpassword"}),
+        (f"postgresql://u@db.example/petal?sslpassword={encoded}", {"sslpassword"}),
+        (f"postgresql://u@db/petal?ssl%70assword={encoded}&sslmode=require", {"sslpassword"}),
+        (f"postgresql://u:{encoded}x@db/petal?sslpassword={encoded}", {"password", "sslpassword"}),
+        (f"postgresql:///petal?host=/run/pg&sslpassword={encoded}", {"sslpassword"}),
+        (f"postgresql://?dbname=petal&sslpassword={encoded}&password={encoded}",
+         {"password", "sslpassword"}),
+    ]  # fmt: skip
+
+
+@given(passwords)
+@example("hunter2")
+@example("pa ss'wo\\rd")
+def test_redaction_hides_sslpassword_and_every_password_key_in_every_form(secret):
+    from petal_labeller.store.runs import redact_error
+
+    for dsn, keys in _secret_forms(secret):
+        original = psycopg2.extensions.parse_dsn(dsn)
+        assert {k for k in original if "password" in k} == keys, dsn
+        shown = redact(dsn)
+        assert secret not in shown, dsn
+        params = psycopg2.extensions.parse_dsn(shown)
+        assert all(params.pop(k) == SECRET_MASK for k in keys), shown
+        assert params == {k: v for k, v in original.items() if k not in keys}, shown
+        # The stored-error scrubber, which sees connection strings inside free text.
+        assert secret not in redact_error(f"cannot connect to {dsn}: timeout"), dsn
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=127.0.0.1 port=1 user=u sslpassword=hunter2 dbname=none",
+        "host=127.0.0.1 port=1 user=u sslpassword='hun ter2' password=hunter2 dbname=none",
+        "postgresql://u@127.0.0.1:1/none?sslpassword=hunter2",
+        "postgresql://u@127.0.0.1:1/none?ssl%70assword=hunter2",
+    ],
+)
+def test_cannot_connect_never_prints_an_sslpassword(dsn):
+    with pytest.raises(DatabaseUnavailable) as raised:
+        connect(dsn)
+    message = str(raised.value)
+    assert "cannot connect" in message and SECRET_MASK in message
+    assert "hunter2" not in message and "hun ter2" not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sslpassword='hun ter2 x'",
+        'sslpassword="hun ter2 x"',
+        '{"sslpassword": "hun ter2 x"}',
+        "ssl%70assword=hunter2",
+        "SSL%50ASSWORD=hunter2",
+        "x_client_secret = hunter2",
+    ],
+)
+def test_stored_errors_hide_quoted_and_percent_encoded_secrets(text):
+    from petal_labeller.store.runs import redact_error
+
+    shown = redact_error(f"error: {text} then more")
+    assert "hunter2" not in shown and "ter2" not in shown and "***" in shown
+    assert shown.endswith("then more")
