@@ -203,3 +203,39 @@ def test_failed_runs_show_duration_error_and_link_and_runs_page(client, dashboar
     html = client.get("/petal/", headers=headers).text
     assert 'href="../dags/petal_label_papers/runs/manual__' in html and "None" not in html
     assert client.get("/petal/api/summary?page=0", headers=headers).status_code == 422
+
+
+def test_a_failed_run_shows_its_whole_error_wrapped_and_its_alert_fate(client, dashboard_database):
+    """Issue 23 items 3-4: the error cell holds the whole (redacted) error and wraps; a lost
+    alert says so, with the notifier's reason, in the same cell."""
+    from petal_labeller.store import runs
+    from petal_labeller.store.connection import connect
+
+    error = "check_config: " + "; ".join(f"no Variable petal_missing_{n}" for n in range(30))
+    with closing(connect(dashboard_database)) as conn:
+        runs.fail_run(
+            conn, "petal_label_papers/manual__lost", None, error,
+            airflow_run_id="manual__lost",
+        )  # fmt: skip
+        runs.mark_alert(conn, "petal_label_papers/manual__lost", False, "ConnectionRefusedError")
+        runs.fail_run(
+            conn, "petal_train_model/manual__sent", None, "check_config: no AWS region",
+            airflow_run_id="manual__sent",
+        )  # fmt: skip
+        assert runs.mark_alert(conn, "petal_train_model/manual__sent", True)
+        assert not runs.mark_alert(conn, "petal_label_papers/no-such-run", True)
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+
+    data = client.get("/petal/api/summary", headers=headers).json()
+    html = client.get("/petal/", headers=headers).text
+
+    shown = {run["run_id"]: run for run in data["runs"]}
+    lost, sent = shown["petal_label_papers/manual__lost"], shown["petal_train_model/manual__sent"]
+    assert (lost["error"], lost["alert_status"]) == (error, "failed")
+    assert lost["alert_error"] == "ConnectionRefusedError"
+    assert (sent["dag_id"], sent["alert_status"], sent["alert_error"]) == (
+        "petal_train_model", "sent", None,
+    )  # fmt: skip
+    assert f'<td class="error">{error}<div class="alert-failed">alert failed: ' in html
+    assert "ConnectionRefusedError</div>" in html and "alert sent" in html
+    assert "td.error { white-space: pre-wrap; overflow-wrap: anywhere;" in html

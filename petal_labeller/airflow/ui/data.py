@@ -72,6 +72,9 @@ def run_row(run: LabellingRun) -> dict[str, Any]:
         "papers_rejected": run.papers_rejected,
         "labels_written": run.labels_written,
         "error": hide_paths(run.error),
+        # The failure alert's fate: None (none due), "sent", or "failed" with the reason.
+        "alert_status": run.alert_status,
+        "alert_error": hide_paths(run.alert_error),
     }
 
 
