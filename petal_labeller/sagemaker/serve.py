@@ -21,6 +21,11 @@ Settings come from the environment (SageMaker passes a model's `Environment`):
                                        torch already spreads one batch over every core)
     PETAL_SERVE_MAX_QUEUE              requests waiting for a prediction slot (default 4);
                                        more are answered 503 with Retry-After
+    PETAL_SERVE_MAX_RECORDS            papers (non-blank lines) per request (default
+                                       10,000); more are answered 413 before any work
+    PETAL_SERVE_MAX_HEADER_BYTES       request line and headers together (default 16 KiB,
+                                       h11's own limit); more close the connection with 400
+    PETAL_SERVE_MAX_HEADERS            header fields per request (default 100); more: 431
     SAGEMAKER_MODEL_SERVER_WORKERS     uvicorn worker processes (default 1)
     SAGEMAKER_BIND_TO_PORT             port (default 8080)
 """
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -53,6 +59,11 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 6 * MIB
+#: 6 MiB of papers averaging 630 bytes; the shared PeTaL papers average 1,400 bytes a line
+#: (10% under 710), so a 6 MiB MultiRecord batch holds about 4,500 of them.
+DEFAULT_MAX_RECORDS = 10_000
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # h11's default; httptools has no limit at all
+DEFAULT_MAX_HEADERS = 100
 DEFAULT_PORT = 8080
 RETRY_AFTER_SECONDS = 5
 
@@ -87,6 +98,9 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_concurrency: int = 1
     max_queue: int = 4
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
     workers: int = 1
     host: str = "0.0.0.0"  # a container must listen on every interface
     port: int = DEFAULT_PORT
@@ -104,6 +118,11 @@ class ServeSettings:
             ),
             max_concurrency=_int_setting(environ, "PETAL_SERVE_MAX_CONCURRENCY", 1),
             max_queue=_int_setting(environ, "PETAL_SERVE_MAX_QUEUE", 4, minimum=0),
+            max_records=_int_setting(environ, "PETAL_SERVE_MAX_RECORDS", DEFAULT_MAX_RECORDS),
+            max_header_bytes=_int_setting(
+                environ, "PETAL_SERVE_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES, minimum=1024
+            ),
+            max_headers=_int_setting(environ, "PETAL_SERVE_MAX_HEADERS", DEFAULT_MAX_HEADERS),
             workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
             port=_int_setting(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
         )
@@ -187,6 +206,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _check_records(body: bytes, limit: int) -> None:
+    """413 for more papers than one request may hold: it would keep the slot for minutes."""
+    count = sum(1 for line in body.split(b"\n") if line.strip())
+    if count > limit:
+        raise BadRequest(
+            413, f"request has {count} records; the limit is {limit} a request "
+            "(PETAL_SERVE_MAX_RECORDS): send smaller batches",
+        )  # fmt: skip
+
+
 def _check_jsonlines(body: bytes) -> None:
     """Refuse a body that is not JSON Lines at all, before it reaches the model.
 
@@ -240,6 +269,7 @@ async def _invocation_response(
         _check_content_type(request.headers.get("content-type"))
         accept = _response_type(request.headers.get("accept"))
         body = await _read_body(request, settings.max_body_bytes)
+        _check_records(body, settings.max_records)
         _check_jsonlines(body)
         parts = await admission.run(request, _chunks(holder.model, body, accept))
     except BadRequest as exc:
@@ -261,6 +291,33 @@ async def _invocation_response(
         log.exception("prediction failed")
         return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
     return Response("".join(parts).encode("utf-8"), media_type=accept)
+
+
+class HeaderCount:
+    """ASGI middleware: 431 for a request with more header fields than `limit`.
+
+    h11 already bounds their bytes (`protocol_options`), so this bounds the work a
+    request's headers can cost the app, on every route.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and len(scope["headers"]) > self.limit:
+            message = f"more than {self.limit} header fields (PETAL_SERVE_MAX_HEADERS)"
+            await _error(431, message)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def protocol_options(settings: ServeSettings) -> dict[str, Any]:
+    """uvicorn's HTTP settings: h11 with its limit on the request line and headers.
+
+    uvicorn picks httptools when installed, which reads a header of any length:
+    one endless header grew the server by what was sent.
+    """
+    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
 
 
 def create_app(
@@ -303,6 +360,7 @@ def create_app(
             Route("/execution-parameters", execution_parameters, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HeaderCount, limit=settings.max_headers)],
     )
     app.state.model_holder = holder
     app.state.settings = settings
@@ -334,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         # SageMaker stops a container with SIGTERM and waits; let requests finish.
         timeout_graceful_shutdown=30,
         access_log=False,
+        **protocol_options(settings),
     )
     return 0
 

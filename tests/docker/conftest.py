@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from petal_labeller.model.artefact import unpack
+from petal_labeller.sagemaker.serve import protocol_options
 
 STARTUP_SECONDS = 30
 MODEL_LOAD_SECONDS = 300
@@ -21,12 +22,15 @@ MODEL_LOAD_SECONDS = 300
 
 @contextmanager
 def running_server(app) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 in a thread, as `serve` would; yield its base URL."""
+    """Serve `app` (from `create_app`) on 127.0.0.1 in a thread, as `serve` would; yield
+    its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # The protocol settings `serve` runs with (h11 and its header limit), not uvicorn's.
+    options = protocol_options(app.state.settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
