@@ -1,6 +1,6 @@
 """What a failed PeTaL DAG run leaves behind: a row with its error, and one alert.
 
-Two callbacks share the work (`defaults.dag_kwargs` sets both on every DAG):
+The callbacks (`defaults.dag_kwargs` sets them on every DAG):
 
 * `record_task_error`, every task's `on_failure_callback`, runs where the task ran,
   after its last try, with the exception: it writes "<task>: <error>" into the run's
@@ -10,6 +10,8 @@ Two callbacks share the work (`defaults.dag_kwargs` sets both on every DAG):
   killed from outside or timed out (its own callback may never have run), a failure
   before `stage`. It records the row if nothing did, sends the run's one alert
   (`notifier.send_alert`) and marks on the row whether it went out.
+* `on_run_success`, the DAG's `on_success_callback`, alerts for a run that
+  succeeded while a teardown (cleanup) failed.
 
 The row id is the one `stage` uses (`labelling.labelling_run_id_of`), so a run has
 one row whichever of them writes first; a training run gets a row too, so every
