@@ -130,3 +130,24 @@ def test_a_run_failing_before_stage_gets_its_row_and_a_lost_alert_is_marked(
     assert row.error.startswith("check_config: ") and "petal_s3_bucket" in row.error
     assert row.interval_start is not None and row.interval_start < row.interval_end
     assert row.alert_status == "failed" and "Connection refused" in row.alert_error
+
+
+@pytest.mark.slow
+def test_a_run_asking_for_an_unknown_model_has_its_row_and_error(
+    airflow_db, migrated_database_url, petal_home, smtp_server
+):
+    """stage cannot record a row naming a model that is not registered (the store refuses
+    it), so before, the run failed with no row at all; now the task's callback records it
+    without a model."""
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.runs import list_runs
+
+    dag = load_dag("petal_label_papers")
+    run = dag.test(logical_date=datetime(2026, 11, 3, tzinfo=UTC), run_conf={"model_version": "v9"})
+
+    assert run.state == "failed"
+    with connect(migrated_database_url) as conn:
+        [row] = list_runs(conn)
+    assert (row.status, row.model_version, row.alert_status) == ("failed", None, "sent")
+    assert row.error.startswith("stage: ") and "v9" in row.error
+    assert len(smtp_server) == 1 and "v9" in _body(smtp_server[0])
