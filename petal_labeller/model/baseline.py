@@ -80,18 +80,22 @@ def fit_tfidf_svm_texts(
     from scipy.sparse import hstack
     from sklearn.svm import LinearSVC
 
+    from petal_labeller.model.progress import Meter
+
     vectorizers = tfidf_vectorizers(char)
     word = vectorizers[0]
     features = hstack([v.fit_transform(texts) for v in vectorizers]).tocsr()
     n_features = features.shape[1]
     weight = np.zeros((targets.shape[1], n_features), dtype=np.float32)
     bias = np.full(targets.shape[1], UNSEEN_MARGIN, dtype=np.float32)
+    meter = Meter(f"label SVMs over {n_features} TF-IDF features", targets.shape[1])
     for column in range(targets.shape[1]):
         positives = targets[:, column].sum()
         if 0 < positives < len(texts):
             svm = LinearSVC(C=c, class_weight="balanced").fit(features, targets[:, column])
             weight[column] = svm.coef_[0]
             bias[column] = svm.intercept_[0]
+        meter.update(column + 1)
     word_block = {
         "terms": word.get_feature_names_out().tolist(),
         "stop_words": sorted(word.get_stop_words() or ()),

@@ -67,9 +67,14 @@ def spread(papers: list[LabelledPaper], count: int) -> list[LabelledPaper]:
 
 
 def check_papers(
-    model: Any, papers: list[LabelledPaper], count: int = CHECK_PAPERS, precision: str = "bf16"
+    model: Any,
+    papers: list[LabelledPaper],
+    count: int = CHECK_PAPERS,
+    precision: str = "bf16",
+    scan: int = MAX_SCANNED,
 ) -> list[dict[str, Any]]:
-    """The `count` papers whose scores `precision` moves most against fp32 on `model`.
+    """The `count` papers whose scores `precision` moves most against fp32 on `model`,
+    among `scan` training papers spread over length.
 
     Where `precision` cannot run here, papers spread over length instead (logged).
     """
@@ -77,7 +82,7 @@ def check_papers(
 
     count = min(count, MAX_CHECK_PAPERS, len(papers))
     max_chars = min(model.max_length * CHARS_PER_TOKEN_BOUND, MAX_CHECK_FIELD_CHARS)
-    records = [check_record(p, max_chars) for p in spread(papers, MAX_SCANNED)]
+    records = [check_record(p, max_chars) for p in spread(papers, min(scan, MAX_SCANNED))]
     started = time.monotonic()
     try:
         moved = paper_drift(model, precision, records)
@@ -93,11 +98,13 @@ def check_papers(
     return [records[i] for i in worst]
 
 
-def write_check_papers(model_dir: Path, papers: list[LabelledPaper]) -> list[dict[str, Any]]:
+def write_check_papers(
+    model_dir: Path, papers: list[LabelledPaper], scan: int = MAX_SCANNED
+) -> list[dict[str, Any]]:
     """Load the saved artefact folder at fp32, pick its check papers, write them into it."""
     from petal_labeller.runtime.load import load_model
 
-    chosen = check_papers(load_model(model_dir, precision="fp32"), papers)
+    chosen = check_papers(load_model(model_dir, precision="fp32"), papers, scan=scan)
     if chosen:
         write_json(model_dir / CHECK_PAPERS_FILE, chosen)
     return chosen

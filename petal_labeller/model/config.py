@@ -56,6 +56,9 @@ class TrainConfig:
     # Labels: scores capped top-down, one global threshold, at least min_labels.
     hierarchy: str = "cap"
     min_labels: int = 1
+    # Training papers scored at fp32 and bf16 to find the artefact's check papers
+    # (checks.py): two more encoder passes over this many papers.
+    check_scan: int = 2000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +75,7 @@ class TrainConfig:
             (self.min_labels >= 1, "min_labels must be >= 1"),
             (bool(names) and set(names) <= set(SCORERS), f"scorers from {SCORERS}"),
             (self.tune_folds >= 2, "the stack needs tune_folds >= 2"),
+            (self.check_scan >= 1, "check_scan must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -92,6 +96,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Word n-grams only: a 4x smaller artefact for -0.003 to -0.006 on each metric.
     "word-only": {"tfidf_char": False},
+    # `petal demo`'s: the same four bases, cheaper. Half the encoder's tokens, word
+    # n-grams only, 3 inner folds (4 SVM fits per label, not 6), check papers found
+    # among 256 (a weaker bf16 check). For a first look in minutes on a laptop, not
+    # for production (`--preset default` is).
+    "demo": {"max_length": 128, "tfidf_char": False, "tune_folds": 3, "check_scan": 256},
 }
 
 

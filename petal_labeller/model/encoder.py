@@ -41,15 +41,32 @@ def encoder_texts(records: list[dict[str, Any]], config: TrainConfig) -> list[st
     return [paper_text(r, config.include_venue, max_chars) for r in records]
 
 
+def load_base_encoder(base_model: str, pooling: str) -> Any:
+    """The base checkpoint as published, then without the pooler unless pooling reads it.
+
+    Loading it whole matches every key, so transformers writes no load report (its
+    "UNEXPECTED pooler" table, which Airflow shows as ERROR lines); a MISSING or
+    mismatched key still reports. Dropping the unused pooler afterwards saves the same
+    encoder as `add_pooling_layer=False` did, so artefacts load as before.
+    """
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(base_model)
+    if pooling != "pooler" and getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
+
+
 def frozen_network(config: TrainConfig, num_labels: int) -> tuple[Any, Any]:
     """(tokenizer, LabellerNet) over the base encoder, with an inert all-zero head."""
     import torch
     from transformers import AutoTokenizer
 
-    from petal_labeller.runtime.network import LabellerNet, load_encoder
+    from petal_labeller.runtime.network import LabellerNet
 
     tokenizer = AutoTokenizer.from_pretrained(config.base_model)
-    net = LabellerNet(load_encoder(config.base_model, config.pooling), num_labels, config.pooling)
+    encoder = load_base_encoder(config.base_model, config.pooling)
+    net = LabellerNet(encoder, num_labels, config.pooling)
     torch.nn.init.zeros_(net.head.weight)  # no head scorer: keep its unused logits inert
     torch.nn.init.zeros_(net.head.bias)
     net.eval()
@@ -69,9 +86,12 @@ def pad_batch(tokenizer: Any, encoded: dict, rows) -> dict:
 def _encode_missing(net, tokenizer, texts: list[str], keys: list, config: TrainConfig) -> None:
     import torch
 
+    from petal_labeller.model.progress import Meter
+
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)
     # Length-sorted batches: the same vectors, far less padding.
     by_length = sorted(range(len(texts)), key=lambda j: len(encoded["input_ids"][j]))
+    meter = Meter(f"encoding texts (max length {config.max_length})", len(texts))
     net.eval()
     with torch.inference_mode():
         for start in range(0, len(by_length), config.eval_batch_size):
@@ -80,6 +100,7 @@ def _encode_missing(net, tokenizer, texts: list[str], keys: list, config: TrainC
             vectors = net.pool(features["input_ids"], features["attention_mask"]).numpy()
             for j, vector in zip(rows, vectors, strict=True):
                 _FROZEN_CACHE[keys[j]] = vector
+            meter.update(start + len(rows))
 
 
 def frozen_embeddings(net: Any, tokenizer: Any, texts: list[str], config: TrainConfig):

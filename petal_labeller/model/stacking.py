@@ -33,6 +33,7 @@ from petal_labeller.model.encoder import (
     normalise,
     seed_everything,
 )
+from petal_labeller.model.progress import phase
 from petal_labeller.model.recipes import TrainedModel, load_saved
 from petal_labeller.model.scoring import gold_matrix, score
 from petal_labeller.model.selection import best_global_threshold, predicted_matrix
@@ -140,7 +141,9 @@ def out_of_fold_scores(model, inputs: StackInputs, config: TrainConfig) -> dict[
     """Every paper's base scores from bases fit on the other inner folds."""
     n = len(inputs.records)
     oof: dict[str, np.ndarray] = {}
-    for inner_train, inner_test in kfold_indices(n, config.tune_folds, INNER_SEED):
+    folds = kfold_indices(n, config.tune_folds, INNER_SEED)
+    for fold, (inner_train, inner_test) in enumerate(folds, start=1):
+        phase("inner fold %d/%d: bases on %d papers", fold, len(folds), len(inner_train))
         fit_bases(model, inner_train, inputs, config)
         records = [inputs.records[i] for i in inner_test]
         texts = [inputs.texts[i] for i in inner_test]
@@ -209,6 +212,7 @@ def fit_prepared(
     started = time.monotonic() if started is None else started
     oof = out_of_fold_scores(model, inputs, config)
     levels = np.array([taxonomy.level(i) for i in taxonomy.ids], dtype=np.float32)
+    phase("fitting the combiner on the out-of-fold scores")
     model.stack = fit_combiner(oof, inputs.targets, levels, config.combiner_c)
     gold = gold_matrix(labels, taxonomy)
     oof_scores = model.blend(oof)  # probabilities, capped by the hierarchy
@@ -218,6 +222,7 @@ def fit_prepared(
     # Bases out-of-fold, combiner in-sample: a slightly optimistic estimate; the
     # honest one is `petal model evaluate --split cv`.
     validation = score(oof_scores, predicted, gold, taxonomy)
+    phase("refitting the bases on all %d papers", len(labels))
     tfidf = fit_bases(model, np.arange(len(labels)), inputs, config)
     log.info("stack: threshold %.3f, combiner weights %s", threshold, model.stack.coef.round(3))
     return TrainedModel(
@@ -253,6 +258,7 @@ class StackRecipe:
     ) -> TrainedModel:
         """Encode once, fit the combiner on inner out-of-fold base scores, refit bases on all."""
         started = time.monotonic()
+        phase("preset %s, %d papers, %d labels", config.preset, len(papers), len(taxonomy))
         model, inputs = prepare(papers, taxonomy, config)
         log.info(
             "stack: %d papers, %d labels, %d inner folds, bases %s (encoded in %.0f s)",

@@ -21,6 +21,7 @@ from petal_labeller.model.artefact import ARTEFACT_NAME, add_runtime_record, pac
 from petal_labeller.model.checks import write_check_papers
 from petal_labeller.model.config import TrainConfig
 from petal_labeller.model.data import LabelledPaper, file_sha256, load_labelled
+from petal_labeller.model.progress import phase
 from petal_labeller.model.recipes import TrainedModel, recipe_for
 from petal_labeller.taxonomy import Taxonomy
 
@@ -96,6 +97,11 @@ def train_artefact(
     report: bool = True,
 ) -> Path:
     """Train on a labelled JSONL + taxonomy; write `output_dir/model.tar.gz` and its evaluation."""
+    from petal_labeller.pipeline.infer import quiet_progress_bars
+
+    # transformers' bars go to stderr, which a task log shows as ERROR lines;
+    # model.progress logs where the run is instead.
+    quiet_progress_bars()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     taxonomy = Taxonomy.load(taxonomy_path)
@@ -103,8 +109,9 @@ def train_artefact(
     trained = fit(papers, taxonomy, config, progress=progress)
     card = model_card(trained, papers, taxonomy, (papers_path, taxonomy_path), version)
     with tempfile.TemporaryDirectory(prefix="petal-artefact-", dir=output_dir) as staging:
+        phase("saving the artefact and choosing its check papers")
         save_model(trained, Path(staging), card)
-        write_check_papers(Path(staging), papers)
+        write_check_papers(Path(staging), papers, scan=trained.config.check_scan)
         tar_path = pack(staging, output_dir / ARTEFACT_NAME)
     if report:
         from petal_labeller.model.report import write_training_report

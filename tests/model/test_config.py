@@ -140,3 +140,11 @@ def test_undecodable_training_lines_are_that_lines_error(tmp_path, raw, message)
     with pytest.raises(TrainingDataError, match=message):
         load_labelled(path, TAXONOMY)
     assert len(load_labelled(path, TAXONOMY, strict=False)) == 2
+
+
+def test_the_demo_preset_is_the_same_recipe_cheaper_and_leaves_the_default_alone():
+    demo, default = preset("demo"), preset("default")
+    assert (demo.recipe, demo.scorer_names()) == (default.recipe, default.scorer_names())
+    assert demo.max_length < default.max_length and demo.tune_folds < default.tune_folds
+    assert demo.check_scan < default.check_scan and not demo.tfidf_char
+    assert default == TrainConfig() and default.check_scan == 2000
