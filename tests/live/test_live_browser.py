@@ -111,3 +111,56 @@ def test_the_trigger_form_creates_a_run_with_its_param_and_the_petal_page_shows(
     page = browser.page_source
     assert "<h1>PeTaL labeller</h1>" in page, (browser.get_cookies(), page[:1500])
     assert _wait(browser, "table#runs").is_displayed()
+
+
+def test_the_trigger_form_labels_the_default_backend_and_runs_without_an_instance_type(
+    airflow_services: Airflow, browser
+):
+    """Issue 23 item 11: the backend choice reads as the default it stands for, not "null";
+    a local run triggers with the instance type left empty (it was a required field)."""
+    live = airflow_services
+    before = {r["dag_run_id"] for r in live.runs(LABEL)}
+    _sign_in(browser, live.url)
+
+    browser.get(f"{live.url}/dags/{LABEL}")
+    _wait(browser, "[data-testid='trigger-dag-button']", clickable=True).click()
+    backend = _wait(browser, "#element_backend")
+    assert "default (Variable petal_backend" in backend.text and "null" not in backend.text
+    _set(_wait(browser, "input[name='element_instance_type']"), "")
+    _wait(browser, "[data-testid='trigger-dag-submit']", clickable=True).click()
+
+    deadline = time.monotonic() + WAIT_S
+    while not (
+        new := [
+            r
+            for r in live.runs(LABEL)
+            if r["dag_run_id"] not in before and r["run_type"] == "manual"
+        ]
+    ):
+        assert time.monotonic() < deadline, (
+            "the trigger form created no run",
+            browser.page_source[-3000:],
+        )
+        time.sleep(1)
+    [run] = new
+    assert run["conf"]["instance_type"] is None and run["conf"]["backend"] is None, run
+    # The run's configuration is fine without an instance type (alone, this module has no
+    # production model, so the run itself may fail later, at stage).
+    live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 300)
+    tis = live.task_instances(LABEL, run["dag_run_id"])
+    assert tis["check_config"]["state"] == "success", tis["check_config"]
+
+
+def test_the_petal_page_links_a_run_to_its_papers_in_the_browser(
+    airflow_services: Airflow, browser
+):
+    """Issue 23 item 10: from the runs table to the run's own view, in the signed-in UI
+    (the run the test above triggered has its row by now)."""
+    live = airflow_services
+    _sign_in(browser, live.url)
+    browser.get(f"{live.url}/petal/")
+    _wait(browser, "table#runs a.run-detail", clickable=True).click()
+
+    assert _wait(browser, "table#run-papers").is_displayed()
+    assert "/petal/run?id=" in browser.current_url
+    assert "<h1>Run " in browser.page_source
