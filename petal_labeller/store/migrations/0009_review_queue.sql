@@ -10,3 +10,9 @@ CREATE TABLE review_queue (
     queued_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (paper_id, model_version)
 );
+
+-- Papers decided before this table existed were queued then: record them, so their
+-- reviewers can still correct a decision (the labels shown were not kept).
+INSERT INTO review_queue (paper_id, model_version, queued_at)
+SELECT paper_id, model_version, reviewed_at FROM paper_reviews
+WHERE model_version IS NOT NULL;
