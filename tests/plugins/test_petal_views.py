@@ -82,6 +82,8 @@ def test_the_runs_table_links_each_run_and_marks_the_dry_run(client, papers):
     [dry_row] = [row for row in html.split("<tr") if "manual__dry" in row]
     assert '<span class="dry-run">dry run</span>' in dry_row and "would write 12" in dry_row
     assert f'href="run?id={quote(RUN, safe="")}"' in html
+    # Each paper waiting for review opens its labels too.
+    assert '<a class="muted paper-detail" href="paper?id=' in html
 
 
 def test_model_metrics_are_rounded_in_the_json_and_on_the_page(client, papers):
