@@ -63,7 +63,9 @@ def stop_embedded(data_dir: Path | None = None) -> bool:
     data_dir = data_dir or config.petal_home() / "pgdata"
     if not (data_dir / "postmaster.pid").is_file():
         return False
-    from pgserver._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the XDG_RUNTIME_DIR warning, as in embedded_url
+        from pgserver._commands import POSTGRES_BIN_PATH
 
     stop = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"]
     # pg_ctl refuses root; pgserver then runs the server as the data folder's owner.
