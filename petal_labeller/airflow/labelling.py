@@ -121,6 +121,32 @@ def record_task_failure(context: dict[str, Any]) -> None:
         log.error("Could not record the failure in labelling_runs", exc_info=True)
 
 
+#: Params that make a run label less than its whole window with the production model.
+PARTIAL_PARAMS = ("dry_run", "model_version", "max_papers")
+
+
+def kept_conf_problem(dag_run: Any, params: dict[str, Any]) -> str | None:
+    """Why a backfill must not run this run as it is, if it must not.
+
+    A backfill with `--reprocess-behavior` re-runs the run that holds a day, and Airflow
+    keeps that run's conf unless the backfill passes one (`--dag-run-conf`). So a
+    manual dry run (or one on another model, or capped) re-run by a backfill would
+    "succeed" leaving its day unlabelled. Such a run cannot tell a kept conf from one
+    the backfill gave, so it fails and says how to label the day.
+    """
+    if str(getattr(dag_run, "run_type", "")) != "backfill" or not dag_run.clear_number:
+        return None
+    partial = {name: params[name] for name in PARTIAL_PARAMS if params.get(name)}
+    if not partial:
+        return None
+    return (
+        f"this backfill re-ran run {dag_run.run_id}, which holds the day and still carries "
+        f"the conf {partial} it was triggered with (Airflow keeps a re-run's conf unless "
+        "the backfill passes one), so it would leave the day unlabelled. To label it, "
+        "backfill the day again with --dag-run-conf '{}'"
+    )
+
+
 @task
 def stage(scope: str, backend: str, **context: Any) -> dict[str, Any]:
     """Select the pending papers of this run and write them to the run's workspace."""
@@ -129,6 +155,8 @@ def stage(scope: str, backend: str, **context: Any) -> dict[str, Any]:
     from petal_labeller.runtime.errors import ArtefactError
 
     params, dag_run = context["params"], context["dag_run"]
+    if scope == INTERVAL and (problem := kept_conf_problem(dag_run, params)):
+        raise AirflowFailException(problem)
     since, until = data_window(scope, context)
     try:
         staged = stage_run(

@@ -135,12 +135,14 @@ def test_inference_logs_show_progress_at_info_and_nothing_at_error(live: Airflow
     assert progress and re.search(r"2/2 .*papers", progress[-1]), progress
 
 
-def _backfill(live: Airflow, first: datetime, last: datetime, max_active_runs: int) -> dict:
+def _backfill(
+    live: Airflow, first: datetime, last: datetime, max_active_runs: int, *conf: str
+) -> dict:
     before = {b["id"] for b in live.ok("GET", f"/api/v2/backfills?dag_id={LABEL}")["backfills"]}
     live.cli(
         "backfill", "create", "--dag-id", LABEL, "--from-date", f"{first:%Y-%m-%d}",
         "--to-date", f"{last:%Y-%m-%d}", "--reprocess-behavior", "completed",
-        "--max-active-runs", str(max_active_runs),
+        "--max-active-runs", str(max_active_runs), *conf,
     )  # fmt: skip
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -203,7 +205,9 @@ def test_a_backfill_over_manual_runs_leaves_no_paper_of_its_days_unlabelled(live
     """Issue 23 item 1: a manual run dated D, then a backfill of the days around it with
     --reprocess-behavior completed (which re-runs the manual run for day D, keeping its
     stored interval): every paper ingested in the backfilled days has the production
-    model's labels, and a manual dry run it re-ran keeps its own row (item 2)."""
+    model's labels or its run failed: a manual dry run the backfill re-ran keeps its conf
+    (Airflow's doing), so it fails saying how to label the day, and keeps its own row
+    (item 2); backfilling that day with a conf of its own labels it."""
     live.set_paused(LABEL, False)
     first, last = _day(26), _day(20)  # clear of every other test's days
     for offset in (0, 3, 6):
@@ -228,28 +232,54 @@ def test_a_backfill_over_manual_runs_leaves_no_paper_of_its_days_unlabelled(live
 
     _backfill(live, first, last, max_active_runs=3)
 
-    days = [r for r in live.runs(LABEL) if r["run_type"] == "backfill"]
-    reused = {r["dag_run_id"] for r in days} & {manual["dag_run_id"], dry["dag_run_id"]}
-    assert reused == {manual["dag_run_id"], dry["dag_run_id"]}  # Airflow re-ran both
-    assert all(r["state"] == "success" for r in days if r["dag_run_id"] in reused)
-    [(version,)] = live.query("SELECT version FROM model_versions WHERE is_production")
-    unlabelled = live.query(
-        "SELECT p.id, p.ingested_at FROM papers p WHERE p.ingested_at >= %s "
-        "AND p.ingested_at < %s AND NOT EXISTS (SELECT 1 FROM paper_labelling l "
-        "WHERE l.paper_id = p.id AND l.model_version = %s)",
-        (first, last + timedelta(days=1), version),
+    days = {r["dag_run_id"]: r for r in live.runs(LABEL) if r["run_type"] == "backfill"}
+    assert {manual["dag_run_id"], dry["dag_run_id"]} <= set(days)  # Airflow re-ran both
+    assert days[manual["dag_run_id"]]["state"] == "success"
+    # The dry run keeps its conf when a backfill re-runs it: it fails, saying so, rather
+    # than "succeed" leaving its day unlabelled.
+    assert days[dry["dag_run_id"]]["state"] == "failed"
+    tis = live.task_instances(LABEL, dry["dag_run_id"])
+    assert tis["stage"]["state"] == "failed", tis
+    [(status, error)] = live.query(
+        "SELECT status, error FROM labelling_runs WHERE run_id = %s",
+        (f"{LABEL}/{dry['dag_run_id']}#1",),
     )
-    assert unlabelled == []
+    assert status == "failed" and "--dag-run-conf '{}'" in error, error
+    deadline = time.monotonic() + 90  # its one alert (the DAG's callback) goes out too
+    subjects = lambda: [  # noqa: E731
+        re.sub(r"\s+", " ", email.message_from_bytes(m.content)["Subject"] or "")
+        for m in live.smtp.messages
+    ]
+    while not [s for s in subjects() if dry["dag_run_id"] in s]:
+        assert time.monotonic() < deadline, "no alert for the failed re-run"
+        time.sleep(2)
+    [(version,)] = live.query("SELECT version FROM model_versions WHERE is_production")
+
+    def unlabelled() -> list[tuple]:
+        return live.query(
+            "SELECT p.ingested_at FROM papers p WHERE p.ingested_at >= %s "
+            "AND p.ingested_at < %s AND NOT EXISTS (SELECT 1 FROM paper_labelling l "
+            "WHERE l.paper_id = p.id AND l.model_version = %s)",
+            (first, last + timedelta(days=1), version),
+        )
+
+    # Only the failed run's day is left, and that failure is on the page.
+    assert {at.date() for (at,) in unlabelled()} == {_day(23).date()}
+
+    # As the error says: that day again with a conf of its own labels it.
+    _backfill(live, _day(23), _day(23), 1, "--dag-run-conf", "{}")
+    assert unlabelled() == []
     rows = live.query(
-        "SELECT run_id, dry_run, interval_start FROM labelling_runs "
+        "SELECT run_id, dry_run, status, interval_start FROM labelling_runs "
         "WHERE airflow_run_id = %s ORDER BY started_at",
         (dry["dag_run_id"],),
     )
-    assert [(dry_run, start) for _, dry_run, start in rows] == [
-        (True, _day(23)),
-        (False, _day(23)),
+    assert [row[1:] for row in rows] == [
+        (True, "success", _day(23)),
+        (False, "failed", _day(23)),
+        (False, "success", _day(23)),
     ]
-    assert rows[1][0] == rows[0][0] + "#1"
+    assert [row[0] for row in rows[1:]] == [rows[0][0] + "#1", rows[0][0] + "#2"]
 
 
 def test_manual_runs_dated_before_the_schedule_start_run_their_tasks(live: Airflow):
@@ -333,6 +363,9 @@ def test_petal_model_promote_sends_the_asset_event_and_relabels(live: Airflow):
     extras = [e["extra"] or {} for e in events if e["uri"] == "petal://models/production"]
     assert version in {extra.get("version") for extra in extras}  # the DAG's promotion
     assert any(e.get("version") == "v-cli" and e.get("previous") == version for e in extras)
+    # Issue 23 item 11: the same artefact, the same numbers (the DAG's held-out scores).
+    metrics = dict(live.query("SELECT version, metrics FROM model_versions"))
+    assert metrics["v-cli"] == metrics[version] and metrics[version]["micro_F1"] > 0
 
 
 def test_the_petal_page_for_a_viewer_shows_runs_and_no_server_paths(live: Airflow):
