@@ -37,15 +37,14 @@ def test_run_summary_round_trips_and_ignores_unknown_keys():
     assert RunSummary.from_xcom({**summary.to_xcom(), "added_later": 1}) == summary
 
 
-def test_a_run_without_data_interval_labels_everything():
+def test_a_run_without_logical_date_labels_everything():
     from petal_labeller.airflow.labelling import EVERYTHING, INTERVAL, data_window
 
     day = (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
     context = {"data_interval_start": day[0], "data_interval_end": day[1]}
-    assert data_window(INTERVAL, context) == day
+    assert data_window(INTERVAL, context) == (None, None)  # no logical date: no window
     assert data_window(INTERVAL, {}) == (None, None)  # no logical date: no keys at all
-    assert data_window(INTERVAL, dict.fromkeys(context)) == (None, None)
-    assert data_window(EVERYTHING, context) == (None, None)
+    assert data_window(EVERYTHING, {**context, "logical_date": day[0]}) == (None, None)
 
 
 @pytest.mark.parametrize(
