@@ -3,8 +3,9 @@
 The demo is a list of steps, each a function that takes the shared `Demo`
 state and returns the line it prints. Later steps (train, label, show results)
 are `MODEL_STEPS`: training runs the real `petal_train_model` DAG through
-Airflow's `dag.test()`; labelling runs `label_window`, the labelling run the
-DAGs' tasks and `petal label` call.
+Airflow's `dag.test()` (with the fast `demo` preset unless told otherwise);
+labelling runs `label_window`, the labelling run the DAGs' tasks and `petal
+label` call. Long steps print progress as they go (demo_console.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import click
 
 from petal_labeller import config
 from petal_labeller.cli import CommandError, database_url
+from petal_labeller.cli.demo_console import StepConsole, quiet_known_warnings
+
+#: The relabelling DAG a promotion's Asset event queues (dags/petal_relabel_papers.py).
+RELABEL_DAG = "petal_relabel_papers"
 
 
 @dataclass
@@ -32,11 +37,22 @@ class Demo:
     shared: Path
     papers: int
     labelled: int
-    preset: str = "default"
+    preset: str = "demo"
     train_options: dict = field(default_factory=dict)
     conn: object = None
     taxonomy: object = None
     notes: dict = field(default_factory=dict)
+    #: Midnight UTC of the day the demo imports its new papers (the curated ones are
+    #: dated the day before): the day the label step labels.
+    today: dt.datetime = field(default_factory=lambda: _midnight(dt.datetime.now(dt.UTC)))
+    #: The running step's `[n/N]`, and whether it printed its first line already.
+    step_prefix: str = ""
+    announced: bool = False
+
+    def announce(self, text: str) -> None:
+        """A long step's first line, before its progress lines and its result."""
+        click.echo(f"{self.step_prefix} {text}")
+        self.announced = True
 
     @property
     def work_dir(self) -> Path:
@@ -73,10 +89,18 @@ def load_taxonomy(demo: Demo) -> str:
     return f"taxonomy: {count} labels from {demo.shared / 'taxonomy.json'}"
 
 
-def demo_subset(source: Path, target: Path, papers: int, labelled: int) -> Path:
+def _midnight(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def demo_subset(
+    source: Path, target: Path, papers: int, labelled: int, earlier: dt.datetime
+) -> Path:
     """The first `papers` records of the shared set; only the first `labelled` keep labels.
 
-    The rest stand for new papers that no curator has seen and a model must label.
+    Those are dated `earlier` (in the store before today, as a team's curated papers
+    are); the rest stand for new papers, ingested now, that no curator has seen and a
+    model must label.
     """
     with open(source, "rb") as lines, open(target, "wb") as out:
         for index, line in enumerate(lines):
@@ -85,6 +109,8 @@ def demo_subset(source: Path, target: Path, papers: int, labelled: int) -> Path:
             record = json.loads(line)
             if index >= labelled:
                 record.pop("labels", None)
+            else:
+                record.setdefault("ingested_at", earlier.isoformat())
             out.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
     return target
 
@@ -93,14 +119,18 @@ def import_demo_papers(demo: Demo) -> str:
     from petal_labeller.store.papers import import_papers
 
     source = demo.shared / "labelled_papers.jsonl"
-    subset = demo_subset(source, demo.work_dir / "papers.jsonl", demo.papers, demo.labelled)
+    yesterday = demo.today - dt.timedelta(days=1)
+    subset = demo_subset(
+        source, demo.work_dir / "papers.jsonl", demo.papers, demo.labelled, yesterday
+    )
     report = import_papers(
         demo.conn, subset, demo.taxonomy, demo.work_dir / "rejects.jsonl", source="demo"
     )
     return (
         f"papers: {report.imported} imported from {source} ({report.inserted} new, "
-        f"{report.updated} already there, {report.rejected} rejected), "
-        f"{demo.labelled} with curator labels"
+        f"{report.updated} already there, {report.rejected} rejected): "
+        f"{demo.labelled} with curator labels, dated {yesterday:%Y-%m-%d}, and "
+        f"{demo.papers - demo.labelled} new papers for the model to label"
     )
 
 
@@ -114,18 +144,58 @@ def summarise(demo: Demo) -> str:
     )
 
 
-def _run_dag(demo: Demo, dag_id: str, logical_date: dt.datetime, conf: dict) -> str:
-    """Run a DAG once through Airflow itself (`dag.test()`), no Airflow services needed."""
+def _start_airflow(demo: Demo) -> None:
+    """Point Airflow at the demo's home and store, and import it.
+
+    Importing Airflow configures logging and resets its loggers' handlers, so it must
+    happen before a `StepConsole` listens to one of them.
+    """
     from petal_labeller.airflow import local_run
 
     if demo.url:
         os.environ["PETAL_DATABASE_URL"] = demo.url  # the DAG's tasks read the same store
     local_run.configure()
+    import airflow  # noqa: F401
+
+
+def _run_dag(demo: Demo, dag_id: str, logical_date: dt.datetime, conf: dict) -> str:
+    """Run a DAG once through Airflow itself (`dag.test()`), no Airflow services needed."""
+    from petal_labeller.airflow import local_run
+
+    _start_airflow(demo)
     result = local_run.run_dag(dag_id, logical_date, conf)
     if result.state != "success":
         failed = [task for task, state in result.task_states.items() if state == "failed"]
         raise CommandError(f"{dag_id} run {result.run_id} ended {result.state}; failed: {failed}")
     return result.run_id
+
+
+def clear_relabel_queue() -> int:
+    """Drop the `petal_relabel_papers` run the demo's promotion queued; how many were queued.
+
+    The promotion's Asset event (kept) queues a relabel for the next scheduler to
+    start: `airflow standalone` started it before its services were up, so a user's
+    first UI view was a failed run. The demo's label step labels the new papers at
+    once; the curated ones have their curators' labels.
+    """
+    from airflow.models.asset import AssetDagRunQueue
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        result = session.execute(
+            delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == RELABEL_DAG)
+        )
+        return result.rowcount or 0
+
+
+def _preset_note(preset: str) -> str:
+    if preset == "demo":
+        return (
+            "the fast `demo` preset (encoder reads 128 tokens, word n-grams, 3 inner folds): "
+            "a first look in minutes; `petal demo --preset default` trains the production recipe"
+        )
+    return f"the `{preset}` preset"
 
 
 def train_model(demo: Demo) -> str:
@@ -135,35 +205,42 @@ def train_model(demo: Demo) -> str:
     current = production_model(demo.conn)
     if current is not None:
         return f"model: production model {current.version} already there, not retrained"
+    demo.announce(f"model: training through petal_train_model with {_preset_note(demo.preset)}")
     started = time.monotonic()
-    run_id = _run_dag(
-        demo,
-        "petal_train_model",
-        dt.datetime.now(dt.UTC),
-        {"backend": "local", "preset": demo.preset, "train_options": demo.train_options},
-    )
+    _start_airflow(demo)
+    with StepConsole(click.echo, "training"):
+        run_id = _run_dag(
+            demo,
+            "petal_train_model",
+            dt.datetime.now(dt.UTC),
+            {"backend": "local", "preset": demo.preset, "train_options": demo.train_options},
+        )
     demo.conn.rollback()  # a fresh snapshot: the DAG's tasks wrote on their own connections
     trained = production_model(demo.conn)
     if trained is None:
         raise CommandError(f"petal_train_model run {run_id} promoted no model")
+    clear_relabel_queue()
+    f1 = trained.metrics.get("micro_F1")
+    quality = f", held-out micro-F1 {f1:.3f}" if isinstance(f1, int | float) else ""
     return (
         f"model: trained and promoted {trained.version} by petal_train_model "
-        f"in {time.monotonic() - started:.0f} s ({trained.artefact_uri})"
+        f"in {time.monotonic() - started:.0f} s{quality} ({trained.artefact_uri})"
     )
 
 
 def label_papers(demo: Demo) -> str:
-    """Label today's papers (those the demo just ingested) with the run the DAGs make.
+    """Label the papers ingested today (the new ones) as `petal_label_papers` does for a day.
 
-    `petal_labeller.pipeline.run.label_window`, the function behind
-    `petal_label_papers`'s tasks and `petal label`: no Airflow needed.
+    `petal_labeller.pipeline.run.label_window`, the function behind the labelling
+    DAGs' tasks and `petal label`: no Airflow needed.
     """
     from petal_labeller.pipeline.run import label_window
     from petal_labeller.store.stats import collect_stats
 
+    demo.announce(f"labelling: the papers ingested on {demo.today:%Y-%m-%d}, as petal_label_papers")
     started = time.monotonic()
-    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    summary = label_window(today, today + dt.timedelta(days=1), database_url=demo.url)
+    with StepConsole(click.echo, "labelling"):
+        summary = label_window(demo.today, demo.today + dt.timedelta(days=1), database_url=demo.url)
     demo.conn.rollback()  # a fresh snapshot: the run wrote on its own connection
     found = collect_stats(demo.conn)
     return (
@@ -230,7 +307,12 @@ MODEL_STEPS: list[tuple[str, Step]] = [
     show_default=True,
     help="How many keep curator labels (the model trains on them; the rest are new papers).",
 )
-@click.option("--preset", default="default", show_default=True, help="Training preset.")
+@click.option(
+    "--preset",
+    default="demo",
+    show_default=True,
+    help="Training preset: `demo` is fast, for a first look; `default` is the production recipe.",
+)
 @click.option(
     "--train-options",
     default="{}",
@@ -262,9 +344,14 @@ def demo(
         raise CommandError(
             f"shared PeTaL data not found in {state.shared}; set PETAL_SHARED_DATA to its folder"
         )
+    # Before transformers is imported: its bars go to stderr; the steps print progress.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    quiet_known_warnings()
     try:
         for number, (_, step) in enumerate(steps, start=1):
-            click.echo(f"[{number}/{len(steps)}] {step(state)}")
+            state.step_prefix, state.announced = f"[{number}/{len(steps)}]", False
+            line = step(state)
+            click.echo(f"      {line}" if state.announced else f"{state.step_prefix} {line}")
     finally:
         if state.conn is not None:
             state.conn.close()
