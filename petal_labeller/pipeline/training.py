@@ -15,13 +15,18 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from petal_labeller.store.connection import connect
 from petal_labeller.taxonomy import Taxonomy
 
+if TYPE_CHECKING:
+    from petal_labeller.model.compare import Comparison
+
 #: The metric the gate compares; ties keep the production model.
 GATE_METRIC = "micro_F1"
+#: Promote without asking only if at most this share of papers would change label set.
+MAX_CHURN = 0.25
 HELDOUT_FRACTION = 0.15
 EXPORT_FIELDS = ("doi", "title", "abstract", "venue", "url", "labels")
 
@@ -48,8 +53,11 @@ class TrainingSet:
 
 @dataclass(frozen=True)
 class GateDecision:
+    """`promote`: clears the gate on its own; `ask`: a person decides (the gate is unsure)."""
+
     promote: bool
     reason: str
+    ask: bool = False
 
 
 def is_heldout(paper: dict[str, Any], fraction: float = HELDOUT_FRACTION) -> bool:
@@ -163,6 +171,15 @@ def score_predictions(predictions: Path, heldout_path: Path, taxonomy: Taxonomy)
     """
     from petal_labeller.model.scoring import score_results
 
+    papers, results = checked_results(predictions, heldout_path, taxonomy)
+    metrics = score_results(results, [p["labels"] for p in papers], taxonomy)
+    return {name: round(float(value), 4) for name, value in metrics.items()}
+
+
+def checked_results(
+    predictions: Path, heldout_path: Path, taxonomy: Taxonomy
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held-out papers, one checked output line each, in order); EvaluationError otherwise."""
     papers = [paper for _, paper in _jsonl_lines(heldout_path, "held-out papers")]
     known = set(taxonomy.ids)
     results = []
@@ -175,8 +192,7 @@ def score_predictions(predictions: Path, heldout_path: Path, taxonomy: Taxonomy)
             f"output has {len(results)} lines for {len(papers)} held-out papers: "
             "expected one result per paper"
         )
-    metrics = score_results(results, [p["labels"] for p in papers], taxonomy)
-    return {name: round(float(value), 4) for name, value in metrics.items()}
+    return papers, results
 
 
 def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Path) -> dict:
@@ -187,9 +203,14 @@ def evaluate(artefact: Path, heldout_path: Path, taxonomy: Taxonomy, workdir: Pa
     require_extra("local", "evaluating a model on this machine")
     from petal_labeller.model.predict import predict_file
 
-    output = workdir / f"eval-{hashlib.sha256(str(artefact).encode()).hexdigest()[:8]}.jsonl"
+    output = heldout_output(artefact, workdir)
     predict_file(artefact, heldout_path, output)
     return score_predictions(output, heldout_path, taxonomy)
+
+
+def heldout_output(artefact: Path, workdir: Path) -> Path:
+    """Where `evaluate` leaves a model's held-out output (the gate's bootstrap reads it)."""
+    return workdir / f"eval-{hashlib.sha256(str(artefact).encode()).hexdigest()[:8]}.jsonl"
 
 
 def quality_gate(
@@ -197,18 +218,63 @@ def quality_gate(
     production: dict[str, float] | None,
     metric: str = GATE_METRIC,
     min_gain: float = 0.0,
+    comparison: Comparison | None = None,
+    max_churn: float = MAX_CHURN,
 ) -> GateDecision:
-    """Promote only a model that beats production on the same held-out papers."""
+    """Promote only a model that beats production on the same held-out papers.
+
+    With a `comparison` (paired bootstrap) the gate judges the gain's 95% interval, not
+    its point value: promote when the lower bound clears `min_gain` and churn is at most
+    `max_churn`; keep production when the upper bound is below 0; otherwise ask a person.
+    """
     if production is None:
         return GateDecision(
             True, f"no production model; candidate {metric}={candidate[metric]:.4f}"
         )
+    if comparison is not None:
+        return _interval_gate(comparison, metric, min_gain, max_churn)
     gain = candidate[metric] - production[metric]
     verdict = "beats" if gain > min_gain else "does not beat"
     return GateDecision(
         gain > min_gain,
         f"candidate {metric}={candidate[metric]:.4f} {verdict} production "
         f"{metric}={production[metric]:.4f} (gain {gain:+.4f}, needed > {min_gain:+.4f})",
+    )
+
+
+def _interval_gate(
+    comparison: Comparison, metric: str, min_gain: float, max_churn: float
+) -> GateDecision:
+    gain = comparison.gains[metric]
+    churns = [c for c in (comparison.heldout_churn, comparison.store_churn) if c is not None]
+    churn = max(c.fraction for c in churns)
+    said = (
+        f"{metric} gain {gain.gain:+.4f} (95% interval {gain.low:+.4f} to {gain.high:+.4f}, "
+        f"needed lower bound > {min_gain:+.4f}); churn {churn:.1%} of papers "
+        f"(limit {max_churn:.1%})"
+    )
+    if gain.low > min_gain and churn <= max_churn:
+        return GateDecision(True, f"{said}: clearly better")
+    if gain.high < 0:
+        return GateDecision(False, f"{said}: clearly worse, production stays")
+    why = "the gain may be noise" if gain.low <= min_gain else "too many labels would change"
+    return GateDecision(False, f"{said}: {why}, a person decides", ask=True)
+
+
+def compare_outputs(
+    candidate_output: Path, production_output: Path, heldout_path: Path, taxonomy: Taxonomy
+) -> Comparison:
+    """Paired bootstrap and churn of two models' checked outputs on the held-out papers."""
+    from petal_labeller.model.compare import Outputs, compare
+    from petal_labeller.model.scoring import gold_matrix, result_matrices
+
+    papers, candidate = checked_results(candidate_output, heldout_path, taxonomy)
+    _, production = checked_results(production_output, heldout_path, taxonomy)
+    gold = gold_matrix([p["labels"] for p in papers], taxonomy)
+    return compare(
+        Outputs(*result_matrices(candidate, taxonomy.ids)),
+        Outputs(*result_matrices(production, taxonomy.ids)),
+        gold,
     )
 
 

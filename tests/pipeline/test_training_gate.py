@@ -66,3 +66,87 @@ def test_the_next_training_run_uses_reviewed_papers_and_counts_them(db_conn, tmp
     exported = [json.loads(row) for row in after.papers_path.open(encoding="utf-8")]
     reviewed = next(p for p in exported if p["doi"] == "10.5555/torn")
     assert reviewed["labels"] == ["protect", "cold"]
+
+
+def _comparison(low: float, gain: float, high: float, changed: int = 10, store=None):
+    from petal_labeller.model.compare import Churn, Comparison, Gain
+
+    return Comparison(
+        gains={"micro_F1": Gain(0.5 + gain, 0.5, gain, low, high)},
+        heldout_churn=Churn(papers=100, changed=changed, labels_added=0, labels_removed=0),
+        store_churn=store,
+    )
+
+
+def test_the_gate_judges_the_interval_not_the_point_gain():
+    points = ({"micro_F1": 0.52}, {"micro_F1": 0.50})
+    clear = quality_gate(*points, comparison=_comparison(0.004, 0.02, 0.04))
+    assert clear.promote and not clear.ask and "clearly better" in clear.reason
+    noise = quality_gate(*points, comparison=_comparison(-0.01, 0.02, 0.05))
+    assert not noise.promote and noise.ask and "may be noise" in noise.reason
+    assert "interval -0.0100 to +0.0500" in noise.reason
+    margin = quality_gate(*points, min_gain=0.01, comparison=_comparison(0.004, 0.02, 0.04))
+    assert not margin.promote and margin.ask
+    worse = quality_gate(*points, comparison=_comparison(-0.06, -0.04, -0.01))
+    assert not worse.promote and not worse.ask and "clearly worse" in worse.reason
+    identical = quality_gate(*points, comparison=_comparison(0.0, 0.0, 0.0, changed=0))
+    assert identical.ask and not identical.promote
+    first = quality_gate({"micro_F1": 0.1}, None, comparison=_comparison(-1, 0, 1))
+    assert first.promote and not first.ask
+
+
+def test_a_clear_gain_that_changes_too_many_labels_asks():
+    from petal_labeller.model.compare import Churn
+
+    points = ({"micro_F1": 0.52}, {"micro_F1": 0.50})
+    many = quality_gate(*points, comparison=_comparison(0.01, 0.02, 0.04, changed=40))
+    assert many.ask and "too many labels" in many.reason and "churn 40.0%" in many.reason
+    store = Churn(papers=200, changed=120, labels_added=1, labels_removed=1, sample=True)
+    in_store = quality_gate(*points, comparison=_comparison(0.01, 0.02, 0.04, store=store))
+    assert in_store.ask and "churn 60.0%" in in_store.reason
+    allowed = quality_gate(
+        *points, comparison=_comparison(0.01, 0.02, 0.04, changed=40), max_churn=0.5
+    )
+    assert allowed.promote
+
+
+def test_a_dry_relabel_counts_the_store_papers_whose_labels_would_change(
+    db_conn, migrated_database_url, tiny_model_tar, tiny_training_data, tmp_path
+):
+    """The store holds the tiny model's own labels for four papers and other labels for two."""
+    from petal_labeller.model.artefact import load_model
+    from petal_labeller.pipeline.churn import store_churn
+    from petal_labeller.store.labels import upsert_model_labels
+    from petal_labeller.store.models import register_model_version
+    from petal_labeller.store.papers import import_papers
+    from petal_labeller.store.taxonomy import load_taxonomy
+    from petal_labeller.taxonomy import Taxonomy
+
+    papers_path, taxonomy_path = tiny_training_data
+    taxonomy = Taxonomy.load(taxonomy_path)
+    lines = papers_path.read_text(encoding="utf-8").splitlines()[:6]
+    path = tmp_path / "six.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    load_taxonomy(db_conn, taxonomy)
+    import_papers(db_conn, path, taxonomy)
+    register_model_version(db_conn, "prod", base_model="t", artefact_uri="x", promote=True)
+    with db_conn.cursor() as cur:
+        cur.execute("SELECT id, doi, title, abstract, venue, url FROM papers ORDER BY id")
+        fields = ("paper_id", "doi", "title", "abstract", "venue", "url")
+        records = [dict(zip(fields, row, strict=True)) for row in cur.fetchall()]
+    results = load_model(tiny_model_tar).predict(records)
+    other = [label for label in taxonomy.ids if taxonomy.level(label) == 1]
+    rows = []
+    for n, (record, result) in enumerate(zip(records, results, strict=True)):
+        labels = list(result["labels"])
+        if n >= 4:  # a set the candidate will not choose: one more top-level label
+            labels.append(next(label for label in other if label not in labels))
+        rows += [(record["paper_id"], label, 0.5) for label in labels]
+    upsert_model_labels(db_conn, rows, "prod", paper_ids=[r["paper_id"] for r in records])
+
+    churn = store_churn(tiny_model_tar, "prod", sample=10, database_url=migrated_database_url)
+    assert (churn.papers, churn.changed, churn.labels_added, churn.labels_removed) == (6, 2, 0, 2)
+    assert not churn.sample and churn.population == 6
+    sampled = store_churn(tiny_model_tar, "prod", sample=3, database_url=migrated_database_url)
+    assert sampled.sample and (sampled.papers, sampled.population) == (3, 6)
+    assert store_churn(tiny_model_tar, "none", database_url=migrated_database_url) is None
