@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from petal_labeller.airflow.notifier import Alert, send_alert
+from petal_labeller.config import SHARED_DATA_DIR
 from tests.fixtures.airflow import free_port
 from tests.live.conftest import VIEWER, Airflow
 
@@ -321,3 +322,29 @@ def test_a_lost_alert_is_an_error_in_the_log_and_a_mark_on_the_page(live: Airflo
     shown, page = _page_row(live, row["run_id"])
     assert shown["alert_status"] == "failed"
     assert "alert failed: " in page and "Connection refused" in page
+
+
+def test_a_successful_run_whose_cleanup_failed_alerts_once(live: Airflow, tiny_model_tar):
+    """A teardown stays out of the run's state, so its failure leaves the run green: the
+    DAG's success callback sends that run's one alert (a failed cleanup may leave paid-for
+    SageMaker resources behind)."""
+    if not live.query("SELECT 1 FROM model_versions WHERE is_production"):  # this file alone
+        live.petal("taxonomy", "load", str(SHARED_DATA_DIR / "taxonomy.json"))
+        live.petal("model", "register", str(tiny_model_tar), "--version", "v-alerts", "--promote")
+    live.set_paused(LABEL, True)
+    run_id = _trigger(live, LABEL, {}, "2001-01-01T00:00:00+00:00")  # queued; no paper that day
+    live.ok(
+        "PATCH",
+        f"/api/v2/dags/{LABEL}/dagRuns/{run_id}/taskInstances/cleanup",
+        json={"new_state": "failed"},
+    )
+    live.set_paused(LABEL, False)
+
+    [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run_id, 300)
+    row = _row(live, LABEL, run_id)
+
+    assert done["state"] == "success"
+    assert (row["status"], row["alert_status"]) == ("success", "sent")
+    mail, body = _one_mail(live, run_id)
+    assert mail["Subject"].startswith(f"[PeTaL] {LABEL} failed: cleanup in ")
+    assert "the run succeeded, but cleanup failed" in body
