@@ -66,9 +66,11 @@ class StepConsole(logging.Handler):
         what: str,
         heartbeat_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.monotonic,
+        poll_s: float = 1.0,
     ) -> None:
         super().__init__(logging.INFO)
         self.echo, self.what, self.heartbeat_s, self.clock = echo, what, heartbeat_s, clock
+        self.poll_s = poll_s
         self.started = self.last_line = clock()
         self.latest = ""
         self._lock = threading.Lock()
@@ -94,7 +96,7 @@ class StepConsole(logging.Handler):
         self.say(message)
 
     def _beat(self) -> None:
-        while not self._done.wait(1.0):
+        while not self._done.wait(self.poll_s):
             if self.clock() - self.last_line >= self.heartbeat_s:
                 now = f"; last: {self.latest}" if self.latest else ""
                 self.say(f"still {self.what}{now}")
