@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import click
@@ -204,3 +205,98 @@ def promote(ctx, version: str, airflow_url) -> None:
 
     promoted, previous = promote_version(version, database_url(ctx))
     _announce(promoted, previous, airflow_url)
+
+
+def _model_to_compare(ctx, name: str, what: str) -> tuple[Path, str | None]:
+    """(artefact on this machine, registered version or None) for a PATH, VERSION or
+    `production`; the database is only asked when `name` is not a file."""
+    from petal_labeller.cli import database_url
+    from petal_labeller.pipeline.infer import local_path
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.models import get_model_version, production_model
+    from petal_labeller.versions import VERSION_PATTERN
+
+    if Path(name).is_file():
+        return Path(name), None
+    if "/" in name or name.endswith(".tar.gz") or not re.fullmatch(VERSION_PATTERN, name):
+        raise CommandError(f"{what} {name}: no such file")
+    with contextlib.closing(connect(database_url(ctx))) as conn:
+        found = production_model(conn) if name == "production" else get_model_version(conn, name)
+    if found is None:
+        raise CommandError(
+            f"{what} {name!r}: no production model"
+            if name == "production"
+            else f"{what} {name!r}: no such file and no registered model version"
+        )
+    try:
+        path = local_path(found.artefact_uri)
+    except ValueError as exc:
+        raise CommandError(f"{what} {found.version}: {exc}") from exc
+    if not path.is_file():
+        raise CommandError(f"{what} {found.version}: artefact {path} is missing")
+    return path, found.version
+
+
+def _comparison_lines(report: dict) -> list[str]:
+    lines = [
+        f"{report['candidate']} vs {report['against']} on {report['papers']} papers "
+        f"(paired bootstrap, {report['resamples']} resamples, seed {report['seed']}):"
+    ]
+    for name, gain in report["gains"].items():
+        lines.append(
+            f"  {name:<9} {gain['candidate']:.4f} vs {gain['production']:.4f}  "
+            f"gain {gain['gain']:+.4f}  95% [{gain['low']:+.4f}, {gain['high']:+.4f}]"
+        )
+    for which, churn in (("held-out", report["heldout_churn"]), ("store", report["store_churn"])):
+        if churn:
+            of = f" (a sample of {churn['population']})" if churn["sample"] else ""
+            lines.append(
+                f"  churn ({which}): {churn['changed']} of {churn['papers']} papers{of} "
+                f"change label set, +{churn['labels_added']} -{churn['labels_removed']} labels"
+            )
+    return lines
+
+
+@model.command()
+@click.argument("candidate")
+@click.option(
+    "--against",
+    default="production",
+    show_default=True,
+    help="`production`, a registered VERSION or a model.tar.gz PATH.",
+)
+@click.option("--papers", required=True, type=EXISTING_FILE, help="Held-out labelled papers.")
+@click.option(
+    "--store-sample",
+    default=200,
+    show_default=True,
+    help="Against a registered version: also relabel (dry) up to this many of the papers "
+    "it labelled in the store and count the changes; 0 = skip.",
+)
+@click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.pass_context
+def compare(ctx, candidate, against, papers, store_sample, resamples, seed, as_json) -> None:
+    """Per-metric gain of CANDIDATE (a PATH or VERSION) over --against on the same labelled
+    papers, with its 95% paired-bootstrap interval, and the label churn."""
+    from petal_labeller.cli import database_url
+    from petal_labeller.model.compare import ComparisonError, compare_artefacts
+    from petal_labeller.pipeline.churn import store_churn
+
+    candidate_path, candidate_version = _model_to_compare(ctx, candidate, "candidate")
+    against_path, against_version = _model_to_compare(ctx, against, "--against")
+    with _user_errors():
+        try:
+            result = compare_artefacts(candidate_path, against_path, papers, resamples, seed)
+        except ComparisonError as exc:
+            raise CommandError(str(exc)) from exc
+        if against_version and store_sample > 0:
+            churn = store_churn(candidate_path, against_version, store_sample, database_url(ctx))
+            result = result.with_store_churn(churn)
+    report = {
+        "candidate": candidate_version or str(candidate_path),
+        "against": against_version or str(against_path),
+        **result.as_dict(),
+    }
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(_comparison_lines(report)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -164,6 +165,9 @@ class Comparison:
     resamples: int = RESAMPLES
     seed: int = SEED
 
+    def with_store_churn(self, churn: Churn | None) -> Comparison:
+        return Comparison(self.gains, self.heldout_churn, churn, self.resamples, self.seed)
+
     def as_dict(self) -> dict[str, object]:
         return {
             "papers": self.heldout_churn.papers,
@@ -206,4 +210,40 @@ def compare(
         heldout_churn=label_churn(candidate.chosen, production.chosen),
         resamples=resamples,
         seed=seed,
+    )
+
+
+class ComparisonError(ValueError):
+    """Two models that cannot be compared on these papers; the message says why."""
+
+
+def compare_artefacts(
+    candidate: Path,
+    production: Path,
+    papers_path: Path,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Comparison:
+    """Both artefacts label the same labelled papers through the served path, then `compare`."""
+    from petal_labeller.model.artefact import load_model
+    from petal_labeller.model.data import load_labelled
+    from petal_labeller.model.evaluate import model_outputs
+    from petal_labeller.model.scoring import gold_matrix
+    from petal_labeller.taxonomy import Taxonomy
+
+    new, old = load_model(candidate), load_model(production)
+    if list(new.label_ids) != list(old.label_ids):
+        raise ComparisonError(
+            f"{candidate} and {production} score different label sets "
+            f"({len(new.label_ids)} vs {len(old.label_ids)} labels): not the same taxonomy"
+        )
+    taxonomy = Taxonomy.from_records(new.labels)
+    papers = load_labelled(papers_path, taxonomy)
+    gold = gold_matrix([paper.labels for paper in papers], taxonomy)
+    return compare(
+        Outputs(*model_outputs(new, papers)),
+        Outputs(*model_outputs(old, papers)),
+        gold,
+        resamples,
+        seed,
     )
