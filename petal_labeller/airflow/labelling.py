@@ -134,7 +134,8 @@ def kept_conf_problem(dag_run: Any, params: dict[str, Any]) -> str | None:
     "succeed" leaving its day unlabelled. Such a run cannot tell a kept conf from one
     the backfill gave, so it fails and says how to label the day.
     """
-    if str(getattr(dag_run, "run_type", "")) != "backfill" or not dag_run.clear_number:
+    # A str enum: compare the value (str() of the task SDK's enum is "DagRunType.BACKFILL").
+    if getattr(dag_run, "run_type", None) != "backfill" or not dag_run.clear_number:
         return None
     partial = {name: params[name] for name in PARTIAL_PARAMS if params.get(name)}
     if not partial:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pendulum
 import pytest
+from airflow.sdk.api.datamodels._generated import DagRunType
 
 from petal_labeller.airflow.labelling import (
     INTERVAL,
@@ -27,8 +28,10 @@ class _Dag:
 
 @dataclass
 class _DagRun:
+    """What a task's context holds (the task SDK's own DagRunType, not core's)."""
+
     run_id: str
-    run_type: str
+    run_type: DagRunType
     clear_number: int = 0
     dag_id: str = "petal_label_papers"
 
@@ -77,13 +80,13 @@ def test_a_re_run_has_a_row_of_its_own_and_a_retry_does_not():
 )
 def test_a_backfill_re_run_refuses_a_kept_conf_that_labels_partially(params):
     full = {"dry_run": False, "model_version": "", "max_papers": None, **params}
-    problem = kept_conf_problem(_DagRun("manual__x", "backfill", clear_number=1), full)
+    problem = kept_conf_problem(_DagRun("manual__x", DagRunType.BACKFILL, clear_number=1), full)
     assert problem and "manual__x" in problem and "--dag-run-conf '{}'" in problem
 
 
 def test_a_first_run_or_a_full_conf_is_run_as_asked():
     dry = {"dry_run": True, "model_version": "", "max_papers": None}
     full = {"dry_run": False, "model_version": "", "max_papers": None}
-    assert kept_conf_problem(_DagRun("backfill__x", "backfill", clear_number=0), dry) is None
-    assert kept_conf_problem(_DagRun("manual__x", "manual", clear_number=3), dry) is None
-    assert kept_conf_problem(_DagRun("manual__x", "backfill", clear_number=1), full) is None
+    assert kept_conf_problem(_DagRun("backfill__x", DagRunType.BACKFILL, clear_number=0), dry) is None
+    assert kept_conf_problem(_DagRun("manual__x", DagRunType.MANUAL, clear_number=3), dry) is None
+    assert kept_conf_problem(_DagRun("manual__x", DagRunType.BACKFILL, clear_number=1), full) is None
