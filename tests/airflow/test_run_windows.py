@@ -87,6 +87,7 @@ def test_a_backfill_re_run_refuses_a_kept_conf_that_labels_partially(params):
 def test_a_first_run_or_a_full_conf_is_run_as_asked():
     dry = {"dry_run": True, "model_version": "", "max_papers": None}
     full = {"dry_run": False, "model_version": "", "max_papers": None}
-    assert kept_conf_problem(_DagRun("backfill__x", DagRunType.BACKFILL, clear_number=0), dry) is None
-    assert kept_conf_problem(_DagRun("manual__x", DagRunType.MANUAL, clear_number=3), dry) is None
-    assert kept_conf_problem(_DagRun("manual__x", DagRunType.BACKFILL, clear_number=1), full) is None
+    backfill, manual = DagRunType.BACKFILL, DagRunType.MANUAL
+    assert kept_conf_problem(_DagRun("backfill__x", backfill, clear_number=0), dry) is None
+    assert kept_conf_problem(_DagRun("manual__x", manual, clear_number=3), dry) is None
+    assert kept_conf_problem(_DagRun("manual__x", backfill, clear_number=1), full) is None
