@@ -76,6 +76,9 @@ def predict_file(
 
     in_path, out_path = Path(in_jsonl), Path(out_jsonl)
     if model is None:
+        from petal_labeller.pipeline.infer import quiet_progress_bars
+
+        quiet_progress_bars()  # a task log shows stderr as ERROR (petal_train_model's evaluate)
         with model_folder(model_tar_or_dir) as folder:
             model = model_fn(folder, precision=precision, batch_size=batch_size)
     summary = PredictSummary(str(in_path), str(out_path), precision=model.precision)
