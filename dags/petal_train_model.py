@@ -1,12 +1,18 @@
 """
-### PeTaL: retrain the labeller, promote it only if it is better
+### PeTaL: retrain the labeller, promote it only if it is really better
 
 Weekly, or triggered by hand with Params: exports the curator-labelled papers
 (a stable held-out split by paper identity), trains a candidate (`local` on the
 worker, or a SageMaker training job via the Amazon provider), scores the
 candidate **and** the current production model on the same held-out papers
-with the same scoring, and promotes the candidate only if it beats production
-on micro-F1 (the `quality_gate` task log shows both sets of numbers). On
+with the same scoring. `quality_gate` bootstraps the gain (paired, 95%
+intervals for micro-F1, P@1, P@3, nDCG@3) and counts the label churn: it
+promotes on its own only when the micro-F1 gain's lower bound clears
+`gate_margin` and churn is under `max_churn`; a clearly worse candidate keeps
+production; otherwise **`approve` asks a person** (Required Actions: both
+models' numbers, churn, training data, the model card). Reject or no answer
+within `approval_timeout_hours` keeps production; `record_decision` writes who
+decided onto the version's row in `model_versions`. On
 `sagemaker` both models label the held-out papers in SageMaker batch
 transforms (the serving image) and the worker only scores their output, so it
 needs no torch; every SageMaker model the run made is deleted at the end.
@@ -18,7 +24,9 @@ every paper with the new model.
 * **Params**: `model_version` (name of the new version), `backend`,
   `max_papers`, `instance_type` (training), `evaluation_instance_type`
   (the held-out transforms), `dry_run` (evaluate, do not promote),
-  `preset`, `train_options` (training config overrides).
+  `preset`, `train_options` (training config overrides), `approval`
+  (`auto` | `required` | `never`), `gate_margin`, `max_churn`,
+  `store_churn_sample`, `approval_timeout_hours`.
 * **Alerts**: a failed run e-mails PETAL_ALERT_TO via connection `petal_smtp`.
 """
 

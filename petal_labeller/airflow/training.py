@@ -3,10 +3,12 @@
 export (setup) -> choose_path -> train_local | sagemaker.{train in SageMaker, then the
 candidate and production models label the held-out papers in batch transforms
 (training_sagemaker.py)} -> evaluate (both outputs scored on the same held-out papers
-by `model.scoring`) -> quality_gate (short-circuit, numbers in the log) -> promote
-(registers the version, updates the PRODUCTION_MODEL Asset, which starts
-`petal_relabel_papers`); cleanup (teardown) always runs. A `sagemaker` run never
-loads the model on the worker, so the worker needs only the `airflow` extra.
+by `model.scoring`) -> quality_gate (branch: a paired bootstrap of the gain and the
+label churn, `approval.route`) -> auto_promote | approve (a person, ApprovalOperator) |
+keep_production -> promote (registers the version, updates the PRODUCTION_MODEL Asset,
+which starts `petal_relabel_papers`) -> record_decision (who decided, on what numbers,
+in model_versions); cleanup (teardown) always runs. A `sagemaker` run never loads the
+model on the worker, so the worker needs only the `airflow` extra.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import s3_layout, s3_staging, training_sagemaker, variables
+from petal_labeller.airflow import approval, s3_layout, s3_staging, training_sagemaker, variables
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import check_config_task
@@ -62,6 +65,7 @@ def training_params() -> dict[str, Param]:
     params["train_options"] = Param(
         {}, type="object", description='TrainConfig overrides, e.g. {"knn_k": 10}.'
     )
+    params.update(approval.approval_params())
     return params
 
 
@@ -136,13 +140,16 @@ def train_local(exported: dict[str, Any], **context: Any) -> str:
     return str(artefact)
 
 
-def _scores_on_worker(exported: dict[str, Any], artefact: str, taxonomy: Any) -> dict[str, Any]:
-    """The local path: both models label the held-out papers here (the `local` extra)."""
+def _scores_on_worker(exported: dict[str, Any], artefact: str, taxonomy: Any) -> tuple[dict, dict]:
+    """The local path: both models label the held-out papers here (the `local` extra);
+    (scores, output paths) per model."""
     from petal_labeller.pipeline.infer import local_path
     from petal_labeller.pipeline.training import evaluate as score
+    from petal_labeller.pipeline.training import heldout_output
 
     workdir, heldout = Path(exported["workdir"]), Path(exported["heldout"])
     scores = {"candidate": score(Path(artefact), heldout, taxonomy, workdir), "production": None}
+    outputs = {"candidate": str(heldout_output(Path(artefact), workdir)), "production": None}
     production = exported["production"]
     if production:
         uri = production["artefact_uri"]
@@ -151,7 +158,8 @@ def _scores_on_worker(exported: dict[str, Any], artefact: str, taxonomy: Any) ->
             bucket, key = hook.parse_s3_url(uri)
             uri = str(s3_staging.download(hook, bucket, key, workdir / "prod.tar.gz"))
         scores["production"] = score(local_path(uri), heldout, taxonomy, workdir)
-    return scores
+        outputs["production"] = str(heldout_output(local_path(uri), workdir))
+    return scores, outputs
 
 
 def _scores_of_outputs(exported: dict[str, Any], outputs: dict[str, Any], taxonomy: Any):
@@ -180,11 +188,11 @@ def evaluate(**context: Any) -> dict[str, Any]:
     artefact = ti.xcom_pull(task_ids="train_local")
     try:
         if artefact:
-            scores = _scores_on_worker(exported, artefact, taxonomy)
+            scores, outputs = _scores_on_worker(exported, artefact, taxonomy)
         else:
             downloaded = ti.xcom_pull(task_ids="sagemaker.download_results")
-            artefact = downloaded["artefact"]
-            scores = _scores_of_outputs(exported, downloaded["outputs"], taxonomy)
+            artefact, outputs = downloaded["artefact"], downloaded["outputs"]
+            scores = _scores_of_outputs(exported, outputs, taxonomy)
     except EvaluationError as exc:  # the same output would fail the same way on a retry
         raise AirflowFailException(str(exc)) from exc
     production = exported["production"]
@@ -203,29 +211,120 @@ def evaluate(**context: Any) -> dict[str, Any]:
         "candidate": scores["candidate"],
         "production": scores["production"],
         "production_version": production["version"] if production else None,
+        # For the gate's paired bootstrap: each model's checked output, line by paper.
+        "outputs": outputs,
+        "heldout": exported["heldout"],
+        "backend": exported["backend"],
+        **{k: exported[k] for k in ("train_papers", "heldout_papers", "reviewed_papers")},
     }
 
 
-@task.short_circuit(ignore_downstream_trigger_rules=False)
-def quality_gate(evaluated: dict[str, Any], **context: Any) -> bool:
-    """Promote only if the candidate beats production; the numbers go to the task log."""
+def _comparison(evaluated: dict[str, Any], params: dict[str, Any]):
+    """The paired bootstrap on the held-out outputs, plus (local backend) a dry relabel of
+    a sample of the papers production labelled in the store."""
+    from petal_labeller.pipeline.training import compare_outputs
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.taxonomy import read_taxonomy
+
+    with closing(connect()) as conn:
+        taxonomy = read_taxonomy(conn)
+    outputs = evaluated["outputs"]
+    comparison = compare_outputs(
+        Path(outputs["candidate"]), Path(outputs["production"]), Path(evaluated["heldout"]),
+        taxonomy,
+    )  # fmt: skip
+    if evaluated["backend"] == "local" and params["store_churn_sample"] > 0:
+        from petal_labeller.pipeline.churn import store_churn
+
+        churn = store_churn(
+            Path(evaluated["artefact"]),
+            evaluated["production_version"],
+            params["store_churn_sample"],
+        )
+        comparison = comparison.with_store_churn(churn)
+    return comparison
+
+
+def _margin(params: dict[str, Any]) -> float:
+    """The Param, else the Variable, else 0."""
+    if params["gate_margin"] is not None:
+        return float(params["gate_margin"])
+    return float(Variable.get(approval.GATE_MARGIN_VARIABLE, default=0.0))
+
+
+@task.branch
+def quality_gate(evaluated: dict[str, Any], **context: Any) -> str:
+    """Promote, ask a person or keep production, from the gain's 95% interval and the churn;
+    the numbers go to the task log and (for the approver) to XCom."""
+    from airflow.configuration import conf
+
+    from petal_labeller.model.artefact import read_card
     from petal_labeller.pipeline.training import quality_gate as decide
 
-    decision = decide(evaluated["candidate"], evaluated["production"])
-    log.info("Quality gate: %s -> %s", decision.reason, "PROMOTE" if decision.promote else "KEEP")
-    if decision.promote and context["params"]["dry_run"]:
+    params, ti = context["params"], context["ti"]
+    first = evaluated["production"] is None
+    comparison = None if first else _comparison(evaluated, params)
+    margin = _margin(params)
+    decision = decide(
+        evaluated["candidate"],
+        evaluated["production"],
+        min_gain=margin,
+        comparison=comparison,
+        max_churn=float(params["max_churn"]),
+    )
+    chosen = approval.route(
+        decision.promote, decision.ask, params["approval"], first, params["dry_run"]
+    )
+    log.info("Quality gate: %s -> %s", decision.reason, chosen)
+    if comparison is not None:
+        log.info("Comparison: %s", json.dumps(comparison.as_dict(), sort_keys=True))
+    if params["dry_run"]:
         log.info("Dry run: not promoting %s", evaluated["version"])
-        return False
-    return decision.promote
+    gate = {
+        "route": chosen,
+        "reason": decision.reason,
+        "margin": margin,
+        "first": first,
+        "comparison": comparison.as_dict() if comparison else None,
+    }
+    card = read_card(evaluated["artefact"])
+    dag_run = context["dag_run"]
+    link = approval.card_link(
+        conf.get("api", "base_url", fallback="") or "", dag_run.dag_id, dag_run.run_id, ti.task_id
+    )
+    ti.xcom_push(key="gate", value=gate)
+    ti.xcom_push(key="model_card", value=card)
+    ti.xcom_push(key="approval_body", value=approval.approval_body(evaluated, gate, link, card))
+    return chosen
 
 
-@task(outlets=[PRODUCTION_MODEL])
-def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Register the version as production; the Asset update starts relabelling."""
+def approve_task() -> approval.PromotionApproval:
+    """The person's yes: Approve promotes; Reject, or the timeout, keeps production."""
+    return approval.PromotionApproval(
+        task_id=approval.APPROVE,
+        subject="PeTaL: promote model {{ ti.xcom_pull(task_ids='evaluate')['version'] }} "
+        "to production?",
+        body="{{ ti.xcom_pull(task_ids='quality_gate', key='approval_body') }}",
+        defaults="Reject",
+        params={
+            "comment": Param(
+                "", type="string", description="Why; kept with the decision in model_versions."
+            )
+        },
+    )
+
+
+@task(outlets=[PRODUCTION_MODEL], trigger_rule="none_failed_min_one_success")
+def promote(**context: Any) -> dict[str, Any]:
+    """Register the version as production; the Asset update starts relabelling.
+
+    Its upstreams are the two ways to a yes (auto_promote, approve); it reads `evaluate`
+    from XCom, since an edge from there would let it run when both said no."""
     from petal_labeller.model.artefact import read_card
     from petal_labeller.pipeline.promotion import asset_event_extra
     from petal_labeller.pipeline.training import promote_model
 
+    evaluated = context["ti"].xcom_pull(task_ids="evaluate")
     card = read_card(evaluated["artefact"])
     model = promote_model(
         evaluated["version"],
@@ -238,6 +337,58 @@ def promote(evaluated: dict[str, Any], **context: Any) -> dict[str, Any]:
     )
     log.info("Promoted %s (was %s)", model.version, evaluated["production_version"])
     return {"version": model.version, "artefact_uri": model.artefact_uri}
+
+
+def _answer(ti: Any) -> dict[str, Any]:
+    """The approver's response, as the approve task kept it ({} when nobody was asked)."""
+    return ti.xcom_pull(task_ids=approval.APPROVE, key=approval.ANSWER_KEY) or {}
+
+
+@task(trigger_rule="none_failed")
+def record_decision(**context: Any) -> dict[str, Any] | None:
+    """Who decided and on what numbers, on the candidate's model_versions row; a rejected
+    (or timed-out) candidate is registered, not production, for `petal model promote`."""
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.promotions import record_decision as record
+
+    ti = context["ti"]
+    evaluated = ti.xcom_pull(task_ids="evaluate")
+    gate = ti.xcom_pull(task_ids="quality_gate", key="gate")
+    if gate is None or gate["route"] == approval.KEEP:
+        return None  # a dry run, a clearly worse candidate, or `approval: never`
+    answer = _answer(ti)
+    user = answer.get("responded_by_user") or {}
+    promoted = ti.xcom_pull(task_ids="promote") is not None
+    if gate["route"] == approval.PROMOTE:
+        decision = "first" if gate["first"] else "auto"
+    elif promoted:
+        decision = "approved"
+    elif answer:
+        decision = "timed_out" if answer["timedout"] else "rejected"
+        _register_rejected(evaluated)
+    else:
+        return None  # the approval failed: nothing was decided
+    by = user.get("name") or user.get("id")
+    comment = (answer.get("params_input") or {}).get("comment") or None
+    with closing(connect()) as conn:
+        record(conn, evaluated["version"], decision, decided_by=by, comment=comment,
+               comparison=gate["comparison"])  # fmt: skip
+    log.info("Decision on %s: %s%s", evaluated["version"], decision, f" by {by}" if by else "")
+    return {"version": evaluated["version"], "decision": decision, "by": by, "comment": comment}
+
+
+def _register_rejected(evaluated: dict[str, Any]) -> None:
+    from petal_labeller.model.artefact import read_card
+    from petal_labeller.pipeline.promotion import register_model
+
+    register_model(
+        evaluated["version"],
+        evaluated["artefact"],
+        metrics=evaluated["candidate"],
+        base_model=str(read_card(evaluated["artefact"]).get("base_model", "unknown")),
+        promote=False,
+        verify=False,
+    )
 
 
 def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str) -> list:
@@ -300,7 +451,13 @@ def training_flow() -> None:
     evaluated = evaluate()
     route >> [local, group]
     [local, downloaded] >> evaluated
-    promoted = promote(evaluated)
-    quality_gate(evaluated) >> promoted
+    gate = quality_gate(evaluated)
+    auto, asked = EmptyOperator(task_id=approval.PROMOTE), approve_task()
+    kept = EmptyOperator(task_id=approval.KEEP)
+    gate >> [auto, asked, kept]
+    promoted = promote()
+    [auto, asked] >> promoted
+    recorded = record_decision()
+    [promoted, kept] >> recorded
     # After the models' own teardowns: cleanup deletes what earlier tries left.
-    [promoted, *model_teardowns] >> cleanup(exported).as_teardown(setups=exported)
+    [recorded, *model_teardowns] >> cleanup(exported).as_teardown(setups=exported)

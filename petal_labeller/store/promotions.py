@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2.extensions
+from psycopg2.extras import Json
+
+from petal_labeller.store.unit import StoreError, write_unit
 
 _SAMPLE = """
 SELECT p.id, p.doi, p.title, p.abstract, p.venue, p.url,
@@ -34,3 +37,44 @@ def labelled_sample(
         rows = cur.fetchall()
     fields = ("paper_id", "doi", "title", "abstract", "venue", "url")
     return total, [(dict(zip(fields, row[:6], strict=True)), list(row[6])) for row in rows]
+
+
+#: How a version's promotion was decided (model_versions.decision, migration 0010).
+DECISIONS = ("first", "auto", "approved", "rejected", "timed_out")
+
+
+def record_decision(
+    conn: psycopg2.extensions.connection,
+    version: str,
+    decision: str,
+    *,
+    decided_by: str | None = None,
+    comment: str | None = None,
+    comparison: dict[str, Any] | None = None,
+    commit: bool = True,
+) -> None:
+    """Write the promotion decision onto the registered `version`'s row."""
+    if decision not in DECISIONS:
+        raise StoreError(f"decision {decision!r} is not one of {DECISIONS}")
+    with write_unit(conn, commit), conn.cursor() as cur:
+        cur.execute(
+            """UPDATE model_versions SET decision = %s, decided_by = %s,
+                   decision_comment = %s, decided_at = now(), comparison = %s
+               WHERE version = %s""",
+            (decision, decided_by, comment, Json(comparison) if comparison else None, version),
+        )
+        if cur.rowcount != 1:
+            raise StoreError(f"model version {version!r} is not registered")
+
+
+def decision_of(conn: psycopg2.extensions.connection, version: str) -> dict[str, Any] | None:
+    """The recorded decision on `version` (None if it has none or is not registered)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT decision, decided_by, decision_comment, decided_at, comparison
+               FROM model_versions WHERE version = %s AND decision IS NOT NULL""",
+            (version,),
+        )
+        row = cur.fetchone()
+    fields = ("decision", "decided_by", "comment", "decided_at", "comparison")
+    return dict(zip(fields, row, strict=True)) if row else None

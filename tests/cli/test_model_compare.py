@@ -49,6 +49,7 @@ def test_a_model_against_itself_gains_nothing_and_changes_nothing(tiny_model_tar
     assert report["heldout_churn"]["changed"] == 0 and report["store_churn"] is None
 
 
+@pytest.mark.slow  # trains a second tiny model
 def test_another_model_gets_intervals_around_its_gains_and_its_churn(
     tiny_model_tar, other_tiny_tar, heldout
 ):

@@ -26,6 +26,9 @@ def _run(model_version: str):
             "evaluation_instance_type": "ml.c5.large",
             "train_options": TINY_TRAINING,
             "dry_run": False,
+            # Nobody answers under dag.test(): only a clearly better candidate is promoted
+            # (tests/dags/test_train_model_approval.py asks and answers).
+            "approval": "never",
         },
     )
 
@@ -104,7 +107,7 @@ def test_the_gate_compares_both_models_as_scored_on_the_worker(
     tmp_path, monkeypatch,
 ):  # fmt: skip
     """Scored in SageMaker, both models get the numbers the local path gives them."""
-    from petal_labeller.pipeline.training import evaluate, export_training_set, quality_gate
+    from petal_labeller.pipeline.training import evaluate, export_training_set
     from petal_labeller.store.taxonomy import read_taxonomy
 
     curated_database = curated_with_tiny_production
@@ -139,7 +142,10 @@ def test_the_gate_compares_both_models_as_scored_on_the_worker(
     for which in ("candidate", "production"):
         assert evaluated[which] == pytest.approx(expected[which], abs=1e-3), which
     assert evaluated["production_version"] == "tiny"
-    promoted = quality_gate(evaluated["candidate"], evaluated["production"]).promote
+    # The gate decides on the paired bootstrap of both outputs; the point gain is only logged.
+    promoted = states["auto_promote"] == "success"
     assert states["promote"] == ("success" if promoted else "skipped")
+    assert states["approve"] == "skipped"
+    assert states["keep_production"] == ("skipped" if promoted else "success")
     assert run.state == "success", states
     _nothing_left(moto_sagemaker)

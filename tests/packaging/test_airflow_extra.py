@@ -15,7 +15,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-from petal_labeller.pipeline.training import quality_gate
 from petal_labeller.store.connection import connect
 from tests.fixtures.airflow import AWS_REGION, BUCKET, RUN_DATE_ISO, TINY_TRAINING
 from tests.fixtures.packaging import REPO_ROOT, venv_env
@@ -164,6 +163,7 @@ def test_a_sagemaker_training_run_completes_without_torch(
     """Training and both models' held-out transforms in SageMaker; the worker only scores."""
     curated_database = curated_with_tiny_production
     conf = {"backend": "sagemaker", "model_version": "pkg-1", "train_options": TINY_TRAINING}
+    conf["approval"] = "never"  # nobody answers an approval here
 
     summary, output = _dag_run(airflow_venv, tmp_path, conf, dag_id="petal_train_model")
 
@@ -177,8 +177,9 @@ def test_a_sagemaker_training_run_completes_without_torch(
     assert evaluated["production_version"] == "tiny"
     papers = evaluated["candidate"]["papers"]
     assert 0 < papers == evaluated["production"]["papers"]  # the same held-out papers
-    gate = quality_gate(evaluated["candidate"], evaluated["production"]).promote
+    gate = tasks["auto_promote"] == "success"  # the paired bootstrap's call, on the worker
     assert tasks["promote"] == ("success" if gate else "skipped")
+    assert tasks["approve"] == "skipped"
     sagemaker = boto3.client(
         "sagemaker", endpoint_url=moto_sagemaker.endpoint_url, region_name=AWS_REGION
     )
