@@ -67,7 +67,7 @@ def test_new_papers_get_labels_bad_text_is_reported_and_a_rerun_changes_nothing(
     status, selected, done, rejected, written, airflow_run_id, start, end = run_row[0]
     assert (status, selected, done, rejected, written) == ("success", 12, 11, 1, len(labels))
     assert airflow_run_id == first.run_id
-    assert (start.isoformat(), end.isoformat()) == ("2026-11-02T00:00:00+00:00", RUN_DATE_ISO)
+    assert (start.isoformat(), end.isoformat()) == (RUN_DATE_ISO, "2026-11-03T00:00:00+00:00")
 
     quarantine = list((petal_home / "quarantine").rglob("*.jsonl"))
     assert len(quarantine) == 1
@@ -120,14 +120,25 @@ def test_params_limit_the_batch_and_dry_run_writes_nothing(
     dry = dag.test(logical_date=RUN_DATE, run_conf={"dry_run": True, "max_papers": 3})
     assert dry.state == "success", _states(dry)
     assert _model_labels(url) == []
-    assert _query(url, "SELECT count(*) FROM labelling_runs") == [(0,)]
+    # Its row, marked dry run, says what it would have written.
+    [(dry_run, selected, written, proposed)] = _query(
+        url, "SELECT dry_run, papers_selected, labels_written, labels_proposed FROM labelling_runs"
+    )
+    assert (dry_run, selected, written) == (True, 3, 0) and proposed > 0
 
     # dag.test() keeps the last run's params on the DAG object, so say dry_run again.
+    # A cap that leaves papers of the day unlabelled keeps its labels but fails the run:
+    # green means the day is done (issue 23 item 1).
     capped = dag.test(
         logical_date=RUN_DATE, run_conf={"max_papers": 3, "backend": "local", "dry_run": False}
     )
-    assert capped.state == "success", _states(capped)
+    assert capped.state == "failed", _states(capped)
+    assert _states(capped)["write_labels"] == "failed"
     assert _query(url, "SELECT count(*) FROM paper_labelling") == [(3,)]
+    [(status, error)] = _query(
+        url, "SELECT status, error FROM labelling_runs WHERE airflow_run_id = %s", (capped.run_id,)
+    )
+    assert status == "failed" and "still unlabelled" in error
 
 
 def test_a_run_without_a_logical_date_labels_every_pending_paper(
