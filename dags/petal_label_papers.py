@@ -12,6 +12,9 @@ checks the output, and writes the labels and a run record in one transaction.
   `instance_type`, `dry_run` (write nothing).
 * **Any day**: the schedule catches up from PETAL_START_DATE; a manual run or
   a backfill of an earlier day labels that day too (the DAG has no start_date).
+  Every run dated D labels the day that holds D, whatever kind of run it is.
+* **No gaps**: a run succeeds only if every paper of its window is labelled or
+  quarantined; a run that leaves any (a `max_papers` cap) fails, saying how many.
 * **Safe to re-run**: a re-run or backfill of an interval labels nothing twice;
   an empty window is a quick success that creates no SageMaker resource.
 * **Cleanup**: the workspace, S3 staging and the SageMaker model are removed
