@@ -1,0 +1,114 @@
+"""The training DAG's approval in a live Airflow (api-server, scheduler, dag-processor; no
+triggerer): the approve task waits in `awaiting_input` and is answered through the REST
+API, as the UI's Required Actions page answers it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from petal_labeller.config import SHARED_DATA_DIR
+from tests.fixtures.airflow import TINY_TRAINING
+from tests.live.conftest import ADMIN, Airflow
+
+pytestmark = pytest.mark.slow
+
+TRAIN, RELABEL = "petal_train_model", "petal_relabel_papers"
+CURATED = 60
+
+
+@pytest.fixture(scope="module")
+def live(airflow_services: Airflow, tmp_path_factory) -> Airflow:
+    """The taxonomy and curator-labelled papers (a re-import changes nothing)."""
+    tmp = tmp_path_factory.mktemp("approval-data")
+    airflow_services.petal("taxonomy", "load", str(SHARED_DATA_DIR / "taxonomy.json"))
+    lines = (SHARED_DATA_DIR / "labelled_papers.jsonl").read_text(encoding="utf-8").splitlines()
+    curated = tmp / "curated.jsonl"
+    curated.write_text("\n".join(lines[:CURATED]) + "\n", encoding="utf-8")
+    airflow_services.petal("papers", "import", str(curated), "--ingested-at", "2020-01-01")
+    airflow_services.set_paused(TRAIN, False)
+    return airflow_services
+
+
+def _trigger(live: Airflow, version: str, **conf) -> str:
+    conf = {"model_version": version, "train_options": TINY_TRAINING, **conf}
+    run = live.ok("POST", f"/api/v2/dags/{TRAIN}/dagRuns", json={"logical_date": None,
+                                                                  "conf": conf})  # fmt: skip
+    return run["dag_run_id"]
+
+
+def _await_input(live: Airflow, run_id: str, timeout: float = 600) -> dict:
+    """The approve task once it waits for a person (the run must not finish first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tis = live.task_instances(TRAIN, run_id)
+        approve = tis.get("approve", {})
+        if approve.get("state") == "awaiting_input":
+            return approve
+        run = live.ok("GET", f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}")
+        assert run["state"] not in ("success", "failed"), {k: v["state"] for k, v in tis.items()}
+        assert time.monotonic() < deadline, {k: v["state"] for k, v in tis.items()}
+        live.check_alive()
+        time.sleep(2)
+
+
+def _answer(live: Airflow, run_id: str, option: str, comment: str) -> dict:
+    path = f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+    detail = live.ok("GET", path)
+    live.ok("PATCH", path, json={"chosen_options": [option], "params_input": {"comment": comment}})
+    return detail
+
+
+def _finished(live: Airflow, run_id: str) -> dict:
+    [run] = live.wait_for_runs(TRAIN, 1, lambda r: r["dag_run_id"] == run_id, 600)
+    return run
+
+
+def _production_events(live: Airflow) -> list[str | None]:
+    """The versions the petal_production_model Asset events announced, oldest first."""
+    events = live.ok("GET", "/api/v2/assets/events?limit=100")["asset_events"]
+    uri = "petal://models/production"
+    return [(e["extra"] or {}).get("version") for e in events if e["uri"] == uri]
+
+
+def _row(live: Airflow, version: str) -> tuple:
+    [row] = live.query(
+        "SELECT is_production, decision, decided_by, decision_comment, comparison IS NOT NULL "
+        "FROM model_versions WHERE version = %s",
+        (version,),
+    )
+    return row
+
+
+def test_an_approval_waits_without_a_triggerer_and_its_answer_decides(live: Airflow):
+    assert "triggerer" not in live.processes
+    relabels_before = len(live.runs(RELABEL))
+    # `required`: a person is asked even about a first model; approving promotes it.
+    first = _trigger(live, "live-base", approval="required")
+    _await_input(live, first)
+    _answer(live, first, "Approve", "baseline")
+    assert _finished(live, first)["state"] == "success"
+    assert _row(live, "live-base")[:4] == (True, "approved", ADMIN, "baseline")
+    # The promotion's Asset event starts one relabelling run.
+    live.wait_for_runs(RELABEL, relabels_before + 1, timeout=300)
+    events = _production_events(live)
+    assert "live-base" in events
+
+    # The same data and recipe as production: the gate cannot tell them apart, so it asks.
+    same = _trigger(live, "live-same")
+    waiting = _await_input(live, same)
+    assert waiting["state"] == "awaiting_input"
+    detail = _answer(live, same, "Reject", "no real gain")
+    assert "may be noise" in detail["body"] and "95% interval" in detail["body"]
+    assert detail["options"] == ["Approve", "Reject"]
+    run = _finished(live, same)
+    states = {k: v["state"] for k, v in live.task_instances(TRAIN, same).items()}
+    assert run["state"] == "success", states
+    assert (states["approve"], states["promote"], states["record_decision"]) == (
+        "success", "skipped", "success",
+    )  # fmt: skip
+    assert _row(live, "live-same") == (False, "rejected", ADMIN, "no real gain", True)
+    assert _row(live, "live-base")[0] is True  # production stays
+    assert _production_events(live) == events  # no Asset event: no relabelling
+    assert len(live.runs(RELABEL)) == relabels_before + 1
