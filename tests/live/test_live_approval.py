@@ -112,3 +112,20 @@ def test_an_approval_waits_without_a_triggerer_and_its_answer_decides(live: Airf
     assert _row(live, "live-base")[0] is True  # production stays
     assert _production_events(live) == events  # no Asset event: no relabelling
     assert len(live.runs(RELABEL)) == relabels_before + 1
+
+
+def test_an_unanswered_approval_times_out_in_the_scheduler_and_keeps_production(
+    live: Airflow,
+):
+    """The scheduler's awaiting-input sweep answers the default (Reject) at the deadline."""
+    production = live.query("SELECT version FROM model_versions WHERE is_production")
+    events = _production_events(live)
+    run_id = _trigger(live, "live-late", approval="required", approval_timeout_hours=0.005)  # 18 s
+    _await_input(live, run_id)
+    run = _finished(live, run_id)
+    states = {k: v["state"] for k, v in live.task_instances(TRAIN, run_id).items()}
+    assert run["state"] == "success", states
+    assert (states["approve"], states["promote"]) == ("success", "skipped")
+    assert _row(live, "live-late")[:4] == (False, "timed_out", None, None)
+    assert live.query("SELECT version FROM model_versions WHERE is_production") == production
+    assert _production_events(live) == events
