@@ -151,6 +151,13 @@ def test_a_retrain_on_the_same_data_waits_for_a_person_who_decides(
     assert [v[0] for v in _versions(url) if v[1]] == ["same-1"]
     assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
 
+    # A candidate nobody approved is kept, so it can still be promoted by hand.
+    from petal_labeller.pipeline.promotion import promote_version
+
+    assert (petal_home / "models" / "same-3" / "model.tar.gz").is_file()
+    promote_version("same-3", url)
+    assert [v[0] for v in _versions(url) if v[1]] == ["same-3"]
+
 
 def test_approval_never_keeps_production_without_asking_and_required_always_asks(
     airflow_db, curated_database, petal_home
