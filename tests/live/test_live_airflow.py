@@ -331,6 +331,8 @@ def test_a_misconfigured_sagemaker_run_fails_at_once_with_one_alert(live: Airflo
     tis = live.task_instances(LABEL, run["dag_run_id"])
     assert (tis["check_config"]["state"], tis["check_config"]["try_number"]) == ("failed", 1)
     assert [t for t, ti in tis.items() if ti["state"] == "failed"] == ["check_config"]
+    # Nothing was staged, so the teardown does not run, as docs/airflow.md says (item 5).
+    assert tis["cleanup"]["state"] == "upstream_failed", tis["cleanup"]
     deadline = time.monotonic() + 60
     while len(live.smtp.messages) == mails and time.monotonic() < deadline:
         time.sleep(1)
