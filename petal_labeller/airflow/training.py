@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,10 @@ def approve_task() -> approval.PromotionApproval:
         "to production?",
         body="{{ ti.xcom_pull(task_ids='quality_gate', key='approval_body') }}",
         defaults="Reject",
+        # The run's Param replaces it at execute; given here so the provider does not
+        # turn the DAG's 8 h execution_timeout into the response timeout (with a warning).
+        response_timeout=timedelta(hours=72),
+        execution_timeout=None,
         params={
             "comment": Param(
                 "", type="string", description="Why; kept with the decision in model_versions."

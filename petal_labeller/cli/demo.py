@@ -346,12 +346,13 @@ def demo(
         )
     # Before transformers is imported: its bars go to stderr; the steps print progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    quiet_known_warnings()
+    loud_again = quiet_known_warnings()
     try:
         for number, (_, step) in enumerate(steps, start=1):
             state.step_prefix, state.announced = f"[{number}/{len(steps)}]", False
             line = step(state)
             click.echo(f"      {line}" if state.announced else f"{state.step_prefix} {line}")
     finally:
+        loud_again()
         if state.conn is not None:
             state.conn.close()

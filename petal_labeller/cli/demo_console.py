@@ -43,12 +43,23 @@ class _Quiet(logging.Filter):
         return record.levelno >= logging.ERROR or not record.getMessage().startswith(self.prefix)
 
 
-def quiet_known_warnings() -> None:
-    """Keep `QUIET_WARNINGS` off the screen for the rest of the process (errors still show)."""
+def quiet_known_warnings() -> Callable[[], None]:
+    """Keep `QUIET_WARNINGS` off the screen until the returned undo is called (errors
+    still show); the demo undoes it when it ends, so a caller in the same process (a
+    test, say) gets those loggers back as they were."""
+    added: list[tuple[logging.Logger, logging.Filter]] = []
     for name, prefix in QUIET_WARNINGS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Quiet) and f.prefix == prefix for f in logger.filters):
-            logger.addFilter(_Quiet(prefix))
+            quiet = _Quiet(prefix)
+            logger.addFilter(quiet)
+            added.append((logger, quiet))
+
+    def undo() -> None:
+        for logger, quiet in added:
+            logger.removeFilter(quiet)
+
+    return undo
 
 
 def elapsed(seconds: float) -> str:

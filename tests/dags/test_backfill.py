@@ -76,10 +76,10 @@ def test_backfill_cli_plans_one_run_per_day(airflow_db, dag_bag):
     result = subprocess.run(
         [
             sys.executable, "-m", "airflow", "backfill", "create", "--dag-id",
-            "petal_label_papers", "--from-date", "2026-11-04", "--to-date", "2026-11-06",
+            "petal_label_papers", "--from-date", "2026-11-14", "--to-date", "2026-11-16",
             "--dry-run",
         ],
         capture_output=True, text=True, timeout=180, env=os.environ.copy(), check=True,
     )  # fmt: skip
-    planned = [line for line in result.stdout.splitlines() if line.startswith("| 2026-11-0")]
+    planned = [line for line in result.stdout.splitlines() if line.startswith("| 2026-11-1")]
     assert len(planned) == 3, result.stdout

@@ -117,7 +117,7 @@ def _label(live: Airflow, version: str, hour: int) -> dict:
     run = live.ok(
         "POST",
         f"/api/v2/dags/{LABEL}/dagRuns",
-        json={"logical_date": f"2021-03-02T{hour:02d}:00:00+00:00",
+        json={"logical_date": f"{DAY}T{hour:02d}:00:00+00:00",
               "conf": {"model_version": version, "backend": "local"}},
     )  # fmt: skip
     [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 400)
