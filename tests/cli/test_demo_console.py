@@ -58,16 +58,22 @@ def test_a_quiet_step_still_prints_a_heartbeat_naming_the_last_progress():
 
 
 def test_warnings_no_user_can_act_on_are_dropped_but_errors_are_not(caplog):
-    quiet_known_warnings()
-    quiet_known_warnings()  # idempotent: the demo may run twice in one process
+    undo = quiet_known_warnings()
+    quiet_known_warnings()()  # idempotent: the demo may run twice in one process
     dag_test = logging.getLogger(DAG_TEST_LOGGER)
     precision = logging.getLogger("petal_labeller.runtime.precision")
-    with caplog.at_level(logging.WARNING):
-        dag_test.warning("No tasks to run. unrunnable tasks: %s", {"<TaskInstance ...>"})
-        precision.warning("%s moves a score of the artefact's check papers by 0.0110", "bf16")
-        dag_test.warning("Task failed; ti=%s", "x")
-        dag_test.error("No tasks to run and the run is stuck")
+    try:
+        with caplog.at_level(logging.WARNING):
+            dag_test.warning("No tasks to run. unrunnable tasks: %s", {"<TaskInstance ...>"})
+            precision.warning("%s moves a score of the artefact's check papers by 0.0110", "bf16")
+            dag_test.warning("Task failed; ti=%s", "x")
+            dag_test.error("No tasks to run and the run is stuck")
+    finally:
+        undo()  # later tests in this process read these loggers' warnings
     assert [r.getMessage() for r in caplog.records] == [
         "Task failed; ti=x",
         "No tasks to run and the run is stuck",
     ]
+    with caplog.at_level(logging.WARNING):
+        precision.warning("bf16 moves a score (after the demo)")
+    assert caplog.records[-1].getMessage() == "bf16 moves a score (after the demo)"

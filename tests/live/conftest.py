@@ -70,6 +70,27 @@ class SmtpSink:
         return smtp_connection(self.port)
 
 
+#: What the REST API takes back of a listed Variable or Connection; passwords are listed
+#: masked, so a restore never writes one (the mask would become the password).
+_WRITABLE = {
+    "variables": ("key", "value", "description"),
+    "connections": (
+        "connection_id",
+        "conn_type",
+        "description",
+        "host",
+        "login",
+        "schema",
+        "port",
+        "extra",
+    ),
+}
+
+
+def _writable(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {name: item[name] for name in _WRITABLE[kind] if name in item}
+
+
 @dataclass
 class Airflow:
     """The running services and how to talk to them."""
@@ -136,6 +157,34 @@ class Airflow:
                 )
             self.check_alive()
             time.sleep(2)
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """Every Variable and Connection, as the REST API lists them."""
+        variables = self.ok("GET", "/api/v2/variables?limit=1000")["variables"]
+        connections = self.ok("GET", "/api/v2/connections?limit=1000")["connections"]
+        return {
+            "variables": {v["key"]: v for v in variables},
+            "connections": {c["connection_id"]: c for c in connections},
+        }
+
+    def restore_settings(self, before: dict[str, dict[str, Any]]) -> None:
+        """Put Variables and Connections back as `before` had them: the session's services
+        are shared, so what one test sets (the docs' `petal_backend sagemaker`) must not
+        decide how the next test's runs go."""
+        now = self.settings()
+        for kind, path in (
+            ("variables", "/api/v2/variables"),
+            ("connections", "/api/v2/connections"),
+        ):
+            for name, item in now[kind].items():
+                if name not in before[kind]:
+                    self.ok("DELETE", f"{path}/{name}")
+                elif item != before[kind][name]:
+                    body = _writable(kind, before[kind][name])
+                    self.ok("PATCH", f"{path}/{name}", json=body, params={"update_mask": [*body]})
+            for name, item in before[kind].items():
+                if name not in now[kind]:
+                    self.ok("POST", path, json=_writable(kind, item))
 
     # The airflow CLI ---------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -425,6 +426,7 @@ def test_every_command_in_docs_airflow_md_works_as_written(
     )  # fmt: skip
     # Without PETAL_AIRFLOW_URL a promotion says so instead of sending an event.
     env = {k: v for k, v in live.env.items() if not k.startswith("PETAL_AIRFLOW_")}
+    request.addfinalizer(partial(live.restore_settings, live.settings()))
     ran = 0
     for block in blocks:
         if block is setup:

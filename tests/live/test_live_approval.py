@@ -12,14 +12,7 @@ from petal_labeller.config import SHARED_DATA_DIR
 from tests.fixtures.airflow import TINY_TRAINING
 from tests.live.conftest import ADMIN, Airflow
 
-AFTER_DOCS_HANG = pytest.mark.skip(
-    reason=(
-        "known defect (stop 22): after the docs-commands live test an approved training "
-        "run does not finish within 600 s (CI, twice); passes on its own; the dag.test() "
-        "approval tests cover the behaviour meanwhile"
-    )
-)
-pytestmark = [pytest.mark.slow, AFTER_DOCS_HANG]
+pytestmark = pytest.mark.slow
 
 TRAIN, RELABEL = "petal_train_model", "petal_relabel_papers"
 CURATED = 60

@@ -16,7 +16,6 @@ from tests.live.test_live_browser import browser as browser
 # `live` and `browser` above are fixtures (the store with the curated papers; a signed-out
 # Chromium), imported so pytest finds them here.
 pytestmark = [
-    pytest.mark.skip(reason="shares test_live_approval's known defect (stop 22)"),
     pytest.mark.slow,
     pytest.mark.skipif(
         not (shutil.which("chromium") and shutil.which("chromedriver")),
