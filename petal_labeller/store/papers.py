@@ -22,13 +22,14 @@ import json
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
+from petal_labeller.instants import storable_instant
 from petal_labeller.outputs import refuse_inputs_as_outputs
 from petal_labeller.papers import Paper, Rejection, read_papers
 from petal_labeller.store.unit import write_unit
@@ -208,9 +209,8 @@ def _replace_curator_labels(cur, labelled: list[tuple[int, Paper]]) -> int:
 
 
 def _utc(moment: datetime | str) -> datetime:
-    """Accept ISO strings and naive datetimes (read as UTC) for interval bounds."""
-    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """An interval bound (ISO text or datetime, naive = UTC) in UTC; InstantError if unstorable."""
+    return storable_instant(moment)
 
 
 def pending_papers(
