@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,21 @@ from petal_labeller.taxonomy import Taxonomy
 # printable character, so only the prefix shape and the absence of spaces are checked.
 _DOI_SHAPE = re.compile(r"^10\.\d{4,9}(\.\d+)*/\S+$")
 _DOI_PREFIXES = re.compile(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
+
+
+#: Letters and symbols that render as blank space: Hangul fillers, the braille blank.
+_BLANK_GRAPHEMES = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def has_visible(text: str) -> bool:
+    """Whether the text shows anything: a letter, digit, punctuation mark or symbol.
+
+    Format characters (Cf: zero-width spaces and joiners, BOM, soft hyphen, bidi
+    marks, tags), separators (Z*), controls (Cc), marks with no base (M*), private
+    use, unassigned and surrogate code points, and letters that render blank show
+    nothing, alone or together.
+    """
+    return any(unicodedata.category(ch)[0] in "LNPS" and ch not in _BLANK_GRAPHEMES for ch in text)
 
 
 class PaperError(ValueError):
@@ -130,7 +146,10 @@ def text_field(record: Mapping[str, object], field: str, *, required: bool = Fal
         return None
     if not isinstance(value, str):
         raise PaperError(field, f"must be a string or null, not {type(value).__name__}")
-    return _storable(field, value.strip())
+    value = _storable(field, value.strip())
+    if required and not has_visible(value):
+        raise PaperError(field, "has no visible character (only invisible or blank ones)")
+    return value
 
 
 def _storable(field: str, value: str) -> str:

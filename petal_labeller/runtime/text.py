@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from petal_labeller.papers import PaperError, text_field, venue_field
+from petal_labeller.papers import PaperError, has_visible, text_field, venue_field
 
 # Tokenizing a multi-megabyte abstract only to truncate it wastes seconds; no
 # word-piece is shorter than one character, so this many characters always
@@ -28,7 +28,7 @@ def validate_paper(record: Any) -> dict[str, Any]:
     text_field(record, "doi")
     text_field(record, "url")
     venue_field(record)
-    if not any(texts):
+    if not any(text and has_visible(text) for text in texts):
         raise PaperError("title", "", text="fields 'title' and 'abstract' are both empty")
     return record
 
