@@ -3,9 +3,9 @@
 API:
 - `import_papers(conn, path, taxonomy, rejects_path=None, *, source=None,
   ingested_at=None, commit=True) -> ImportReport`
-  validates every line (`petal_labeller.papers.read_papers`), writes bad ones to
-  `rejects_path` (JSONL: line, field, reason, record) and imports the good ones
-  in one transaction. A paper already stored (same DOI, or same title without
+  validates every line (`petal_labeller.papers.read_papers`), streams bad ones to
+  `rejects_path` (JSONL: line, field, reason, record; `petal_labeller.rejects`) and
+  imports the good ones in one transaction. A paper already stored (same DOI, or same title without
   DOI) is updated in place and keeps its `ingested_at` (a new paper gets its record's
   `ingested_at`, else the `ingested_at` argument, else now, so a historic batch can be
   loaded into its days); a record with `labels`
@@ -32,6 +32,7 @@ from psycopg2.extras import execute_values
 from petal_labeller.instants import storable_instant
 from petal_labeller.outputs import refuse_inputs_as_outputs
 from petal_labeller.papers import Paper, Rejection, read_papers
+from petal_labeller.rejects import RejectSink
 from petal_labeller.store.unit import write_unit
 from petal_labeller.taxonomy import Taxonomy
 
@@ -41,17 +42,15 @@ BATCH_SIZE = 1000
 
 @dataclass
 class ImportReport:
-    """What one import did; `rejections` are also in the rejects file when one was given."""
+    """What one import did; every rejection is in the rejects file when one was given,
+    `rejections` holds the first `rejects.KEEP` by line (memory flat in bad lines)."""
 
     read: int = 0
     inserted: int = 0
     updated: int = 0
     curator_labels: int = 0
+    rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
 
     @property
     def imported(self) -> int:
@@ -89,31 +88,22 @@ def import_papers(
     refuse_inputs_as_outputs([("--rejects", rejects_path)], [("the input", path)])
     report = ImportReport()
     source = source or f"import:{Path(path).name}"
-    rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None  # noqa: SIM115
 
-    def reject(item: Rejection) -> None:
-        report.rejections.append(item)
-        if rejects:
-            rejects.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
-
-    def good_papers() -> Iterator[tuple[int, Paper]]:
+    def good_papers(sink: RejectSink) -> Iterator[tuple[int, Paper]]:
         for number, item in read_papers(path, taxonomy):
             report.read += 1
             if isinstance(item, Rejection):
-                reject(item)
+                sink.add(item, 0)
             else:
                 yield number, item
 
     seen: dict[str, int] = {}  # identity key -> line of its first paper in this file
-    try:
-        with write_unit(conn, commit), conn.cursor() as cur:
-            for batch in _batches(good_papers(), BATCH_SIZE):
-                unique = _unique(cur, batch, seen, reject)
-                _write_batch(cur, unique, source, report, ingested_at)
-    finally:
-        if rejects:
-            rejects.close()
-    report.rejections.sort(key=lambda item: item.line)
+    # Two passes find rejections, each in line order: the reader, and _unique's duplicates.
+    with RejectSink(rejects_path, passes=2) as sink, write_unit(conn, commit), conn.cursor() as cur:
+        for batch in _batches(good_papers(sink), BATCH_SIZE):
+            unique = _unique(cur, batch, seen, lambda item: sink.add(item, 1))
+            _write_batch(cur, unique, source, report, ingested_at)
+    report.rejected, report.rejections = sink.count, sink.first
     return report
 
 
