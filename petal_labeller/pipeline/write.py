@@ -41,6 +41,8 @@ class RunSummary:
     quarantine: str | None = None
     labels_proposed: int = 0
     papers_left: int = 0  # of the window, by a cap asked for at a terminal
+    #: Papers whose labels changed (new ones included); the rest kept what they had.
+    papers_changed: int = 0
 
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,11 +94,12 @@ def write_labels(
             dry_run=dry_run,
             commit=False,
         )
-        written = 0
+        written = changed = 0
         if not dry_run:
-            written = labels.upsert_model_labels(
+            report = labels.upsert_model_labels(
                 conn, checked.rows, model_version, run_id, paper_ids=checked.labelled, commit=False
-            ).written
+            )
+            written, changed = report.written, report.changed
         summary = RunSummary(
             run_id=run_id,
             model_version=model_version,
@@ -106,6 +109,7 @@ def write_labels(
             labels_written=written,
             dry_run=dry_run,
             labels_proposed=len(checked.rows) if dry_run else 0,
+            papers_changed=changed,
         )
         _finish_success(
             conn,
@@ -129,6 +133,7 @@ def _finish_success(
         labels_written=summary.labels_written,
         papers_rejected=summary.papers_rejected,
         labels_proposed=labels_proposed,
+        papers_changed=None if summary.dry_run else summary.papers_changed,
         error=error,
         commit=False,
     )
@@ -175,6 +180,7 @@ def record_empty_run(
                 earlier.papers_labelled or 0,
                 earlier.papers_rejected or 0,
                 earlier.labels_written or 0,
+                papers_changed=earlier.papers_changed or 0,
             )
         runs.start_run(
             conn,

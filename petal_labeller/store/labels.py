@@ -13,7 +13,11 @@ API:
   are never touched. Writers of one model version are serialised by an advisory
   lock. Writing the same batch again changes nothing; any bad row (unknown
   paper, label, version or run; score outside [0, 1]) raises `StoreError` and
-  leaves every table as it was.
+  leaves every table as it was. Only what changes is written: a paper whose new
+  labels equal those another version stored for it (same set, every score within
+  `SCORE_TOLERANCE`) gets its mark only, naming that version in `labels_version`,
+  and no label rows (a relabel after a promotion rewrites only the changed papers);
+  the report says how many papers changed.
 - `model_labels(conn, model_version=None, paper_id=None) -> list[tuple]`:
   `(paper_id, label_id, score, model_version, run_id)` sorted.
 - `export_papers(conn, *, curated_only=False, where=ExportFilter()) -> Iterator[dict]`:
@@ -47,6 +51,12 @@ from petal_labeller.store.unit import StoreError, one_line, write_unit
 EXPORT_BATCH = 1000
 #: Model label rows one paper's view reads at most (131 labels x many versions is plenty).
 PAPER_VIEW_LABELS = 2000
+#: Scores this close are the same score: half a unit in the 4th decimal, the precision
+#: the PeTaL page, the review queue and the exports show. The one definition of
+#: "changed beyond rounding" for a relabel (issue 26).
+SCORE_TOLERANCE = 5e-5
+#: Where a mark's labels are stored: its own version's rows, or those it carried over.
+HOLDER = "coalesce(l.labels_version, l.model_version)"
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,10 @@ class UpsertReport:
     inserted: int
     updated: int
     deleted: int
+    #: Papers whose labels differ from what they had (none before counts as changed).
+    changed: int = 0
+    #: Unchanged papers that kept another version's stored labels (no row written).
+    carried: int = 0
 
     @property
     def written(self) -> int:
@@ -145,7 +159,8 @@ def upsert_model_labels(
     """Replace the model labels of `model_version` for every paper in the batch; see module doc."""
     suffix = uuid.uuid4().hex[:12]
     incoming, batch = f"incoming_labels_{suffix}", f"batch_papers_{suffix}"
-    params = {"version": model_version, "run": run_id}
+    same = f"same_papers_{suffix}"
+    params = {"version": model_version, "run": run_id, "tolerance": SCORE_TOLERANCE}
     readers = (_LinesReader(_copy_lines(rows)), _LinesReader(_id_lines(paper_ids)))
     try:
         with write_unit(conn, commit), conn.cursor() as cur:
@@ -154,10 +169,11 @@ def upsert_model_labels(
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('petal-labels:' || %(version)s))", params
             )
-            _mark_papers(cur, batch, params)
+            changed, carried = _find_unchanged(cur, incoming, batch, same, params)
+            _mark_papers(cur, batch, same, params)
             deleted = _delete_stale_labels(cur, incoming, batch, params)
-            inserted, updated, papers = _merge_labels(cur, incoming, batch, params)
-            cur.execute(f"DROP TABLE {incoming}, {batch}")
+            inserted, updated, papers = _merge_labels(cur, incoming, batch, same, params)
+            cur.execute(f"DROP TABLE {incoming}, {batch}, {same}")
     except psycopg2.Error as exc:
         for reader in readers:
             if reader.error is not None:
@@ -167,7 +183,10 @@ def upsert_model_labels(
                 f"model labels for version {model_version!r} not written: {one_line(exc)}"
             ) from exc
         raise
-    return UpsertReport(papers=papers, inserted=inserted, updated=updated, deleted=deleted)
+    return UpsertReport(
+        papers=papers, inserted=inserted, updated=updated, deleted=deleted,
+        changed=changed, carried=carried,
+    )  # fmt: skip
 
 
 def _stage_incoming(
@@ -199,20 +218,68 @@ def _stage_incoming(
     )
 
 
-def _mark_papers(cur: psycopg2.extensions.cursor, batch: str, params: dict) -> None:
-    """Mark every paper of the batch as labelled by this version and run.
+def _find_unchanged(
+    cur: psycopg2.extensions.cursor, incoming: str, batch: str, same: str, params: dict
+) -> tuple[int, int]:
+    """Fill `same` with the batch papers whose new labels equal their stored ones, and the
+    version holding those (`holder`); (papers changed, papers carried over).
+
+    A paper's stored labels are this version's own if it labelled the paper already, else
+    those of the version that labelled it last. Equal: the same label set, and every score
+    within SCORE_TOLERANCE (scores are `real`; both sides are compared as stored).
+    """
+    cur.execute(
+        f"""CREATE TEMP TABLE {same} ON COMMIT DROP AS
+            WITH prior AS (
+                SELECT DISTINCT ON (l.paper_id) l.paper_id, {HOLDER} AS holder
+                FROM {batch} b JOIN paper_labelling l ON l.paper_id = b.paper_id
+                ORDER BY l.paper_id, (l.model_version = %(version)s) DESC,
+                         l.labelled_at DESC, l.model_version DESC),
+            old AS (
+                SELECT pl.paper_id, pl.label_id, pl.score FROM prior p
+                JOIN paper_labels pl ON pl.paper_id = p.paper_id AND pl.origin = 'model'
+                                    AND pl.model_version = p.holder),
+            new AS (
+                SELECT i.paper_id, i.label_id, max(i.score) AS score
+                FROM {incoming} i JOIN prior p ON p.paper_id = i.paper_id
+                WHERE i.label_id IS NOT NULL GROUP BY i.paper_id, i.label_id),
+            differ AS (
+                SELECT DISTINCT coalesce(n.paper_id, o.paper_id) AS paper_id
+                FROM new n FULL JOIN old o ON o.paper_id = n.paper_id AND o.label_id = n.label_id
+                WHERE n.label_id IS NULL OR o.label_id IS NULL
+                   OR abs(n.score::float8 - o.score::float8) > %(tolerance)s)
+            SELECT p.paper_id, p.holder FROM prior p
+            WHERE NOT EXISTS (SELECT 1 FROM differ d WHERE d.paper_id = p.paper_id);
+            ANALYZE {same};
+            SELECT (SELECT count(*) FROM {batch}) - count(*),
+                   count(*) FILTER (WHERE holder <> %(version)s)
+            FROM {same}""",
+        params,
+    )
+    changed, carried = cur.fetchone()
+    return changed, carried
+
+
+def _mark_papers(cur: psycopg2.extensions.cursor, batch: str, same: str, params: dict) -> None:
+    """Mark every paper of the batch as labelled by this version and run; an unchanged
+    paper whose labels another version holds names that version (no rows of its own).
 
     Marked first: model labels reference this row (and it checks the paper,
     version and run exist).
     """
     cur.execute(
-        f"""INSERT INTO paper_labelling (paper_id, model_version, run_id, label_count)
-            SELECT paper_id, %(version)s, %(run)s, label_count FROM {batch}
+        f"""INSERT INTO paper_labelling
+                (paper_id, model_version, run_id, label_count, labels_version)
+            SELECT b.paper_id, %(version)s, %(run)s, b.label_count,
+                   CASE WHEN s.holder <> %(version)s THEN s.holder END
+            FROM {batch} b LEFT JOIN {same} s ON s.paper_id = b.paper_id
             ON CONFLICT (paper_id, model_version) DO UPDATE
             SET run_id = EXCLUDED.run_id, label_count = EXCLUDED.label_count,
-                labelled_at = EXCLUDED.labelled_at
-            WHERE (paper_labelling.run_id, paper_labelling.label_count)
-                  IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count)""",
+                labels_version = EXCLUDED.labels_version, labelled_at = EXCLUDED.labelled_at
+            WHERE (paper_labelling.run_id, paper_labelling.label_count,
+                   paper_labelling.labels_version)
+                  IS DISTINCT FROM (EXCLUDED.run_id, EXCLUDED.label_count,
+                                    EXCLUDED.labels_version)""",
         params,
     )
 
@@ -234,17 +301,20 @@ def _delete_stale_labels(
 
 
 def _merge_labels(
-    cur: psycopg2.extensions.cursor, incoming: str, batch: str, params: dict
+    cur: psycopg2.extensions.cursor, incoming: str, batch: str, same: str, params: dict
 ) -> tuple[int, int, int]:
     """Insert new labels, update changed ones; (inserted, updated, papers in the batch)."""
-    # Unchanged rows are skipped, so writing the same run twice is a no-op.
+    # Unchanged rows are skipped, so writing the same run twice is a no-op; papers
+    # carried over from another version's rows get none.
     cur.execute(
         f"""WITH written AS (
                 INSERT INTO paper_labels
                     (paper_id, label_id, origin, score, model_version, run_id)
                 SELECT DISTINCT ON (paper_id, label_id)
                        paper_id, label_id, 'model', score, %(version)s, %(run)s
-                FROM {incoming} WHERE label_id IS NOT NULL
+                FROM {incoming} i WHERE label_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM {same} s
+                                  WHERE s.paper_id = i.paper_id AND s.holder <> %(version)s)
                 ORDER BY paper_id, label_id, score DESC
                 ON CONFLICT (paper_id, label_id, model_version) WHERE origin = 'model'
                 DO UPDATE SET score = EXCLUDED.score, run_id = EXCLUDED.run_id,
@@ -351,14 +421,18 @@ _EXPORT_SQL = """
         FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
         WHERE pl.paper_id = p.id AND pl.origin = 'curator') curated ON true
     LEFT JOIN LATERAL (
+        -- Through each version's mark: a version that carried another's labels over
+        -- (an unchanged relabel) lists them as its own; run_id is the run that wrote them.
         SELECT json_agg(json_build_object('label', pl.label_id, 'score', pl.score,
-                                          'model_version', pl.model_version,
+                                          'model_version', l.model_version,
                                           'run_id', pl.run_id)
-                        ORDER BY pl.model_version, pl.score DESC, pl.label_id) AS items
-        FROM paper_labels pl
-        WHERE pl.paper_id = p.id AND pl.origin = 'model'
-          AND (%(version)s::text IS NULL OR pl.model_version = %(version)s)
-          AND (%(run)s::text IS NULL OR pl.run_id = %(run)s)) predicted ON true
+                        ORDER BY l.model_version, pl.score DESC, pl.label_id) AS items
+        FROM paper_labelling l
+        JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                            AND pl.model_version = coalesce(l.labels_version, l.model_version)
+        WHERE l.paper_id = p.id
+          AND (%(version)s::text IS NULL OR l.model_version = %(version)s)
+          AND (%(run)s::text IS NULL OR l.run_id = %(run)s)) predicted ON true
     WHERE (NOT %(curated_only)s OR curated.ids IS NOT NULL)
       AND (%(paper)s::bigint IS NULL OR p.id = %(paper)s)
       AND (%(since)s::timestamptz IS NULL OR p.ingested_at >= %(since)s)
@@ -383,11 +457,13 @@ def run_papers(
     conn: psycopg2.extensions.connection, run_id: str, limit: int, offset: int = 0
 ) -> list[dict[str, Any]]:
     """A page of the papers `run_id` labelled, in paper id order, each with its labels
-    from that run (best first): `{paper_id, title, doi, label_count, labelled_at, labels}`."""
+    from that run (best first), or the ones it kept (`carried_from`: the version whose
+    stored labels it found unchanged): `{paper_id, title, doi, label_count, labelled_at,
+    labels, carried_from}`."""
     with conn.cursor() as cur:
         cur.execute(
             """SELECT p.id, p.title, p.doi, l.label_count, l.labelled_at,
-                      coalesce(written.items, '[]')
+                      coalesce(written.items, '[]'), l.labels_version
                FROM paper_labelling l JOIN papers p ON p.id = l.paper_id
                LEFT JOIN LATERAL (
                    SELECT json_agg(json_build_object('label', pl.label_id, 'name', t.name,
@@ -395,12 +471,12 @@ def run_papers(
                                    ORDER BY pl.score DESC, pl.label_id) AS items
                    FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
                    WHERE pl.paper_id = l.paper_id AND pl.origin = 'model'
-                     AND pl.model_version = l.model_version AND pl.run_id = l.run_id
+                     AND pl.model_version = coalesce(l.labels_version, l.model_version)
                ) written ON true
                WHERE l.run_id = %s ORDER BY p.id LIMIT %s OFFSET %s""",
             (run_id, limit, offset),
         )
-        names = ("paper_id", "title", "doi", "label_count", "labelled_at", "labels")
+        names = ("paper_id", "title", "doi", "label_count", "labelled_at", "labels", "carried_from")
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
@@ -429,21 +505,26 @@ def paper_view(conn: psycopg2.extensions.connection, paper_id: int) -> dict[str,
         )
         paper["curator"] = _dicts(cur, ("label", "name", "curated_by", "labelled_at"))
         cur.execute(
-            """SELECT pl.label_id, t.name, pl.score, pl.model_version, pl.run_id, pl.labelled_at
-               FROM paper_labels pl JOIN taxonomy_labels t ON t.id = pl.label_id
-               WHERE pl.paper_id = %s AND pl.origin = 'model'
-               ORDER BY pl.model_version, pl.score DESC, pl.label_id LIMIT %s""",
+            # Through the marks: a version that carried labels over shows them too.
+            """SELECT pl.label_id, t.name, pl.score, l.model_version, pl.run_id, pl.labelled_at
+               FROM paper_labelling l
+               JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                    AND pl.model_version = coalesce(l.labels_version, l.model_version)
+               JOIN taxonomy_labels t ON t.id = pl.label_id
+               WHERE l.paper_id = %s
+               ORDER BY l.model_version, pl.score DESC, pl.label_id LIMIT %s""",
             (paper_id, PAPER_VIEW_LABELS),
         )
         paper["model"] = _dicts(
             cur, ("label", "name", "score", "model_version", "run_id", "labelled_at")
         )
         cur.execute(
-            """SELECT model_version, run_id, label_count, labelled_at FROM paper_labelling
+            """SELECT model_version, run_id, label_count, labelled_at, labels_version
+               FROM paper_labelling
                WHERE paper_id = %s ORDER BY labelled_at DESC, model_version""",
             (paper_id,),
         )
         paper["labelled_by"] = _dicts(
-            cur, ("model_version", "run_id", "label_count", "labelled_at")
+            cur, ("model_version", "run_id", "label_count", "labelled_at", "carried_from")
         )
         return paper

@@ -16,7 +16,8 @@ SELECT p.id, p.doi, p.title, p.abstract, p.venue, p.url,
                 FILTER (WHERE l.label_id IS NOT NULL), '{}')
 FROM paper_labelling pl
 JOIN papers p ON p.id = pl.paper_id
-LEFT JOIN paper_labels l ON l.paper_id = pl.paper_id AND l.model_version = pl.model_version
+LEFT JOIN paper_labels l ON l.paper_id = pl.paper_id
+     AND l.model_version = coalesce(pl.labels_version, pl.model_version)
      AND l.origin = 'model'
 WHERE pl.model_version = %(version)s
 GROUP BY p.id
@@ -78,3 +79,38 @@ def decision_of(conn: psycopg2.extensions.connection, version: str) -> dict[str,
         row = cur.fetchone()
     fields = ("decision", "decided_by", "comment", "decided_at", "comparison")
     return dict(zip(fields, row, strict=True)) if row else None
+
+
+#: The DAG whose runs relabel the store after a promotion (its run ids start with it).
+RELABEL_DAG = "petal_relabel_papers"
+
+
+def promotion_history(conn: psycopg2.extensions.connection) -> dict[str, dict[str, Any]]:
+    """Per registered version: its promotion decision (who, comment, when, the gate's
+    comparison) and what its relabel runs changed (successful, not dry: papers labelled,
+    papers whose labels changed, runs), in one query for the PeTaL page."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT m.version, m.decision, m.decided_by, m.decision_comment, m.decided_at,
+                      m.comparison, r.runs, r.papers, r.changed
+               FROM model_versions m
+               LEFT JOIN LATERAL (
+                   SELECT count(*) AS runs, sum(papers_labelled) AS papers,
+                          sum(papers_changed) AS changed
+                   FROM labelling_runs
+                   WHERE model_version = m.version AND status = 'success' AND NOT dry_run
+                     AND starts_with(run_id, %s)) r ON true""",
+            (RELABEL_DAG + "/",),
+        )
+        rows = cur.fetchall()
+    return {
+        version: {
+            "decision": decision,
+            "decided_by": decided_by,
+            "comment": comment,
+            "decided_at": decided_at,
+            "comparison": comparison,
+            "relabel": {"runs": runs, "papers": papers, "changed": changed} if runs else None,
+        }
+        for version, decision, decided_by, comment, decided_at, comparison, runs, papers, changed in rows
+    }

@@ -9,11 +9,13 @@ API:
 - `paper_facts(conn, paper_ids, model_versions) -> dict[int, PaperFacts]`: what
   validating a decision needs to know about each paper.
 - `record_queue(conn, entries, *, commit=True) -> int`: the papers `petal review
-  queue` sent to curators, with the model version and the labels it showed.
+  queue` sent to curators, with the model version and the labels it showed;
+  `queued_labels(conn, paper_ids)` reads them back.
 - `apply_reviews(conn, decisions, source, *, override=False, commit=True) -> ApplyReport`:
   one transaction, each paper's row locked first, so concurrent applies are
   serialized per paper and labels and review rows always agree. A decision for a
-  paper not queued with its model version is refused; one that would replace
+  paper not queued with its model version is refused, and so is one whose `shown`
+  labels are no longer that version's labels for the paper; one that would replace
   another reviewer's decision, or curator labels no review set (an import), is
   refused naming them unless `override`. Otherwise its labels replace the
   paper's curator labels (labels kept keep their who and when) and its
@@ -69,6 +71,9 @@ class ReviewDecision:
     removed: tuple[str, ...]
     added: tuple[str, ...]
     labels: tuple[str, ...]
+    #: The model labels the curator saw; when given, the store refuses the decision
+    #: unless they are still `model_version`'s labels for the paper (checked under its lock).
+    shown: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ _CANDIDATES = """
     FROM paper_labelling l
     JOIN papers p ON p.id = l.paper_id
     LEFT JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
-                             AND pl.model_version = l.model_version
+                             AND pl.model_version = coalesce(l.labels_version, l.model_version)
     WHERE l.model_version = %(version)s
       AND NOT EXISTS (SELECT 1 FROM paper_labels c
                       WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
@@ -170,8 +175,9 @@ def paper_facts(
             """SELECT l.paper_id, l.model_version,
                       coalesce(array_agg(pl.label_id) FILTER (WHERE pl.label_id IS NOT NULL), '{}')
                FROM paper_labelling l
-               LEFT JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
-                                        AND pl.model_version = l.model_version
+               LEFT JOIN paper_labels pl
+                    ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                   AND pl.model_version = coalesce(l.labels_version, l.model_version)
                WHERE l.paper_id = ANY(%s) AND l.model_version = ANY(%s)
                GROUP BY l.paper_id, l.model_version""",
             (list(paper_ids), list(versions)),
@@ -198,6 +204,22 @@ def record_queue(
             rows,
         )
     return len(rows)
+
+
+def queued_labels(
+    conn: psycopg2.extensions.connection, paper_ids: Sequence[int]
+) -> dict[int, dict[str, list[str]]]:
+    """paper_id -> {model version: the labels `petal review queue` showed} (empty: unknown)."""
+    queued: dict[int, dict[str, list[str]]] = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT paper_id, model_version, model_labels FROM review_queue "
+            "WHERE paper_id = ANY(%s)",
+            (list(paper_ids),),
+        )
+        for paper_id, version, labels in cur.fetchall():
+            queued.setdefault(paper_id, {})[version] = list(labels)
+    return queued
 
 
 def _lock_papers(cur, paper_ids: list[int]) -> None:
@@ -282,12 +304,20 @@ def _refusal(
     stored: _Stored | None,
     curated: set[str],
     override: bool,
+    current: dict[int, list[str]],
 ) -> Refusal | None:
     """Why the store refuses the decision (checked under the paper's lock); None: apply it."""
     pid, version = decision.paper_id, decision.model_version
     if version is None or (pid, version) not in queued:
         reason = f"paper {pid} was never queued for review with model {version!r}"
         return Refusal(pid, "paper_id", reason + " (petal review queue)")
+    now = current.get(pid)
+    if decision.shown is not None and set(now or ()) != set(decision.shown):
+        reason = (
+            f"paper {pid}'s labels from model {version!r} are now {sorted(now or ())}, "
+            f"not the {sorted(decision.shown)} shown: queue it again"
+        )
+        return Refusal(pid, "model_labels", reason)
     conflict = _conflict(decision, stored, curated)
     if conflict and not override:
         return Refusal(pid, "reviewer", f"{conflict}; --override replaces them")
@@ -335,6 +365,17 @@ def _write_review(cur, decision: ReviewDecision, source: str) -> None:
     )  # fmt: skip
 
 
+def _current_labels(conn, decisions: list[ReviewDecision]) -> dict[int, list[str]]:
+    """paper_id -> its model labels now, under the version each decision names."""
+    versions = sorted({d.model_version for d in decisions if d.model_version})
+    facts = paper_facts(conn, [d.paper_id for d in decisions], versions)
+    return {
+        d.paper_id: facts[d.paper_id].model_labels.get(d.model_version, [])
+        for d in decisions
+        if d.paper_id in facts and d.model_version
+    }
+
+
 def apply_reviews(
     conn: psycopg2.extensions.connection,
     decisions: Iterable[ReviewDecision],
@@ -352,13 +393,14 @@ def apply_reviews(
         with write_unit(conn, commit), conn.cursor() as cur:
             _lock_papers(cur, ids)  # everything below is read under the lock
             queued, stored, curated = _queued(cur, ids), _stored(cur, ids), _curated(cur, ids)
+            current = _current_labels(conn, decisions)
             for decision in decisions:
                 pid = decision.paper_id
                 before, labels = stored.get(pid), curated.get(pid, set())
                 if _same(decision, before) and labels == set(decision.labels):
                     unchanged += 1
                     continue
-                refusal = _refusal(decision, queued, before, labels, override)
+                refusal = _refusal(decision, queued, before, labels, override, current)
                 if refusal is not None:
                     refused.append(refusal)
                     continue

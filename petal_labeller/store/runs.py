@@ -6,8 +6,8 @@ API:
   `running`, started at `started_at` (default now). Starting the same `run_id`
   again (a retried task) resets it instead of failing.
 - `finish_run(conn, run_id, status="success", *, papers_selected=None,
-  papers_labelled=None, labels_written=None, papers_rejected=None, error=None,
-  commit=True) -> LabellingRun`: status `success` or `failed`, finished at the
+  papers_labelled=None, labels_written=None, papers_rejected=None, papers_changed=None,
+  error=None, commit=True) -> LabellingRun`: status `success` or `failed`, finished at the
   wall-clock time of the call (not the transaction's start).
 - `fail_run(conn, run_id, model_version, error, *, ...) -> bool`: record a run that
   wrote no labels, unless it already ended (success, or failed with its first error).
@@ -64,7 +64,8 @@ _SECRET_PATTERNS = (
 _COLUMNS = (
     "run_id, airflow_run_id, model_version, interval_start, interval_end, status, "
     "papers_selected, papers_labelled, labels_written, papers_rejected, error, "
-    "started_at, finished_at, dry_run, labels_proposed, alert_status, alert_error"
+    "started_at, finished_at, dry_run, labels_proposed, alert_status, alert_error, "
+    "papers_changed"
 )
 
 
@@ -87,6 +88,8 @@ class LabellingRun:
     labels_proposed: int | None = None  # what a dry run would have written
     alert_status: str | None = None  # 'sent' / 'failed' once a failure alert was due
     alert_error: str | None = None
+    #: Papers whose labels this run changed (new ones included); None before migration 0011.
+    papers_changed: int | None = None
 
 
 def _get(cur, run_id: str) -> LabellingRun | None:
@@ -119,7 +122,7 @@ def start_run(
                    interval_start = EXCLUDED.interval_start, interval_end = EXCLUDED.interval_end,
                    status = 'running', papers_selected = NULL, papers_labelled = NULL,
                    labels_written = NULL, papers_rejected = NULL, error = NULL,
-                   labels_proposed = NULL, dry_run = EXCLUDED.dry_run,
+                   labels_proposed = NULL, papers_changed = NULL, dry_run = EXCLUDED.dry_run,
                    started_at = EXCLUDED.started_at, finished_at = NULL""",
             (
                 run_id,
@@ -152,12 +155,14 @@ def finish_run(
     labels_written: int | None = None,
     papers_rejected: int | None = None,
     labels_proposed: int | None = None,
+    papers_changed: int | None = None,
     error: str | None = None,
     commit: bool = True,
 ) -> LabellingRun:
     """Record the outcome and counts of a run; counts left as None keep their stored value.
 
-    `labels_proposed` is what a dry run would have written (it writes none).
+    `labels_proposed` is what a dry run would have written (it writes none);
+    `papers_changed` how many papers got labels different from those they had.
 
     `finished_at` is `clock_timestamp()`: `now()` is the transaction's start, which
     for a run started in the same transaction would equal `started_at`.
@@ -173,7 +178,8 @@ def finish_run(
                    papers_labelled = coalesce(%s, papers_labelled),
                    labels_written = coalesce(%s, labels_written),
                    papers_rejected = coalesce(%s, papers_rejected),
-                   labels_proposed = coalesce(%s, labels_proposed)
+                   labels_proposed = coalesce(%s, labels_proposed),
+                   papers_changed = coalesce(%s, papers_changed)
                WHERE run_id = %s""",
             (
                 status,
@@ -183,6 +189,7 @@ def finish_run(
                 labels_written,
                 papers_rejected,
                 labels_proposed,
+                papers_changed,
                 run_id,
             ),
         )

@@ -33,9 +33,26 @@ def _seed(conn, tree, write_jsonl) -> tuple[int, int]:
     with conn.cursor() as cur:
         cur.execute("SELECT id FROM papers ORDER BY id")
         first, second = (row[0] for row in cur.fetchall())
-    upsert_model_labels(conn, [(first, "protect", 0.9), (second, "move", 0.4)], "v1")
-    upsert_model_labels(conn, [(first, "move", 0.7), (second, "active", 0.2)], "v2")
+    _write_model_labels(conn, [(first, "protect", 0.9), (second, "move", 0.4)], "v1")
+    _write_model_labels(conn, [(first, "move", 0.7), (second, "active", 0.2)], "v2")
     return first, second
+
+
+def _write_model_labels(conn, rows: list[tuple[int, str, float]], version: str) -> None:
+    """Plain INSERTs, not `upsert_model_labels`: they work on the schema of any migration
+    (the upgrade test seeds an 0004 database, older than the columns the upsert writes)."""
+    with conn, conn.cursor() as cur:
+        for paper_id, label_id, score in rows:
+            cur.execute(
+                "INSERT INTO paper_labelling (paper_id, model_version, label_count) "
+                "VALUES (%s, %s, 1)",
+                (paper_id, version),
+            )
+            cur.execute(
+                "INSERT INTO paper_labels (paper_id, label_id, origin, score, model_version) "
+                "VALUES (%s, %s, 'model', %s, %s)",
+                (paper_id, label_id, score, version),
+            )
 
 
 def _rows(conn) -> list[tuple]:

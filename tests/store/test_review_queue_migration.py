@@ -39,8 +39,9 @@ def test_reviews_made_before_0009_count_as_queued(database_url):
                 (paper,),
             )
         conn.commit()
-        upsert_model_labels(conn, [(paper, "protect", 0.6)], "v1")
         assert "0009_review_queue" in migrations.upgrade(conn)
+        # After the upgrade: today's upsert writes columns of later migrations.
+        upsert_model_labels(conn, [(paper, "protect", 0.6)], "v1")
         with conn.cursor() as cur:
             cur.execute("SELECT paper_id, model_version FROM review_queue")
             assert cur.fetchall() == [(paper, "v1")]

@@ -13,6 +13,7 @@ from petal_labeller.pipeline.stage import EARLIEST, LATEST
 from petal_labeller.review import needs_review
 from petal_labeller.store.models import list_model_versions, production_model
 from petal_labeller.store.papers import pending_papers
+from petal_labeller.store.promotions import promotion_history
 from petal_labeller.store.runs import LabellingRun, count_runs, list_runs
 from petal_labeller.store.stats import collect_stats
 from petal_labeller.store.taxonomy import read_taxonomy
@@ -71,6 +72,8 @@ def run_row(run: LabellingRun) -> dict[str, Any]:
         "papers_labelled": run.papers_labelled,
         "papers_rejected": run.papers_rejected,
         "labels_written": run.labels_written,
+        # Papers whose labels the run changed; the others it labelled kept what they had.
+        "papers_changed": run.papers_changed,
         "error": hide_paths(run.error),
         # The failure alert's fate: None (none due), "sent", or "failed" with the reason.
         "alert_status": run.alert_status,
@@ -92,6 +95,47 @@ def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _churn(churn: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gate's churn estimate, as the page shows it."""
+    if not churn:
+        return None
+    return {
+        "changed": churn.get("changed"),
+        "papers": churn.get("papers"),
+        "fraction": round(churn.get("fraction") or 0.0, METRIC_DECIMALS),
+        "sample": bool(churn.get("sample")),
+    }
+
+
+def promotion_row(history: dict[str, Any] | None) -> dict[str, Any]:
+    """How a version's promotion was decided (who, their comment), the churn the gate
+    expected and what its relabel runs changed."""
+    history = history or {}
+    comparison = history.get("comparison") or {}
+    relabel = history.get("relabel")
+    return {
+        "decision": history.get("decision"),
+        "decided_by": history.get("decided_by"),
+        "decision_comment": history.get("comment"),
+        "decided_at": _iso(history.get("decided_at")),
+        "expected_churn": {
+            "heldout": _churn(comparison.get("heldout_churn")),
+            "store": _churn(comparison.get("store_churn")),
+        },
+        # Measured: papers the version's relabel runs gave labels different from before.
+        "relabel": (
+            {
+                **relabel,
+                "fraction": round(relabel["changed"] / relabel["papers"], METRIC_DECIMALS)
+                if relabel["papers"] and relabel["changed"] is not None
+                else None,
+            }
+            if relabel
+            else None
+        ),
+    }
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -110,6 +154,7 @@ def dashboard(
     """
     stats = collect_stats(conn)
     production = production_model(conn)
+    history = promotion_history(conn)
     labelled = next(
         (
             v.papers_labelled
@@ -138,6 +183,7 @@ def dashboard(
                 "metrics": rounded_metrics(model.metrics),
                 "created_at": model.created_at.isoformat() if model.created_at else None,
                 "promoted_at": model.promoted_at.isoformat() if model.promoted_at else None,
+                **promotion_row(history.get(model.version)),
             }
             for model in list_model_versions(conn)
         ],

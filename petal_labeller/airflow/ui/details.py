@@ -62,6 +62,8 @@ def paper_detail(conn: psycopg2.extensions.connection, paper_id: int) -> dict[st
             "run_id": mark["run_id"],
             "run_link": run_link(mark["run_id"]) if mark["run_id"] else None,
             "labelled_at": mark["labelled_at"].isoformat(),
+            # Unchanged from this version's labels, which it kept instead of rewriting.
+            "carried_from": mark["carried_from"],
             "labels": [],
         }
     for label in paper["model"]:
@@ -69,7 +71,8 @@ def paper_detail(conn: psycopg2.extensions.connection, paper_id: int) -> dict[st
             label["model_version"],
             {"model_version": label["model_version"], "run_id": label["run_id"],
              "run_link": run_link(label["run_id"]) if label["run_id"] else None,
-             "labelled_at": label["labelled_at"].isoformat(), "labels": []},
+             "labelled_at": label["labelled_at"].isoformat(), "carried_from": None,
+             "labels": []},
         )  # fmt: skip
         version["labels"].append(
             {"label": label["label"], "name": label["name"], "score": round(label["score"], 4)}
