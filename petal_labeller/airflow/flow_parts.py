@@ -11,6 +11,7 @@ from typing import Any
 from airflow.sdk import TaskGroup, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from petal_labeller.airflow import variables
 from petal_labeller.airflow.params import resolve_backend
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,39 @@ def job_name(kind: str) -> str:
     return "{{ sagemaker_name('" + kind + "', dag.dag_id, run_id, ti.try_number) }}"
 
 
+def deferral_wanted(value: str | None) -> bool:
+    """Variable `petal_sagemaker_deferrable` as a yes/no: unset means defer."""
+    if value is None:
+        return True
+    word = value.strip().lower()
+    if word not in ("true", "false"):
+        raise AirflowFailException(
+            f"Variable {variables.DEFERRABLE} must be true or false, not {value[:40]!r}"
+        )
+    return word == "true"
+
+
+def defer_unless_turned_off(context: Any) -> None:
+    """Each SageMaker wait's `pre_execute`: defer to the triggerer unless the Variable
+    says no. Read when the task starts, not when the DAG file is parsed: a DAG file must
+    not query Variables, and an operator can change it without a redeploy. (Airflow's
+    own `[operators] default_deferrable` defaults to off, which would leave every
+    deployment's workers waiting on SageMaker for hours; so ours defaults to on.)"""
+    from airflow.sdk import Variable
+
+    wanted = deferral_wanted(Variable.get(variables.DEFERRABLE, default=None))
+    context["task"].deferrable = wanted
+    log.info("SageMaker wait: %s", "deferred to the triggerer" if wanted else "on this worker")
+
+
 def job_operator_kwargs(default_poll_s: int) -> dict[str, Any]:
     """Waiting and naming rules every SageMaker job operator of ours follows."""
     return {
         "check_interval": poll_seconds(default_poll_s),
         # Names carry the run and the try, so an existing job is a bug, not a retry.
         "action_if_job_exists": "fail",
+        "deferrable": True,
+        "pre_execute": defer_unless_turned_off,
     }
 
 

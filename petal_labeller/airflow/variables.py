@@ -12,6 +12,10 @@ TRAINING_IMAGE = "petal_sagemaker_training_image"
 #: The IAM role SageMaker runs jobs as.
 ROLE = "petal_sagemaker_role"
 
+#: `false` where no triggerer runs: SageMaker waits then poll on the worker instead of
+#: deferring (the default, `true`, frees the worker slot while a job runs).
+DEFERRABLE = "petal_sagemaker_deferrable"
+
 #: What each sagemaker flow needs set.
 LABELLING_SAGEMAKER = (BUCKET, IMAGE, ROLE)
 TRAINING_SAGEMAKER = (BUCKET, TRAINING_IMAGE, ROLE)

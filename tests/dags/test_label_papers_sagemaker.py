@@ -46,6 +46,8 @@ def test_batch_transform_labels_the_papers_and_removes_every_resource(
     assert states["infer_local"] == "skipped"
     assert states["sagemaker.transform"] == "success"
     assert states["sagemaker.delete_model"] == "success"
+    # The transform's wait was deferred: the triggerer's async client polled its status.
+    assert any("aiobotocore" in agent for agent in moto_sagemaker.pollers), moto_sagemaker.pollers
     assert len(moto_sagemaker.jobs) == 1
     job = _client("sagemaker", moto_sagemaker).describe_transform_job(
         TransformJobName=moto_sagemaker.jobs[0]
@@ -116,3 +118,31 @@ def test_failed_transform_fails_the_run_alerts_deletes_the_model_and_writes_no_l
     assert "sagemaker.transform" in message["Subject"]
     body = message.get_payload()[0].get_payload(decode=True).decode()
     assert "CUDA out of memory" in body
+
+
+def test_with_deferral_turned_off_the_worker_waits_and_the_run_still_labels(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, monkeypatch
+):
+    """Where no triggerer runs (Variable petal_sagemaker_deferrable=false)."""
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_DEFERRABLE", "False")
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    assert run.state == "success", _states(run)
+    assert moto_sagemaker.pollers, "the worker polled the transform"
+    assert not any("aiobotocore" in agent for agent in moto_sagemaker.pollers)
+    counts = _query(labelling_database, "SELECT status, papers_labelled FROM labelling_runs")
+    assert counts == [("success", 11)]
+
+
+def test_a_deferral_variable_that_is_not_yes_or_no_fails_the_run_naming_it(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_DEFERRABLE", "sometimes")
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    states = _states(run)
+    assert run.state == "failed" and states["sagemaker.transform"] == "failed", states
+    assert moto_sagemaker.jobs == [], "refused before any job was created"
+    [(error,)] = _query(labelling_database, "SELECT error FROM labelling_runs")
+    assert "petal_sagemaker_deferrable must be true or false" in error, error
+    assert _client("sagemaker", moto_sagemaker).list_models()["Models"] == []
