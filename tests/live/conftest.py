@@ -285,6 +285,8 @@ def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: Smt
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "PETAL_ALERT_TO": "petal-team@petal.test",
+            # SageMaker status polls (on moto, in test_live_deferral) every 2 s, not 30.
+            "PETAL_SAGEMAKER_POLL_SECONDS": "2",
             "PETAL_START_DATE": f"{START_DATE:%Y-%m-%d}",
             "PETAL_AIRFLOW_URL": url,
             "PETAL_AIRFLOW_USER": ADMIN,
