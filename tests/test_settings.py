@@ -51,3 +51,117 @@ def test_the_sagemaker_handler_refuses_a_zero_batch_size(monkeypatch, tmp_path, 
     monkeypatch.setenv("PETAL_INFERENCE_BATCH_SIZE", "0")
     with pytest.raises(SettingError, match="PETAL_INFERENCE_BATCH_SIZE='0' must be"):
         model_fn(tmp_path / "model")
+
+
+# One settings module (issue 29 item 4, issue 24 item 14).
+
+import ast  # noqa: E402
+import datetime as dt  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from petal_labeller import config  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("PETAL_START_DATE", "2026-10-05", dt.date(2026, 10, 5)),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "45", 45),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "2m", 120),
+        (
+            "PETAL_AIRFLOW_URL",
+            "https://airflow.example.org:8080",
+            "https://airflow.example.org:8080",
+        ),
+        ("PETAL_ALERT_TO", "a@x.org, b@y.org", ("a@x.org", "b@y.org")),
+        ("PETAL_BACKEND", " sagemaker ", "sagemaker"),
+    ],
+)
+def test_each_kind_reads_its_values(name, text, value):
+    assert config.get(name, {name: text}) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("PETAL_START_DATE", "2026-13-01"),
+        ("PETAL_START_DATE", "next tuesday"),
+        ("PETAL_START_DATE", "٢٠٢٦-١١-٠١"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "abc"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "-5"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "0"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "2d"),
+        ("PETAL_AIRFLOW_URL", "ftp://airflow.example.org"),
+        ("PETAL_AIRFLOW_URL", "http://"),
+        ("PETAL_AIRFLOW_URL", "http://host:99999"),
+        ("PETAL_ALERT_TO", "nobody"),
+        ("PETAL_HOME", "/tmp/a\nb"),
+        ("PETAL_HOME", "/x" * 5000),
+        ("PETAL_INFERENCE_PRECISION", "fp64"),
+    ],
+)
+def test_a_bad_value_of_any_kind_is_one_bounded_error_naming_it(name, text):
+    with pytest.raises(config.SettingError) as caught:
+        config.get(name, {name: text})
+    message = str(caught.value)
+    assert message.startswith(f"{name}=") and "must be" in message and len(message) < 160
+
+
+def test_a_secret_is_never_shown():
+    with pytest.raises(config.SettingError) as caught:
+        config.get("PETAL_AIRFLOW_PASSWORD", {"PETAL_AIRFLOW_PASSWORD": "hunter2\x00"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_load_names_every_bad_setting_at_once():
+    bad = {"PETAL_START_DATE": "x", "PETAL_SERVE_MAX_QUEUE": "-1"}
+    with pytest.raises(config.SettingError) as caught:
+        config.load(bad)
+    assert "PETAL_START_DATE=" in str(caught.value) and "PETAL_SERVE_MAX_QUEUE=" in str(
+        caught.value
+    )
+    assert config.load({}).petal_backend == "local"
+
+
+def test_docs_deploy_has_one_table_of_every_setting():
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = text[text.index("## 9. Settings") :]
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", section, re.MULTILINE)
+    assert documented == list(config.SETTINGS)
+
+
+def _environment_reads(tree: ast.AST) -> list[str]:
+    """Names read through os.environ[...] / .get / os.getenv in one module."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = ast.unparse(node.func.value)
+            if (owner, node.func.attr) in (
+                ("os.environ", "get"),
+                ("os", "getenv"),
+                ("environ", "get"),
+            ):
+                found.append(ast.unparse(node.args[0]) if node.args else "?")
+        is_environ = isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ"
+        if is_environ and isinstance(node.ctx, ast.Load):
+            found.append(ast.unparse(node.slice))
+    return found
+
+
+def test_the_library_reads_its_settings_only_through_config():
+    """Every PETAL_* (and serve's SAGEMAKER_*) read goes through `config.SETTINGS`."""
+    offenders = []
+    for path in sorted((REPO / "petal_labeller").rglob("*.py")):
+        if path.name == "config.py" and path.parent.name == "petal_labeller":
+            continue
+        for name in _environ_names(path):
+            offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert offenders == []
+
+
+def _environ_names(path: Path) -> list[str]:
+    reads = _environment_reads(ast.parse(path.read_text(encoding="utf-8")))
+    return [name for name in reads if name.strip("'\"").startswith(("PETAL_", "SAGEMAKER_M"))]

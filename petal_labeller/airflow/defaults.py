@@ -3,22 +3,30 @@ failure leaves behind (a row with its error, one alert: `failures`)."""
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pendulum
 
+from petal_labeller import config
 from petal_labeller.airflow.failures import on_run_failure, on_run_success, record_task_error
+
+log = logging.getLogger(__name__)
 
 OWNER = "petal"
 TAGS = ["petal"]
 
 
 def start_date() -> pendulum.DateTime:
-    """First data interval of the daily schedule; PETAL_START_DATE (YYYY-MM-DD) moves it."""
-    return pendulum.parse(os.environ.get("PETAL_START_DATE", "2026-11-01"), tz="UTC")
+    """First data interval of the daily schedule; PETAL_START_DATE (YYYY-MM-DD) moves it.
+
+    Read at parse time, so a bad value falls back to the default with a warning (a DAG
+    import error would hide all three DAGs); the run's check_config task fails on it.
+    """
+    day = config.get_or_default("PETAL_START_DATE", warn=log.warning)
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
 
 
 def default_args(

@@ -4,13 +4,13 @@ the SageMaker task group, and the settings their SageMaker operators share."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from airflow.sdk import TaskGroup, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from petal_labeller import config
 from petal_labeller.airflow import variables
 from petal_labeller.airflow.params import resolve_backend
 
@@ -21,7 +21,8 @@ POLL_SECONDS_ENV = "PETAL_SAGEMAKER_POLL_SECONDS"
 
 
 def poll_seconds(default: int) -> int:
-    return int(os.environ.get(POLL_SECONDS_ENV, str(default)))
+    """Read at parse time: a bad value falls back to `default` (check_config fails on it)."""
+    return config.get_or_default(POLL_SECONDS_ENV, warn=log.warning) or default
 
 
 def job_name(kind: str) -> str:
@@ -77,6 +78,7 @@ def check_config_task(
     @task(task_id="check_config", retries=0)
     def check_config(**context: Any) -> str:
         try:
+            config.load()  # every setting, so a bad one fails here, named, not mid-run
             backend = resolve_backend(context["params"]["backend"])
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc

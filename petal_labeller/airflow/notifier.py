@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,10 +21,12 @@ from urllib.parse import quote
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
+from petal_labeller import config
+
 log = logging.getLogger(__name__)
 
 ALERT_CONN_ID = "petal_smtp"
-DEFAULT_RECIPIENT = "petal-alerts@localhost"
+DEFAULT_RECIPIENT = config.SETTINGS["PETAL_ALERT_TO"].default[0]
 #: Airflow's own default for `[api] base_url`.
 DEFAULT_BASE_URL = "http://localhost:8080"
 
@@ -45,9 +46,9 @@ class Alert:
 
 
 def alert_recipients() -> list[str]:
-    """Addresses from PETAL_ALERT_TO; read at parse time, so no DB or Variable lookup."""
-    raw = os.environ.get("PETAL_ALERT_TO", DEFAULT_RECIPIENT)
-    return [address.strip() for address in raw.split(",") if address.strip()]
+    """Addresses from PETAL_ALERT_TO, no DB or Variable lookup. A bad value must not
+    lose the alert: it goes to the default, with a warning naming the setting."""
+    return list(config.get_or_default("PETAL_ALERT_TO", warn=log.warning))
 
 
 def base_url() -> str:

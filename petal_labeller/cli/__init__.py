@@ -117,7 +117,6 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy=COMMANDS)
 @click.option(
     "--database-url",
-    envvar="PETAL_DATABASE_URL",
     default=None,
     metavar="URL",
     help="PostgreSQL URL (default: $PETAL_DATABASE_URL, else an embedded server in PETAL_HOME).",

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from petal_labeller import config
 from petal_labeller.model.artefact import model_folder
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def predict_file(
     from petal_labeller.runtime.jsonlines import JSONLINES
 
     in_path, out_path = Path(in_jsonl), Path(out_jsonl)
+    # Checked here too: with `model` given, a negative size made range() skip the encoder.
+    batch_size = config.bounded("PETAL_INFERENCE_BATCH_SIZE", batch_size, "batch size")
     if model is None:
         from petal_labeller.pipeline.infer import quiet_progress_bars
 

@@ -69,9 +69,9 @@ def member_name(source: str, member: tarfile.TarInfo) -> str:
 
 def max_bytes() -> int:
     """The cap on an artefact's unpacked size, and on each member's."""
-    from petal_labeller.config import env_int  # a leaf module: os and pathlib only
+    from petal_labeller import config  # a leaf module: the standard library only
 
-    return env_int("PETAL_ARTEFACT_MAX_MB", DEFAULT_MAX_MB, minimum=1, maximum=1 << 20) * MIB
+    return config.get("PETAL_ARTEFACT_MAX_MB") * MIB
 
 
 def _members(tar: tarfile.TarFile, source: str) -> Iterator[tuple[str, tarfile.TarInfo]]:

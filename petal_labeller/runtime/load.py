@@ -3,7 +3,6 @@ checked against labels.json as each file loads."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from petal_labeller.config import env_int
+from petal_labeller import config
 from petal_labeller.runtime.combine import StackCombiner
 from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.runtime.model import LoadedModel, apply_precision
@@ -126,6 +125,11 @@ def load_model(
 ) -> LoadedModel:
     """Check the artefact folder, then load it: tokenizer, encoder, head, scorers, thresholds."""
     model_dir = Path(model_dir)
+    # Settings before any loading: a bad one fails at once, not after the encoder loaded.
+    if batch_size is None:
+        batch_size = config.get("PETAL_INFERENCE_BATCH_SIZE")
+    batch_size = config.bounded("PETAL_INFERENCE_BATCH_SIZE", batch_size, "batch size")
+    precision = precision or config.get("PETAL_INFERENCE_PRECISION")
     spec = check_folder(model_dir)
     num_labels, scorers = len(spec.labels), spec.settings.get("scorers", {"head": 1.0})
     knn_bank = knn_labels = tfidf = None
@@ -156,7 +160,7 @@ def load_model(
         venue=venue,
         stack=stack,
         check_papers=spec.check_papers,
-        batch_size=batch_size or env_int("PETAL_INFERENCE_BATCH_SIZE", 32, minimum=1, maximum=1024),
+        batch_size=batch_size,
     )
-    apply_precision(model, precision or os.environ.get("PETAL_INFERENCE_PRECISION", "auto"))
+    apply_precision(model, precision)
     return model

@@ -49,6 +49,9 @@ class LoadedModel:
     ancestors: list[list[int]] = field(init=False)
 
     def __post_init__(self) -> None:
+        # range(0, n, -1) is empty: a batch size below 1 skipped the encoder, scores off.
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch size {self.batch_size!r} must be at least 1")
         # The walks below follow parents: a cycle would loop for ever, so refuse it first.
         check_label_records(self.labels)
         self.label_ids = [str(label["id"]) for label in self.labels]

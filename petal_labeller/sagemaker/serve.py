@@ -12,22 +12,11 @@ only and is refused unless it names this runtime's format.
 Hand-written on Starlette because the alternative, SageMaker's inference toolkit,
 runs a Java model server (MMS/TorchServe) for what is five small handlers here.
 
-Settings come from the environment (SageMaker passes a model's `Environment`):
-    SM_MODEL_DIR / PETAL_SERVE_MODEL   unpacked model folder or a model.tar.gz
-                                       (default /opt/ml/model, SageMaker's)
-    PETAL_SERVE_MAX_BODY_BYTES         request size limit (413 above it); else
-    SAGEMAKER_MAX_PAYLOAD_IN_MB        in MiB; default 6 MiB, SageMaker's own limit
-    PETAL_SERVE_MAX_CONCURRENCY        predictions run at once per worker (default 1:
-                                       torch already spreads one batch over every core)
-    PETAL_SERVE_MAX_QUEUE              requests waiting for a prediction slot (default 4);
-                                       more are answered 503 with Retry-After
-    PETAL_SERVE_MAX_RECORDS            papers (non-blank lines) per request (default
-                                       10,000); more are answered 413 before any work
-    PETAL_SERVE_MAX_HEADER_BYTES       request line and headers together (default 16 KiB,
-                                       h11's own limit); more close the connection with 400
-    PETAL_SERVE_MAX_HEADERS            header fields per request (default 100); more: 431
-    SAGEMAKER_MODEL_SERVER_WORKERS     uvicorn worker processes (default 1)
-    SAGEMAKER_BIND_TO_PORT             port (default 8080)
+Settings come from the environment (SageMaker passes a model's `Environment`),
+read through `petal_labeller.config` (the table in docs/deploy.md): the model
+(PETAL_SERVE_MODEL, else SM_MODEL_DIR, else /opt/ml/model), the request limits
+(PETAL_SERVE_MAX_*, SAGEMAKER_MAX_PAYLOAD_IN_MB), SAGEMAKER_MODEL_SERVER_WORKERS and
+SAGEMAKER_BIND_TO_PORT. A bad one stops the start with one line naming it, exit 2.
 """
 
 from __future__ import annotations
@@ -37,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -50,6 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from petal_labeller import config
 from petal_labeller.papers import LineError, decode_line
 from petal_labeller.runtime import handlers
 from petal_labeller.runtime.jsonlines import ANY_MEDIA, JSONLINES, JSONLINES_ALIASES, media_type
@@ -77,19 +68,6 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything the server reads from the environment, read once."""
@@ -107,24 +85,24 @@ class ServeSettings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
+        """Read through `config`, the one settings parser: SettingError names a bad one."""
         environ = os.environ if environ is None else environ
-        base = Path(environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml")
-        model = environ.get("PETAL_SERVE_MODEL") or environ.get("SM_MODEL_DIR")
-        max_body = _int_setting(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 0, minimum=0) * MIB
+
+        def get(name: str) -> Any:
+            return config.get(name, environ)
+
+        model = get("PETAL_SERVE_MODEL") or get("SM_MODEL_DIR")
         return cls(
-            model_path=Path(model) if model else base / "model",
-            max_body_bytes=_int_setting(
-                environ, "PETAL_SERVE_MAX_BODY_BYTES", max_body or DEFAULT_MAX_BODY_BYTES
-            ),
-            max_concurrency=_int_setting(environ, "PETAL_SERVE_MAX_CONCURRENCY", 1),
-            max_queue=_int_setting(environ, "PETAL_SERVE_MAX_QUEUE", 4, minimum=0),
-            max_records=_int_setting(environ, "PETAL_SERVE_MAX_RECORDS", DEFAULT_MAX_RECORDS),
-            max_header_bytes=_int_setting(
-                environ, "PETAL_SERVE_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES, minimum=1024
-            ),
-            max_headers=_int_setting(environ, "PETAL_SERVE_MAX_HEADERS", DEFAULT_MAX_HEADERS),
-            workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", 1),
-            port=_int_setting(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT),
+            model_path=model or get("SAGEMAKER_BASE_DIR") / "model",
+            max_body_bytes=get("PETAL_SERVE_MAX_BODY_BYTES")
+            or get("SAGEMAKER_MAX_PAYLOAD_IN_MB") * MIB,
+            max_concurrency=get("PETAL_SERVE_MAX_CONCURRENCY"),
+            max_queue=get("PETAL_SERVE_MAX_QUEUE"),
+            max_records=get("PETAL_SERVE_MAX_RECORDS"),
+            max_header_bytes=get("PETAL_SERVE_MAX_HEADER_BYTES"),
+            max_headers=get("PETAL_SERVE_MAX_HEADERS"),
+            workers=get("SAGEMAKER_MODEL_SERVER_WORKERS"),
+            port=get("SAGEMAKER_BIND_TO_PORT"),
         )
 
 
@@ -378,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PETAL_SERVE_MODEL"] = args.model
     if args.port:
         os.environ["SAGEMAKER_BIND_TO_PORT"] = str(args.port)
-    settings = ServeSettings.from_environ()
+    try:
+        settings = ServeSettings.from_environ()
+    except config.SettingError as exc:
+        print(f"serve: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     import uvicorn

@@ -150,3 +150,46 @@ def test_parsing_a_dag_file_is_light(airflow_db, name):
     assert report["errors"] == {}
     assert report["dags"]
     assert report["heavy"] == [], f"{name} imports {report['heavy']} at parse time"
+
+
+#: Issue 24 item 14: each of these once broke the import of every DAG, or passed.
+BAD_SETTINGS = {
+    "PETAL_START_DATE": "next tuesday",
+    "PETAL_SAGEMAKER_POLL_SECONDS": "abc",
+    "PETAL_ALERT_TO": "nobody",
+}
+
+
+@pytest.mark.parametrize("name", DAG_FILES)
+def test_a_bad_setting_never_breaks_a_dag_import(airflow_db, name):
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_ONE_FILE, str(DAGS_FOLDER / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, **BAD_SETTINGS},
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {} and report["dags"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PETAL_START_DATE", "2026-13-01"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "-5"),
+        ("PETAL_SAGEMAKER_POLL_SECONDS", "١٢"),
+        ("PETAL_INFERENCE_BATCH_SIZE", "9" * 5000),
+    ],
+)
+def test_a_bad_setting_fails_check_config_naming_it(dag_bag, monkeypatch, name, value):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setenv(name, value)
+    check = dag_bag.get_dag("petal_label_papers").get_task("check_config")
+    with pytest.raises(AirflowFailException) as failed:
+        check.python_callable(params={"backend": "local"})
+    assert str(failed.value).startswith(f"{name}=") and len(str(failed.value)) < 160

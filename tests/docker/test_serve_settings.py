@@ -47,12 +47,29 @@ def test_workers_port_and_concurrency_are_read():
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("SAGEMAKER_MODEL_SERVER_WORKERS", "many", "is not an integer"),
-        ("PETAL_SERVE_MAX_BODY_BYTES", "0", "must be at least 1"),
-        ("PETAL_SERVE_MAX_CONCURRENCY", "-2", "must be at least 1"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "many", "must be a whole number from 1 to"),
+        ("PETAL_SERVE_MAX_BODY_BYTES", "0", "must be a whole number from 1 to"),
+        ("PETAL_SERVE_MAX_CONCURRENCY", "-2", "must be a whole number from 1 to"),
+        # Issue 24 item 14: forms int() reads and no operator means, and no ceiling.
+        ("PETAL_SERVE_MAX_RECORDS", "١٢", "must be a whole number from 1 to"),
+        ("PETAL_SERVE_MAX_QUEUE", "1_000", "must be a whole number from 0 to"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "1000", "must be a whole number from 1 to 64"),
+        ("SAGEMAKER_BIND_TO_PORT", "70000", "must be a whole number from 1 to 65535"),
+        ("PETAL_SERVE_MAX_HEADERS", "9" * 5000, "must be a whole number from 1 to"),
     ],
 )
 def test_a_bad_setting_names_the_variable(name, value, message):
     with pytest.raises(ValueError, match=message) as error:
         ServeSettings.from_environ({name: value})
-    assert name in str(error.value)
+    assert str(error.value).startswith(f"{name}=")
+    assert len(str(error.value)) < 120  # a 5,000-digit value is never echoed whole
+
+
+def test_serve_with_a_bad_setting_exits_2_with_one_line(monkeypatch, capsys):
+    from petal_labeller.sagemaker.serve import main
+
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "1000")
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("serve: error: SAGEMAKER_MODEL_SERVER_WORKERS='1000' must be")
+    assert "Traceback" not in err and err.count("\n") == 1
