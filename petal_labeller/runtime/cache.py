@@ -27,7 +27,13 @@ Why each part:
   builder that finds the entry built by someone else keeps theirs.
 - Bounded: after each use the least recently used entries beyond
   `PETAL_ARTEFACT_CACHE_ENTRIES` (default 3) or `PETAL_ARTEFACT_CACHE_MB` in
-  all (default 2048) are removed, skipping entries in use.
+  all (default 2048) are removed, skipping entries in use. The settings are read
+  before anything is unpacked or loaded, so a bad one fails at once.
+- Only what the cache made is ever removed, so the root may be a shared folder: an
+  entry is a digest-named folder holding its manifest, a temporary or trash folder
+  one holding the cache's marker file (`MARKER`, naming the digest). A builder's
+  temporary folder goes as soon as its digest's lock is free (the builder holds it
+  exclusively while it builds, so a free lock means it was killed), not an hour later.
 """
 
 from __future__ import annotations
@@ -54,11 +60,11 @@ log = logging.getLogger(__name__)
 
 MANIFEST = ".petal-manifest.json"
 MANIFEST_FORMAT = 1
+#: In every temporary and trash folder the cache makes: what housekeeping may remove.
+MARKER = ".petal-cache-marker.json"
 #: Entry folders are named by the tarball's sha256; everything else in the root is ours too.
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 TEMP_PREFIX, TRASH_PREFIX = ".tmp-", ".trash-"
-#: A temporary folder older than this belongs to a crashed builder.
-STALE_TEMP_S = 3600.0
 CHUNK = 1024 * 1024
 #: Build/verify rounds before giving up (another process keeps replacing the entry).
 ATTEMPTS = 3
@@ -66,19 +72,16 @@ ATTEMPTS = 3
 
 def default_root() -> Path:
     """PETAL_HOME/cache/artefacts (PETAL_ARTEFACT_CACHE overrides)."""
-    if os.environ.get("PETAL_ARTEFACT_CACHE"):
-        return Path(os.environ["PETAL_ARTEFACT_CACHE"])
-    from petal_labeller.config import petal_home  # a leaf module: os and pathlib only
+    from petal_labeller import config  # a leaf module: the standard library only
 
-    return petal_home() / "cache" / "artefacts"
+    return config.get("PETAL_ARTEFACT_CACHE") or config.petal_home() / "cache" / "artefacts"
 
 
 def _limits() -> tuple[int, int]:
-    from petal_labeller.config import env_int
+    from petal_labeller import config
 
-    entries = env_int("PETAL_ARTEFACT_CACHE_ENTRIES", 3, minimum=1, maximum=1000)
-    megabytes = env_int("PETAL_ARTEFACT_CACHE_MB", 2048, minimum=1, maximum=1 << 24)
-    return entries, megabytes * 1024 * 1024
+    entries = config.get("PETAL_ARTEFACT_CACHE_ENTRIES")
+    return entries, config.get("PETAL_ARTEFACT_CACHE_MB") * 1024 * 1024
 
 
 def file_digest(path: Path) -> str:
@@ -145,6 +148,7 @@ def _build(tar_path: Path, root: Path, digest: str) -> None:
     """Unpack and check into a temporary folder beside the entry, then rename it into place."""
     entry = root / digest
     temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{digest[:16]}-", dir=root))
+    _mark(temp, digest)
     try:
         folder = temp / "artefact"
         extract(
@@ -168,13 +172,32 @@ def _build(tar_path: Path, root: Path, digest: str) -> None:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _mark(folder: Path, digest: str) -> None:
+    (folder / MARKER).write_text(json.dumps({"digest": digest}) + "\n", encoding="utf-8")
+
+
+def _marked_digest(folder: Path) -> str | None:
+    """The digest in the folder's marker, or its manifest's (a trash folder whose marker a
+    crash kept from being written); None: not a folder the cache made."""
+    for name, key in ((MARKER, "digest"), (MANIFEST, "tarball_sha256")):
+        try:
+            found = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(found, str) and DIGEST.match(found):
+            return found
+    return None
+
+
 def _discard(entry: Path, root: Path) -> None:
-    """Rename first (atomic: nobody opens it by its name again), then delete."""
+    """Rename first (atomic: nobody opens it by its name again), mark, then delete."""
     trash = root / f"{TRASH_PREFIX}{entry.name[:16]}-{os.getpid()}-{time.monotonic_ns()}"
     try:
         os.rename(entry, trash)
     except FileNotFoundError:
         return
+    with contextlib.suppress(OSError):
+        _mark(trash, entry.name)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -182,6 +205,7 @@ def _discard(entry: Path, root: Path) -> None:
 def cached_artefact(tar_path: str | Path, root: str | Path | None = None) -> Iterator[Path]:
     """The artefact unpacked and verified in the cache; valid while the `with` lasts."""
     tar_path = Path(tar_path)
+    _limits()  # a bad setting fails now, not after the model has loaded
     if not tar_path.is_file():
         raise FileNotFoundError(f"model artefact {tar_path} does not exist")
     root = Path(root) if root is not None else default_root()
@@ -213,6 +237,7 @@ def load_cached(
     path = Path(model_tar_or_dir)
     if path.is_dir():
         return model_fn(path, precision=precision, batch_size=batch_size)
+    default_root()  # with the limits (cached_artefact): every cache setting before loading
     with cached_artefact(path) as folder:
         return model_fn(folder, precision=precision, batch_size=batch_size)
 
@@ -236,21 +261,45 @@ def _trusted(entry: Path, digest: str) -> bool:
     return True
 
 
+def _remove_leftover(root: Path, folder: Path) -> None:
+    """A marked temporary or trash folder whose builder is gone: its digest's lock is free."""
+    digest = _marked_digest(folder)
+    if digest is None:
+        return  # not ours
+    if folder.name.startswith(TRASH_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)  # never in use: renamed away to be deleted
+        return
+    try:
+        # Non-blocking and never creating a lock file: a builder holds it while it works.
+        fd = os.open(root / f"{digest}.lock", os.O_RDWR)
+    except FileNotFoundError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(folder, ignore_errors=True)
+    except BlockingIOError:
+        pass  # a live builder's
+    finally:
+        os.close(fd)
+
+
 def _size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def evict(root: Path, keep: str | None = None) -> list[str]:
     """Remove least recently used entries beyond the limits (not `keep`, not one in use),
-    and what crashed builders left; returns the digests removed."""
+    and what killed builders left; returns the digests removed. Anything in the root the
+    cache did not make (no manifest, no marker) is left alone."""
     max_entries, max_bytes = _limits()
-    now = time.time()
     entries = []
     for path in root.iterdir():
-        if path.name.startswith((TEMP_PREFIX, TRASH_PREFIX)) and path.is_dir():
-            if now - path.stat().st_mtime > STALE_TEMP_S:
-                shutil.rmtree(path, ignore_errors=True)
-        elif DIGEST.match(path.name) and path.is_dir():
+        if path.is_symlink() or not path.is_dir():
+            continue
+        if path.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
+            _remove_leftover(root, path)
+        elif DIGEST.match(path.name) and _marked_digest(path) == path.name:
             entries.append((path.stat().st_mtime, path))
     # The entry in use now first, then the most recently used.
     entries.sort(key=lambda item: (item[1].name == keep, item[0]), reverse=True)

@@ -16,6 +16,7 @@ import pytest
 from petal_labeller.model.artefact import pack, unpack
 from petal_labeller.runtime.cache import (
     MANIFEST,
+    MARKER,
     cached_artefact,
     evict,
     load_cached,
@@ -161,10 +162,12 @@ def test_a_size_cap_and_a_crashed_builders_leftovers_are_cleaned(
     tiny_model_tar, second_tar, warm_root, monkeypatch
 ):
     root = warm_root
+    # A builder killed a moment ago (issue 24 item 16: once kept for an hour, outside
+    # the cap): its marked folder goes as soon as its digest's lock is free.
     leftover = root / ".tmp-0123456789abcdef-crashed"
     (leftover / "artefact").mkdir(parents=True)
-    old = time.time() - 2 * 3600
-    os.utime(leftover, (old, old))
+    (leftover / "artefact" / "model.safetensors").write_bytes(b"0" * 4096)
+    (leftover / MARKER).write_text(json.dumps({"digest": "0123456789abcdef" * 4}))
     monkeypatch.setenv("PETAL_ARTEFACT_CACHE_MB", "1")  # smaller than one entry
     with cached_artefact(second_tar, root):
         pass
@@ -212,3 +215,46 @@ def test_racing_processes_each_get_a_valid_model_from_one_entry(tiny_model_tar, 
     names = sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock"))
     assert names == [digest(tiny_model_tar)]  # one entry, no temporary folder left
     verify_entry(root / names[0], names[0])
+
+
+def test_a_shared_root_keeps_everything_the_cache_did_not_make(
+    tiny_model_tar, second_tar, warm_root, monkeypatch
+):
+    """Issue 24 item 16: pointed at a shared folder, housekeeping deleted other programs'
+    `.tmp-*` folders and any 64-hex folder; now only its marked or manifested ones."""
+    root = warm_root
+    old = time.time() - 2 * 3600
+    foreign = [root / ".tmp-editor-swap", root / ".trash-other", root / ("ab" * 32)]
+    for folder in foreign:
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "keep.txt").write_text("not the cache's")
+        os.utime(folder, (old, old))
+    monkeypatch.setenv("PETAL_ARTEFACT_CACHE_ENTRIES", "1")
+    monkeypatch.setenv("PETAL_ARTEFACT_CACHE_MB", "1")
+    with cached_artefact(second_tar, root):
+        pass
+    assert all((folder / "data" / "keep.txt").is_file() for folder in foreign)
+    assert not (root / digest(tiny_model_tar)).exists()  # its own entry was evicted
+
+
+def test_a_bad_cache_setting_fails_before_anything_is_unpacked_or_loaded(
+    tiny_model_tar, root, monkeypatch
+):
+    """Issue 24 item 16: a bad limit failed only after the model loaded (35 s)."""
+    from petal_labeller import config
+    from petal_labeller.runtime import cache
+
+    def never(*args, **kwargs):
+        raise AssertionError("unpacked or loaded before the settings were checked")
+
+    monkeypatch.setattr(cache, "_build", never)
+    monkeypatch.setattr("petal_labeller.runtime.handlers.model_fn", never)
+    monkeypatch.setenv("PETAL_ARTEFACT_CACHE", str(root))
+    for name, value in (("PETAL_ARTEFACT_CACHE_MB", "abc"), ("PETAL_ARTEFACT_CACHE_ENTRIES", "0")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(config.SettingError, match=f"^{name}="):
+            load_cached(tiny_model_tar)
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PETAL_ARTEFACT_CACHE", "/tmp/a\nb")
+    with pytest.raises(config.SettingError, match=r"^PETAL_ARTEFACT_CACHE="):
+        load_cached(tiny_model_tar)
