@@ -16,6 +16,27 @@ from petal_labeller.outputs import refuse_inputs_as_outputs
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+class BatchSize(click.ParamType):
+    """PETAL_INFERENCE_BATCH_SIZE's rule for `--batch-size`: click's IntRange reads "١٢"."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        from petal_labeller import config
+
+        text = str(value)
+        setting = config.SETTINGS["PETAL_INFERENCE_BATCH_SIZE"]
+        try:
+            return setting.parse(text)
+        except config.SettingError:
+            self.fail(
+                f"{config.shown(text)} is not a whole number from {setting.minimum} to "
+                f"{setting.maximum}",
+                param,
+                ctx,
+            )
+
+
 @contextlib.contextmanager
 def _user_errors():
     """Our data/artefact/config errors become one line on stderr and exit code 2."""
@@ -72,7 +93,7 @@ def train(papers, taxonomy, output, base_model, preset_name, overrides) -> None:
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--papers", required=True, type=EXISTING_FILE, help="Papers to label (JSONL).")
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=BatchSize())
 def predict(model_path, papers, output, batch_size) -> None:
     """One output line per input line; bad lines are reported and exit code is 1."""
     from petal_labeller.model.predict import predict_file
@@ -153,12 +174,21 @@ def _announce(model, previous: str | None, airflow_url: str | None) -> None:
         ) from exc
 
 
+def _airflow_target(airflow_url: str | None) -> None:
+    """Refuse a bad Airflow URL or missing credentials before anything is promoted."""
+    from petal_labeller.cli.airflow_api import AirflowApiError, airflow_target
+
+    try:
+        airflow_target(airflow_url)
+    except AirflowApiError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 AIRFLOW_URL = click.option(
     "--airflow-url",
-    envvar="PETAL_AIRFLOW_URL",
     metavar="URL",
-    help="Airflow API server to send the Asset event to (user/password from "
-    "PETAL_AIRFLOW_USER / PETAL_AIRFLOW_PASSWORD); unset: no event.",
+    help="Airflow API server to send the Asset event to (default $PETAL_AIRFLOW_URL; "
+    "user/password from PETAL_AIRFLOW_USER / PETAL_AIRFLOW_PASSWORD); unset: no event.",
 )
 
 
@@ -177,11 +207,15 @@ def register(ctx, artefact: str, version: str, base_model, promote: bool, airflo
     and, like the training DAG, updates the Asset that starts petal_relabel_papers.
     """
     from petal_labeller.cli import database_url
-    from petal_labeller.pipeline.promotion import register_model
+    from petal_labeller.pipeline.promotion import check_artefact_uri, register_model
 
-    if "://" not in artefact and not Path(artefact).is_file():
-        raise CommandError(f"{artefact}: no such file")
     with _user_errors():
+        check_artefact_uri(artefact)
+        if "://" not in artefact and not Path(artefact).is_file():
+            raise CommandError(f"{artefact}: no such file")
+        if promote:
+            _airflow_target(airflow_url)
+
         registered, previous = register_model(
             version,
             artefact,
@@ -203,7 +237,9 @@ def promote(ctx, version: str, airflow_url) -> None:
     from petal_labeller.cli import database_url
     from petal_labeller.pipeline.promotion import promote_version
 
-    promoted, previous = promote_version(version, database_url(ctx))
+    _airflow_target(airflow_url)
+    with _user_errors():
+        promoted, previous = promote_version(version, database_url(ctx))
     _announce(promoted, previous, airflow_url)
 
 
