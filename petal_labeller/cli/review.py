@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -59,28 +58,28 @@ def apply(
 ) -> None:
     """Turn the decisions in PATH into curator labels, in one transaction; exit 1 on rejects."""
     from petal_labeller.outputs import refuse_inputs_as_outputs
+    from petal_labeller.rejects import RejectSink
     from petal_labeller.review import ReviewError, apply_decisions, read_decisions
     from petal_labeller.store.taxonomy import read_taxonomy
 
     refuse_inputs_as_outputs([("--rejects", rejects)], [("the decision file", path)])
     conn = connection(ctx)
-    try:
-        read = read_decisions(conn, path, read_taxonomy(conn), fmt=fmt, reviewer=reviewer)
-    except (ReviewError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{path}: {exc}") from exc
-    report, rejections = apply_decisions(conn, read, f"review:{path.name}", override=override)
+    taxonomy = read_taxonomy(conn)
+    # Rejections stream to --rejects (three passes: reading, checking, the store's refusals).
+    with RejectSink(rejects, passes=3) as sink:
+        try:
+            read = read_decisions(conn, path, taxonomy, fmt=fmt, reviewer=reviewer, rejects=sink)
+        except (ReviewError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{path}: {exc}") from exc
+        report = apply_decisions(conn, read, f"review:{path.name}", override=override)
     click.echo(
         f"{len(read.decisions)} decisions: {report.applied} applied, {report.unchanged} "
         f"already so; {report.labels_added} curator labels added, {report.labels_removed} "
-        f"removed; {read.skipped} lines without a decision; {len(rejections)} rejected"
+        f"removed; {read.skipped} lines without a decision; {sink.count} rejected"
     )
-    if rejects:
-        with open(rejects, "w", encoding="utf-8") as handle:
-            for item in rejections:
-                handle.write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
-    for item in rejections[:20]:
+    for item in sink.first[:20]:
         click.echo(f"  rejected line {item.line}: {item.reason}", err=True)
-    if len(rejections) > 20:
-        click.echo(f"  ... and {len(rejections) - 20} more", err=True)
-    if rejections:
+    if sink.count > 20:
+        click.echo(f"  ... and {sink.count - 20} more", err=True)
+    if sink.count:
         ctx.exit(EXIT_REJECTED)

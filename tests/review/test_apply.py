@@ -192,7 +192,7 @@ def test_the_queue_csv_filled_in_a_spreadsheet_applies(store, tmp_path, apply_cl
     assert curator_labels(conn, torn) == [("cold", "ana"), ("protect", "ana")]
 
 
-def test_reading_decisions_names_the_production_model_by_default(store, tmp_path):
+def test_reading_decisions_names_the_model_the_paper_was_queued_with(store, tmp_path):
     path = _write(tmp_path, [{**store["papers"]["sure"], "accept": True, "reviewer": "a"}])
     read = read_decisions(store["conn"], path, TREE)
     assert [d.model_version for _, d in read.decisions] == ["v1"]
