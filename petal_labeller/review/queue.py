@@ -145,10 +145,14 @@ def _neighbour(paper: dict, similarity: float, taxonomy: Taxonomy) -> dict[str, 
     }
 
 
+_LINE_BREAKS = str.maketrans({"\r": " ", "\n": " "})
+
+
 def _cell(value: Any) -> str:
-    """A spreadsheet-safe cell: bounded, and never read as a formula (OWASP CSV injection)."""
+    """A spreadsheet-safe cell: bounded, on one line (`review apply` reads a row spanning
+    lines as a quote left open), and never read as a formula (OWASP CSV injection)."""
     text = "" if value is None else str(value)
-    text = text[:CSV_CELL]
+    text = text.translate(_LINE_BREAKS)[:CSV_CELL]
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

@@ -299,3 +299,22 @@ def test_concurrent_applies_of_one_file_report_only_what_each_applied(
     applied = [int(a) for a, _ in counts]
     assert sum(applied) == len(records), outputs
     assert all(int(a) + int(u) == len(records) for a, u in counts), outputs
+
+
+def test_a_queue_csv_row_stays_on_one_line_whatever_the_title(store, tmp_path, apply_cli):
+    conn, ids = store["conn"], store["ids"]
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE papers SET title = %s, abstract = %s WHERE id = %s",
+            ("Heat shock\nproteins", "Line one.\r\nLine two.", ids["torn"]),
+        )
+    conn.commit()
+    sheet = tmp_path / "queue.csv"
+    write_queue(build_queue(conn, TREE, limit=3, neighbours=0), sheet, "csv")
+    assert len(sheet.read_text(encoding="utf-8").splitlines()) == 4
+    rows = list(csv.DictReader(sheet.open(encoding="utf-8", newline="")))
+    for row in rows:
+        row.update(reviewer="ana", accept="yes")
+    _rewrite(sheet, rows)
+    code, output, _ = apply_cli(sheet)
+    assert code == 0 and "3 applied" in output, output
