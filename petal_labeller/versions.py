@@ -12,6 +12,10 @@ import re
 #: Also the DAG Params' JSON-schema `pattern` and migration 0006's CHECK (same regex).
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 MAX_VERSION_LENGTH = 63
+#: The JSON-schema form for the DAGs' Params: jsonschema runs `re.search`, where `$` also
+#: matches before a final newline ("v1\n" passed). `\Z` is not ECMA-262 (the trigger
+#: form's dialect), so a lookahead refuses the newline in both dialects.
+VERSION_PARAM_PATTERN = VERSION_PATTERN + r"(?!\n)"
 
 
 class VersionNameError(ValueError):

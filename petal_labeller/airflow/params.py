@@ -8,7 +8,8 @@ from airflow.sdk import Param
 
 from petal_labeller import config
 from petal_labeller.airflow.variables import BACKEND as BACKEND_VARIABLE
-from petal_labeller.versions import VERSION_PATTERN
+from petal_labeller.pipeline.stage import MAX_PAPERS
+from petal_labeller.versions import MAX_VERSION_LENGTH, VERSION_PARAM_PATTERN
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_TRAINING_INSTANCE_TYPE = "ml.g4dn.xlarge"
@@ -23,11 +24,8 @@ BACKEND_LABELS: dict[Any, str] = {
 def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
     """Model version, backend, max papers, instance type, dry run: editable on Trigger."""
     return {
-        "model_version": Param(
-            None,
-            type=["null", "string"],
-            pattern=VERSION_PATTERN,
-            description="Model version to use; empty = the current production model.",
+        "model_version": version_param(
+            "Model version to use; empty = the current production model."
         ),
         "backend": Param(
             None,
@@ -41,12 +39,7 @@ def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
                 f"'{BACKEND_VARIABLE}', else PETAL_BACKEND, else local."
             ),
         ),
-        "max_papers": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            description="Label at most this many papers in this run; empty = all.",
-        ),
+        "max_papers": max_papers_param(1, "Label at most this many papers in this run"),
         # Optional ("null" allowed): the form requires every field whose type excludes
         # null, and a local run has no use for it. Empty = the default below.
         "instance_type": optional_instance_type(instance_type, "SageMaker instance type"),
@@ -56,6 +49,28 @@ def run_params(instance_type: str = DEFAULT_INSTANCE_TYPE) -> dict[str, Param]:
             description="Run everything but write nothing to the PeTaL database.",
         ),
     }
+
+
+def version_param(description: str) -> Param:
+    """An optional model version name: `versions.py`'s rule as a JSON schema."""
+    return Param(
+        None,
+        type=["null", "string"],
+        pattern=VERSION_PARAM_PATTERN,
+        maxLength=MAX_VERSION_LENGTH,
+        description=description,
+    )
+
+
+def max_papers_param(minimum: int, what: str) -> Param:
+    """An optional cap on papers, bounded as `pipeline.stage.check_max_papers` checks."""
+    return Param(
+        None,
+        type=["null", "integer"],
+        minimum=minimum,
+        maximum=MAX_PAPERS,
+        description=f"{what}; empty = all (at most {MAX_PAPERS:,}).",
+    )
 
 
 def optional_instance_type(default: str, what: str) -> Param:

@@ -32,11 +32,13 @@ from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name_
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_TRAINING_INSTANCE_TYPE,
+    max_papers_param,
     optional_instance_type,
     run_params,
+    version_param,
 )
+from petal_labeller.model.config import PRESETS, train_options_schema
 from petal_labeller.pipeline.workspace import workspace_for
-from petal_labeller.versions import VERSION_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +46,22 @@ log = logging.getLogger(__name__)
 def training_params() -> dict[str, Param]:
     """The shared run Params, with `model_version` naming the new model, plus the recipe."""
     params = run_params(instance_type=DEFAULT_TRAINING_INSTANCE_TYPE)
-    params["model_version"] = Param(
-        None,
-        type=["null", "string"],
-        pattern=VERSION_PATTERN,
-        description="Version name for the new model; empty = v<date>-<run digest>.",
+    params["model_version"] = version_param(
+        "Version name for the new model; empty = v<date>-<run digest>."
     )
-    params["max_papers"] = Param(
-        None,
-        type=["null", "integer"],
-        minimum=2,
-        description="Use at most this many curator-labelled papers; empty = all.",
-    )
+    params["max_papers"] = max_papers_param(2, "Use at most this many curator-labelled papers")
     params["dry_run"] = Param(
         False, type="boolean", description="Train and evaluate, but promote nothing."
     )
     params["evaluation_instance_type"] = optional_instance_type(
         DEFAULT_INSTANCE_TYPE, "Instance type of the held-out batch transforms"
     )
-    params["preset"] = Param("default", type="string", description="Training preset.")
+    params["preset"] = Param(
+        "default", type="string", enum=list(PRESETS), description="Training preset."
+    )
+    # Every knob typed and bounded (model/config.py BOUNDS); TrainConfig checks again.
     params["train_options"] = Param(
-        {}, type="object", description='TrainConfig overrides, e.g. {"knn_k": 10}.'
+        {}, **train_options_schema(), description='TrainConfig overrides, e.g. {"knn_k": 10}.'
     )
     params.update(approval.approval_params())
     return params

@@ -14,13 +14,14 @@ import click
 
 from petal_labeller.cli import EXIT_REJECTED, CommandError, database_url
 from petal_labeller.cli.papers import IsoDateTime
+from petal_labeller.pipeline.stage import MAX_PAPERS
 
 
 @click.command()
 @click.option("--since", type=IsoDateTime(), help="Papers ingested at or after (UTC).")
 @click.option("--until", type=IsoDateTime(), help="Papers ingested before (UTC).")
 @click.option("--model", "model_version", help="Model version (default: the production model).")
-@click.option("--max-papers", type=click.IntRange(min=1), help="Label at most this many.")
+@click.option("--max-papers", type=click.IntRange(1, MAX_PAPERS), help="Label at most this many.")
 @click.option("--dry-run", is_flag=True, help="Label and check, but write nothing.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,74 @@ SCORERS = ("tfidf", "knn", "zeroshot", "venue")
 
 class ConfigError(ValueError):
     """An unknown preset or knob, or a knob outside its range."""
+
+
+#: Every numeric knob's range, inclusive: what `validate` and the training DAG's
+#: `train_options` JSON schema both enforce (a 1e9 `tune_folds` once passed both).
+BOUNDS: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**32 - 1),
+    "max_length": (8, 512),
+    "eval_batch_size": (1, 1024),
+    "tune_folds": (2, 20),
+    "knn_k": (0, 100_000),
+    "knn_temperature": (1e-6, 100.0),
+    "tfidf_c": (1e-6, 1e6),
+    "combiner_c": (1e-6, 1e6),
+    "min_labels": (1, 1000),
+    "check_scan": (1, 1_000_000),
+}
+MAX_TEXT = 500
+#: Knobs with a fixed set of values.
+CHOICES = {"pooling": POOLINGS, "hierarchy": HIERARCHY_MODES}
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")
+_ASCII_FLOAT = re.compile(r"[+-]?([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})([eE][+-]?[0-9]{1,3})?")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _kind(field_: dataclasses.Field) -> type | None:
+    """The knob's type from its default: bool, int, float or str (None: not checked)."""
+    default = field_.default
+    if default is dataclasses.MISSING and field_.default_factory is not dataclasses.MISSING:
+        default = field_.default_factory()
+    for kind in (bool, int, float, str):
+        if isinstance(default, kind):
+            return kind
+    return None
+
+
+def _type_problem(name: str, kind: type, value: Any) -> str | None:
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, str) and len(value) <= MAX_TEXT
+    if ok:
+        return None
+    shown = repr(value)[:20] + ("..." if len(repr(value)) > 20 else "")
+    return f"{name} must be a {kind.__name__}, not {shown}"
+
+
+def train_options_schema() -> dict[str, Any]:
+    """JSON schema of the knobs a run may override (the training DAG's `train_options`):
+    each typed and bounded as `validate` checks, no others; `preset` is its own Param."""
+    json_types = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    properties: dict[str, Any] = {}
+    for field_ in dataclasses.fields(TrainConfig):
+        kind = _kind(field_)
+        if field_.name == "preset" or kind is None:
+            continue
+        schema: dict[str, Any] = {"type": json_types[kind]}
+        if field_.name in BOUNDS:
+            schema["minimum"], schema["maximum"] = BOUNDS[field_.name]
+        if kind is str:
+            schema["maxLength"] = MAX_TEXT
+        if field_.name in CHOICES:
+            schema["enum"] = list(CHOICES[field_.name])
+        properties[field_.name] = schema
+    return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
 def default_base_model() -> str:
@@ -64,6 +134,13 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        # Types first: "abc" for a seed, "no" for a flag (truthy), "100" for a length
+        # (a TypeError deep in training) are refused by name.
+        for field_ in dataclasses.fields(self):
+            kind = _kind(field_)
+            problem = kind and _type_problem(field_.name, kind, getattr(self, field_.name))
+            if problem:
+                raise ConfigError(problem)
         names = self.scorer_names()
         checks = [
             (self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}"),
@@ -80,6 +157,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name, None)
+            if value is not None and not low <= value <= high:
+                raise ConfigError(f"{name} must be from {low:g} to {high:g}, not {value!r:.20}")
 
     def scorer_names(self) -> list[str]:
         return [name.strip() for name in str(self.scorers).split(",") if name.strip()]
@@ -126,16 +207,22 @@ def _coerce(name: str, raw: Any) -> Any:
     default = TrainConfig.__dataclass_fields__[name].default
     if not isinstance(raw, str) or isinstance(default, str):
         return raw
-    try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a {type(default).__name__}, not {raw!r}") from None
-    return raw
+    text = raw.strip()
+    # ASCII forms only: int() and float() also read "١٢" and "1_000"; any other word for
+    # a flag ("on", "maybe") is an error rather than False.
+    if isinstance(default, bool):
+        if text.lower() in _BOOLS:
+            return _BOOLS[text.lower()]
+    elif isinstance(default, int):
+        if _ASCII_INT.fullmatch(text):
+            return int(text)
+    elif isinstance(default, float):
+        if _ASCII_FLOAT.fullmatch(text):
+            return float(text)
+    else:
+        return raw
+    shown = repr(raw)[:20] + ("..." if len(repr(raw)) > 20 else "")
+    raise ConfigError(f"{name} must be a {type(default).__name__}, not {shown}")
 
 
 def from_hyperparameters(hyperparameters: dict[str, Any]) -> TrainConfig:

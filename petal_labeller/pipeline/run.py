@@ -119,13 +119,19 @@ def stage_run(
     `NoModelError` / `ArtefactError` before anything is created. Unless a dry
     run, the run's row is recorded (failed, with the error) when staging fails.
     """
-    from petal_labeller.pipeline.stage import resolve_model, stage_pending, verify_local_model
+    from petal_labeller.pipeline.stage import (
+        check_max_papers,
+        resolve_model,
+        stage_pending,
+        verify_local_model,
+    )
     from petal_labeller.store.connection import connect
 
     started = _now()
     workspace = workspace_for(run_key)
     version = model_version
     try:
+        check_max_papers(max_papers)  # the Params' bound again, for every caller
         with closing(connect(database_url)) as conn:
             model = resolve_model(conn, model_version)
             version = model.version

@@ -21,6 +21,27 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
+#: The most papers one run may be capped at (`max_papers`, `--max-papers`): the DAGs'
+#: Params say the same in their schema. 2**63 failed in SQL, 10**30 killed the task.
+MAX_PAPERS = 10_000_000
+
+
+class MaxPapersError(ValueError):
+    """A `max_papers` that is not a whole number from 1 to MAX_PAPERS."""
+
+
+def check_max_papers(value: object, minimum: int = 1) -> int | None:
+    """`value` when None or a whole number from `minimum` to MAX_PAPERS."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_PAPERS:
+        return value
+    shown = repr(value)[:20] + ("..." if len(repr(value)) > 20 else "")
+    raise MaxPapersError(
+        f"max_papers {shown} must be a whole number from {minimum} to {MAX_PAPERS}"
+    )
+
+
 class NoModelError(LookupError):
     """No model to label with: no production model, or an unknown version was asked for."""
 

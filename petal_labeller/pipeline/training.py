@@ -71,10 +71,12 @@ def export_training_set(
     folder: Path, limit: int | None = None, database_url: str | None = None
 ) -> TrainingSet:
     """Write the curator-labelled papers (train + held-out) and the taxonomy under `folder`."""
+    from petal_labeller.pipeline.stage import check_max_papers
     from petal_labeller.store.labels import export_papers
     from petal_labeller.store.reviews import reviewed_identities
     from petal_labeller.store.taxonomy import read_taxonomy
 
+    check_max_papers(limit, minimum=2)  # the Param's bound again
     train_dir = folder / "train"
     train_dir.mkdir(parents=True, exist_ok=True)
     heldout_path = folder / "heldout.jsonl"

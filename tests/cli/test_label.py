@@ -248,3 +248,15 @@ def test_a_record_may_carry_its_own_ingested_at(migrated_database_url, tmp_path:
     assert "rejected line 2" in result.output and "ingested_at" in result.output
     days = _query(url, "SELECT ingested_at::date::text FROM papers ORDER BY ingested_at")
     assert days == [("2026-11-02",), ("2026-11-04",)]
+
+
+def test_max_papers_beyond_the_bound_is_refused_everywhere(tmp_path):
+    """Issue 24 item 13: 2**63 failed in SQL after 3 tries, 10**30 killed the task."""
+    from petal_labeller.pipeline.stage import MAX_PAPERS, MaxPapersError, check_max_papers
+
+    for value in (0, MAX_PAPERS + 1, 2**63, 10**30, True, "5"):
+        with pytest.raises(MaxPapersError):
+            check_max_papers(value)
+    assert check_max_papers(MAX_PAPERS) == MAX_PAPERS and check_max_papers(None) is None
+    result = CliRunner().invoke(main, ["label", "--max-papers", str(10**30)])
+    assert result.exit_code == 2 and "--max-papers" in result.output

@@ -193,3 +193,40 @@ def test_a_bad_setting_fails_check_config_naming_it(dag_bag, monkeypatch, name, 
     with pytest.raises(AirflowFailException) as failed:
         check.python_callable(params={"backend": "local"})
     assert str(failed.value).startswith(f"{name}=") and len(str(failed.value)) < 160
+
+
+#: Issue 24 item 13: each of these passed the Params, then failed (or misbehaved) in a task.
+BAD_PARAMS = [
+    ("petal_label_papers", {"model_version": "v1\n"}),
+    ("petal_train_model", {"model_version": "v1\n"}),
+    ("petal_label_papers", {"max_papers": 2**63}),
+    ("petal_label_papers", {"max_papers": 10**30}),
+    ("petal_relabel_papers", {"max_papers": 10**30}),
+    ("petal_train_model", {"max_papers": 2**63}),
+    ("petal_train_model", {"train_options": {"seed": "abc"}}),
+    ("petal_train_model", {"train_options": {"tfidf_char": "no"}}),
+    ("petal_train_model", {"train_options": {"max_length": "100"}}),
+    ("petal_train_model", {"train_options": {"tune_folds": 1e9}}),
+    ("petal_train_model", {"train_options": {"tune_folds": 10**9}}),
+    ("petal_train_model", {"train_options": {"pooling": "max"}}),
+    ("petal_train_model", {"train_options": {"learning_rate": 1}}),
+    ("petal_train_model", {"train_options": {"preset": "demo"}}),
+    ("petal_train_model", {"preset": "nonesuch"}),
+]
+
+
+@pytest.mark.parametrize(("dag_id", "conf"), BAD_PARAMS, ids=[str(c) for _, c in BAD_PARAMS])
+def test_every_param_is_typed_and_bounded_in_its_schema(dag_bag, dag_id, conf):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag_bag.get_dag(dag_id).params)
+    with pytest.raises(ParamValidationError):
+        params.update(conf)
+        params.validate()
+
+
+def test_good_training_options_pass_the_schema(dag_bag):
+    params = copy.deepcopy(dag_bag.get_dag("petal_train_model").params)
+    options = {"seed": 7, "tfidf_char": False, "max_length": 128, "tfidf_c": 1, "knn_k": 0}
+    params.update({"preset": "demo", "train_options": options, "max_papers": 10_000_000})
+    assert params.validate()["train_options"] == options

@@ -148,3 +148,51 @@ def test_the_demo_preset_is_the_same_recipe_cheaper_and_leaves_the_default_alone
     assert demo.max_length < default.max_length and demo.tune_folds < default.tune_folds
     assert demo.check_scan < default.check_scan and not demo.tfidf_char
     assert default == TrainConfig() and default.check_scan == 2000
+
+
+# Issue 24 item 13: the library checks again what the training DAG's schema refuses.
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"seed": "abc"}, "seed must be a int"),
+        ({"tfidf_char": "no"}, "tfidf_char must be a bool"),
+        ({"max_length": "100"}, "max_length must be a int"),
+        ({"tune_folds": 10**9}, "tune_folds must be from 2 to 20"),
+        ({"tune_folds": 1e9}, "tune_folds must be a int"),
+        ({"seed": True}, "seed must be a int"),
+        ({"knn_temperature": float("nan")}, "knn_temperature must be a float"),
+        ({"base_model": "x" * 1000}, "base_model must be a str"),
+    ],
+)
+def test_every_knob_is_typed_and_bounded(options, message):
+    with pytest.raises(ConfigError, match=message):
+        preset("default", **options)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"tfidf_char": "maybe"}, "tfidf_char must be a bool"),
+        ({"knn_k": "١٢"}, "knn_k must be a int"),
+        ({"knn_k": "1_000"}, "knn_k must be a int"),
+        ({"tfidf_c": "1_0.5"}, "tfidf_c must be a float"),
+        ({"seed": "9" * 5000}, "seed must be a int"),
+    ],
+)
+def test_hyperparameter_strings_are_ascii_and_flags_are_words_we_know(values, message):
+    with pytest.raises(ConfigError, match=message) as refused:
+        from_hyperparameters(values)
+    assert len(str(refused.value)) < 100
+
+
+def test_the_schema_and_the_check_agree_on_every_bound():
+    from petal_labeller.model.config import BOUNDS, train_options_schema
+
+    properties = train_options_schema()["properties"]
+    assert "preset" not in properties and train_options_schema()["additionalProperties"] is False
+    for name, (low, high) in BOUNDS.items():
+        assert (properties[name]["minimum"], properties[name]["maximum"]) == (low, high)
+        for value in (low, high):
+            preset("default", **{name: value})
