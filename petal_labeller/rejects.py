@@ -49,8 +49,9 @@ class RejectSink:
             heapq.heappush(self._first, entry)
         elif entry > self._first[0]:
             heapq.heapreplace(self._first, entry)
-        if self._spools:
-            self._spools[part].write(json.dumps(item.to_record(), ensure_ascii=False) + "\n")
+        if self._spools:  # "line<TAB>record": the merge reads the line number alone
+            record = json.dumps(item.to_record(), ensure_ascii=False)
+            self._spools[part].write(f"{item.line}\t{record}\n")
 
     @property
     def first(self) -> list[Rejection]:
@@ -91,4 +92,5 @@ class RejectSink:
 
 def _lines(handle: IO[str]) -> Iterator[tuple[int, int, str]]:
     for order, text in enumerate(handle):
-        yield json.loads(text)["line"], order, text
+        line, _, record = text.partition("\t")
+        yield int(line), order, record
