@@ -5,16 +5,24 @@
 numbers with 95% intervals, churn, training data, the candidate's model card);
 `PromotionApproval` is the standard provider's ApprovalOperator with its response
 timeout taken from the run's Param. A timeout answers "Reject": production stays.
+`DecisionWaiting` is its notifier: one e-mail to PETAL_ALERT_TO (through the
+`petal_smtp` connection, like the failure alerts) saying a decision is waiting,
+with the link to the task's Required Actions page.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
+from airflow.sdk.bases.notifier import BaseNotifier
+
+log = logging.getLogger(__name__)
 
 #: auto: promote when the gate is sure, ask when it is unsure; required: always ask;
 #: never: nobody is asked, only a sure gate promotes.
@@ -170,3 +178,75 @@ class PromotionApproval(ApprovalOperator):
             }
             context["ti"].xcom_push(key=ANSWER_KEY, value=answer)
         return super().execute_complete(context, event)
+
+
+def required_actions_link(base_url: str, dag_id: str, run_id: str, task_id: str) -> str:
+    """The task's Required Actions page, where Approve and Reject are answered.
+
+    Built here, not by `HITLOperator.generate_link_to_ui`, which drops the base URL's
+    path (a UI behind a proxy prefix) and does not quote a run id's `+` and `:`."""
+    dag, run, task = (quote(part, safe="") for part in (dag_id, run_id, task_id))
+    return f"{base_url.rstrip('/')}/dags/{dag}/runs/{run}/tasks/{task}/required_actions"
+
+
+def waiting_subject(version: str) -> str:
+    return f"[PeTaL] decision waiting: promote model {version} to production?"
+
+
+def waiting_body(
+    version: str, production: str | None, reason: str, link: str, hours: float
+) -> str:
+    """The e-mail's HTML: what is asked, why the gate asked, where to answer, the deadline."""
+    e = html.escape
+    return (
+        f"<p>Model <b>{e(version)}</b> is waiting for a person's decision before it "
+        f"replaces production model <b>{e(production or 'none')}</b>.</p>"
+        f"<p>Why the gate asked: {e(reason)}</p>"
+        f'<p>Approve or reject it in Airflow\'s Required Actions: <a href="{e(link)}">'
+        f"{e(link)}</a> (the numbers, churn and the model card are there).</p>"
+        f"<p>With no answer within {hours:g} hours production stays and the candidate stays "
+        "registered (<code>petal model promote</code> can still promote it).</p>"
+    )
+
+
+class DecisionWaiting(BaseNotifier):
+    """Tells PETAL_ALERT_TO that a promotion decision is waiting, with the link.
+
+    Called by the approval task as it starts waiting. Never raises: a lost e-mail must
+    not fail the approval (the request is in Required Actions either way); it is logged
+    at ERROR with the reason."""
+
+    def notify(self, context: Any) -> None:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        from petal_labeller.airflow.notifier import ALERT_CONN_ID, alert_recipients, base_url
+        from petal_labeller.store.runs import redact_error
+
+        ti, dag_run = context["ti"], context["dag_run"]
+        evaluated = ti.xcom_pull(task_ids="evaluate") or {}
+        gate = ti.xcom_pull(task_ids="quality_gate", key="gate") or {}
+        version = str(evaluated.get("version", "?"))
+        link = required_actions_link(base_url(), dag_run.dag_id, dag_run.run_id, ti.task_id)
+        hours = float(context["params"].get("approval_timeout_hours", DEFAULT_TIMEOUT_HOURS))
+        notifier = SmtpNotifier(
+            to=alert_recipients(),
+            smtp_conn_id=ALERT_CONN_ID,
+            subject=waiting_subject(version),
+            html_content=waiting_body(
+                version,
+                evaluated.get("production_version"),
+                str(gate.get("reason", "the gate was not sure")),
+                link,
+                hours,
+            ),
+        )
+        try:
+            # notify(), not __call__: subject and body are final, not Jinja templates.
+            notifier.notify({"dag": None})
+        except Exception as exc:
+            log.error(
+                "Decision-waiting e-mail for model %s NOT sent through connection %r: %s",
+                version, ALERT_CONN_ID, redact_error(f"{type(exc).__name__}: {exc}"),
+            )  # fmt: skip
+            return
+        log.info("Decision-waiting e-mail for model %s sent (%s)", version, link)

@@ -28,7 +28,7 @@ from petal_labeller.airflow import approval, s3_layout, s3_staging, training_sag
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import check_config_task
-from petal_labeller.airflow.names import run_digest, run_prefix, sagemaker_name_prefix
+from petal_labeller.airflow.names import run_digest, run_key, sagemaker_name_prefix
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_TRAINING_INSTANCE_TYPE,
@@ -76,7 +76,7 @@ def export(backend: str, **context: Any) -> dict[str, Any]:
     from petal_labeller.store.models import production_model
 
     params, dag_run = context["params"], context["dag_run"]
-    key = run_prefix(dag_run.dag_id, dag_run.run_id)
+    key = run_key(dag_run.dag_id, dag_run.run_id)
     workspace = workspace_for(key).create()
     exported = export_training_set(workspace.root, limit=params["max_papers"])
     with closing(connect()) as conn:
@@ -304,6 +304,8 @@ def approve_task() -> approval.PromotionApproval:
         "to production?",
         body="{{ ti.xcom_pull(task_ids='quality_gate', key='approval_body') }}",
         defaults="Reject",
+        # PETAL_ALERT_TO hears that a decision waits, with the Required Actions link.
+        notifiers=[approval.DecisionWaiting()],
         # The run's Param replaces it at execute; given here so the provider does not
         # turn the DAG's 8 h execution_timeout into the response timeout (with a warning).
         response_timeout=timedelta(hours=72),

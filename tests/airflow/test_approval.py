@@ -59,3 +59,73 @@ def test_the_body_shows_both_models_intervals_churn_data_and_the_card():
         "(http://airflow:8080/dags/petal_train_model/runs/manual__2026-12-01/tasks/qg/xcom)" in body
     )
     assert decision.reason in body and "`v2`** vs production `v1`" in body
+
+
+class _TI:
+    task_id = "approve"
+
+    def xcom_pull(self, task_ids: str, key: str = "return_value"):
+        return {
+            ("evaluate", "return_value"): {"version": "v7", "production_version": "v6"},
+            ("quality_gate", "gate"): {"reason": "gain +0.0010 may be noise <b>"},
+        }.get((task_ids, key))
+
+
+class _DagRun:
+    dag_id, run_id = "petal_train_model", "manual__2026-12-01T00:00:00+00:00"
+
+
+def _context() -> dict:
+    return {"ti": _TI(), "dag_run": _DagRun(), "params": {"approval_timeout_hours": 72.0}}
+
+
+def test_the_required_actions_link_keeps_the_base_path_and_quotes_the_run():
+    from petal_labeller.airflow.approval import required_actions_link
+
+    link = required_actions_link(
+        "https://airflow.example.org/team/", "petal_train_model",
+        "manual__2026-12-01T00:00:00+00:00", "approve",
+    )  # fmt: skip
+    assert link == (
+        "https://airflow.example.org/team/dags/petal_train_model/runs/"
+        "manual__2026-12-01T00%3A00%3A00%2B00%3A00/tasks/approve/required_actions"
+    )
+
+
+def test_a_waiting_decision_is_one_email_to_petal_alert_to_with_the_link(
+    smtp_server, monkeypatch
+):
+    import email
+
+    from petal_labeller.airflow.approval import DecisionWaiting
+    from petal_labeller.airflow.notifier import alert_recipients
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/team")
+    DecisionWaiting().notify(_context())
+
+    (envelope,) = smtp_server
+    assert envelope.rcpt_tos == alert_recipients()
+    message = email.message_from_bytes(envelope.original_content)
+    assert message["Subject"] == "[PeTaL] decision waiting: promote model v7 to production?"
+    body = message.get_payload()[0].get_payload(decode=True).decode()
+    assert (
+        "https://airflow.example.org/team/dags/petal_train_model/runs/"
+        "manual__2026-12-01T00%3A00%3A00%2B00%3A00/tasks/approve/required_actions"
+    ) in body
+    assert "v6" in body and "may be noise &lt;b&gt;" in body and "72 hours" in body
+
+
+def test_a_lost_waiting_email_is_an_error_not_a_failed_approval(monkeypatch, caplog):
+    import json
+    import logging
+
+    from petal_labeller.airflow.approval import DecisionWaiting
+    from tests.fixtures.airflow import free_port, smtp_connection
+
+    connection = json.loads(smtp_connection(free_port()))  # nothing listens there
+    connection["password"] = "smtp-secret-123"
+    monkeypatch.setenv("AIRFLOW_CONN_PETAL_SMTP", json.dumps(connection))
+    with caplog.at_level(logging.ERROR, logger="petal_labeller.airflow.approval"):
+        DecisionWaiting().notify(_context())  # does not raise
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "NOT sent" in record.getMessage() and "smtp-secret-123" not in caplog.text

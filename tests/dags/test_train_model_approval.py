@@ -5,6 +5,7 @@ in-process) or, unanswered, from the scheduler's own awaiting-input timeout swee
 
 from __future__ import annotations
 
+import email
 import threading
 import time
 from contextlib import closing
@@ -111,7 +112,7 @@ def _versions(url):
 
 
 def test_a_retrain_on_the_same_data_waits_for_a_person_who_decides(
-    airflow_db, curated_database, petal_home
+    airflow_db, curated_database, petal_home, smtp_server
 ):
     url = curated_database
     first, states = _train("base")
@@ -133,6 +134,14 @@ def test_a_retrain_on_the_same_data_waits_for_a_person_who_decides(
     assert "held-out papers:" in body and "change label set" in body
     assert "curated papers, of which 0 reviewed" in body and "/tasks/quality_gate/xcom" in body
     assert "may be noise" in body
+    # PETAL_ALERT_TO heard that a decision was waiting, with the Required Actions link.
+    (waiting,) = smtp_server
+    message = email.message_from_bytes(waiting.original_content)
+    assert message["Subject"] == "[PeTaL] decision waiting: promote model same-1 to production?"
+    assert (
+        "/tasks/approve/required_actions"
+        in message.get_payload()[0].get_payload(decode=True).decode()
+    )
     assert _versions(url)[-1] == ("same-1", True, "approved", TEST_USER,
                                   "same numbers, fine by me", True)  # fmt: skip
 
@@ -148,6 +157,7 @@ def test_a_retrain_on_the_same_data_waits_for_a_person_who_decides(
     assert timed_out.state == "success", states
     assert states["promote"] == "skipped"
     assert _versions(url)[-1] == ("same-3", False, "timed_out", None, None, True)
+    assert len(smtp_server) == 3, "one decision-waiting e-mail per run that asked"
     assert [v[0] for v in _versions(url) if v[1]] == ["same-1"]
     assert not any((petal_home / "runs").rglob("*.jsonl")), "workspace must be cleaned up"
 
