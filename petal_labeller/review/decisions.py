@@ -491,6 +491,10 @@ def read_decisions(
     (default: a sink that only counts and keeps the first ones)."""
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     now = now or datetime.now(UTC)
+    try:  # --reviewer goes into every line without one: held to the same rule, once
+        reviewer = _text({"reviewer": reviewer}, "reviewer")
+    except DecisionError as error:
+        raise ReviewError(f"--reviewer {_safe(str(error))}") from None
     sink = rejects if rejects is not None else RejectSink(None)
     drafts, skipped = _drafts(path, fmt, taxonomy, reviewer, now, sink)
     ids = [d.paper_id for d, _ in drafts]

@@ -318,3 +318,13 @@ def test_a_queue_csv_row_stays_on_one_line_whatever_the_title(store, tmp_path, a
     _rewrite(sheet, rows)
     code, output, _ = apply_cli(sheet)
     assert code == 0 and "3 applied" in output, output
+
+
+@pytest.mark.parametrize("name", ["ana\udcff", "ana\nbo", "x" * 201])
+def test_an_unusable_reviewer_option_is_exit_2_before_anything_is_applied(
+    store, tmp_path, apply_cli, name
+):
+    path = _write(tmp_path, [{**store["papers"]["sure"], "accept": True}])
+    code, output, _ = apply_cli(path, "--reviewer", name)
+    assert code == 2 and "--reviewer" in output, output
+    assert curator_labels(store["conn"], store["ids"]["sure"]) == []
