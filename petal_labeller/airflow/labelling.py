@@ -41,6 +41,7 @@ from petal_labeller.airflow.flow_parts import (
 )
 from petal_labeller.airflow.names import run_prefix, sagemaker_name_prefix
 from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
+from petal_labeller.airflow.workspace_storage import use_workspace_storage
 from petal_labeller.pipeline.run import StagedRun
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def stage(scope: str, backend: str, **context: Any) -> dict[str, Any]:
     params, dag_run = context["params"], context["dag_run"]
     if scope == INTERVAL and (problem := kept_conf_problem(dag_run, params)):
         raise AirflowFailException(problem)
+    use_workspace_storage()
     since, until = data_window(scope, context)
     try:
         staged = stage_run(
@@ -200,6 +202,7 @@ def nothing_to_label(staged: dict[str, Any]) -> dict[str, Any]:
 def infer_local(staged: dict[str, Any]) -> str:
     from petal_labeller.pipeline.run import infer_run
 
+    use_workspace_storage()
     return str(infer_run(StagedRun.from_xcom(staged)))
 
 
@@ -211,10 +214,12 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
     cleanup knows whether there is any S3 staging to delete (`labelling_cleanup`).
     """
     run = StagedRun.from_xcom(staged)
+    use_workspace_storage()
     hook = s3_staging.s3_hook()
     bucket = Variable.get(variables.BUCKET)
     prefix = s3_layout.run_prefix(run.run_key)
-    input_key = f"{prefix}/input/{run.workspace.input_path.name}"
+    workspace = run.workspace
+    input_key = f"{prefix}/input/{workspace.input_path.name}"
     model_data_url = s3_staging.ensure_model_in_s3(
         hook, run.artefact_uri, bucket, run.model_version
     )
@@ -223,7 +228,7 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
         "bucket": bucket,
         "prefix": prefix,
         "model_data_url": model_data_url,
-        "input_uri": s3_staging.upload(hook, run.workspace.input_path, bucket, input_key),
+        "input_uri": s3_staging.stage_input(hook, workspace, bucket, input_key),
         "output_uri": s3_layout.uri(bucket, f"{prefix}/output"),
         "output_key": sagemaker_configs.transform_output_key(f"{prefix}/output", input_key),
     }
@@ -231,9 +236,10 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
 
 @task
 def download_output(staged: dict[str, Any], uploaded: dict[str, str]) -> str:
-    output = StagedRun.from_xcom(staged).workspace.output_path
-    s3_staging.download(s3_staging.s3_hook(), uploaded["bucket"], uploaded["output_key"], output)
-    return str(output)
+    use_workspace_storage()
+    workspace = StagedRun.from_xcom(staged).workspace
+    hook, bucket, key = s3_staging.s3_hook(), uploaded["bucket"], uploaded["output_key"]
+    return s3_staging.keep_output(hook, bucket, key, workspace)
 
 
 @task(trigger_rule="none_failed_min_one_success")
@@ -248,6 +254,7 @@ def write_labels(**context: Any) -> dict[str, Any]:
     from petal_labeller.pipeline.run import finish_run
     from petal_labeller.pipeline.validate import OutputError
 
+    use_workspace_storage()
     try:
         return finish_run(_staged(context)).to_xcom()
     except (OutputError, CoverageError) as exc:  # a retry would fail the same way
@@ -261,6 +268,7 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
     fails; AWS is called only for what the run's tasks may have created."""
     from petal_labeller.pipeline.run import record_failure
 
+    use_workspace_storage()
     run, dag_run = StagedRun.from_xcom(staged), context["dag_run"]
     steps: list[tuple[str, Any]] = [("remove the workspace", run.workspace.remove)]
     if run.backend == "sagemaker":

@@ -13,6 +13,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from petal_labeller.airflow import s3_layout
 from petal_labeller.pipeline.infer import local_path
+from petal_labeller.pipeline.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,43 @@ def download(hook: S3Hook, bucket: str, key: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     hook.get_key(key, bucket_name=bucket).download_file(str(path))
     return path
+
+
+def _split(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def stage_input(hook: S3Hook, workspace: Workspace, bucket: str, key: str) -> str:
+    """The run's papers where the transform reads them: from an s3:// workspace a copy
+    inside S3 (nothing passes through this worker), else an upload of the local file."""
+    source = workspace.remote_url(workspace.input_path)
+    if source is None or not source.startswith("s3://"):
+        return upload(hook, workspace.fetch(workspace.input_path), bucket, key)
+    source_bucket, source_key = _split(source)
+    if not hook.check_for_key(source_key, bucket_name=source_bucket):
+        raise WorkspaceError(
+            f"{source} does not exist: the stage task did not finish; run the DAG run again"
+        )
+    hook.copy_object(source_key, key, source_bucket_name=source_bucket, dest_bucket_name=bucket)
+    return s3_layout.uri(bucket, key)
+
+
+def keep_output(hook: S3Hook, bucket: str, key: str, workspace: Workspace) -> str:
+    """The transform's output as the run's output file: copied inside S3 to an s3://
+    workspace, else downloaded here (and published to any other store)."""
+    target = workspace.remote_url(workspace.output_path)
+    if target is None or not target.startswith("s3://"):
+        path = download(hook, bucket, key, workspace.output_path)
+        workspace.publish(path)
+        return str(path)
+    if not hook.check_for_key(key, bucket_name=bucket):
+        raise FileNotFoundError(
+            f"s3://{bucket}/{key} does not exist: the transform wrote no output"
+        )
+    target_bucket, target_key = _split(target)
+    hook.copy_object(key, target_key, source_bucket_name=bucket, dest_bucket_name=target_bucket)
+    return target
 
 
 def delete_prefix(hook: S3Hook, bucket: str, prefix: str) -> int:

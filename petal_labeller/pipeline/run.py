@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from petal_labeller.pipeline.workspace import Workspace, quarantine_dir, workspace_for
+from petal_labeller.pipeline.workspace import (
+    Workspace,
+    publish_quarantine,
+    quarantine_dir,
+    workspace_for,
+)
 from petal_labeller.pipeline.write import (
     RunSummary,
     record_empty_run,
@@ -140,6 +145,9 @@ def stage_run(
             )
             if batch.count:
                 verify_local_model(conn, model)
+        if batch.count:  # for the next task, on whichever worker
+            workspace.publish(workspace.input_path)
+        workspace.drop_local()
     except Exception as exc:
         workspace.remove()
         if not dry_run:
@@ -173,14 +181,17 @@ def infer_run(staged: StagedRun, batch_size: int = 32, model: Any = None) -> Pat
     from petal_labeller.pipeline.infer import infer_local
 
     workspace = staged.workspace
-    return infer_local(
+    output = infer_local(
         staged.artefact_uri,
-        workspace.input_path,
+        workspace.fetch(workspace.input_path),
         workspace.output_path,
         batch_size=batch_size,
         total=staged.count,
         model=model,
     )
+    workspace.publish(output)
+    workspace.drop_local()
+    return output
 
 
 def finish_run(
@@ -200,8 +211,12 @@ def finish_run(
     workspace = staged.workspace
     with closing(connect(database_url)) as conn:
         known = read_taxonomy(conn).ids
-    checked = check_output(workspace.input_path, workspace.output_path, known)
+    checked = check_output(
+        workspace.fetch(workspace.input_path), workspace.fetch(workspace.output_path), known
+    )
     quarantine = write_quarantine(checked.rejected, quarantine_dir() / f"{staged.run_key}.jsonl")
+    if quarantine:
+        quarantine = publish_quarantine(quarantine, staged.run_key)
     for item in checked.rejected:
         log.warning("Rejected paper %s (%r): %s", item["paper_id"], item["title"], item["error"])
     if quarantine:
@@ -230,6 +245,7 @@ def finish_run(
         rejected = [i["paper_id"] for i in checked.rejected if isinstance(i.get("paper_id"), int)]
         left = _check_coverage(staged, rejected, partial_by_request, database_url)
         summary = RunSummary(**{**asdict(summary), "papers_left": left})
+    workspace.drop_local()  # the checked rows were spooled there until written
     return summary
 
 

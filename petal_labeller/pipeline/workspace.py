@@ -1,19 +1,82 @@
-"""The folder that holds one run's staged files, and where rejected papers are kept."""
+"""The files of one run: staged input, model output, and where rejected papers are kept.
+
+Each worker works on local files under `PETAL_HOME/runs/<run key>` (the model and
+psycopg2's COPY read and write plain files). With `PETAL_WORKSPACE_URL` set (for
+example `s3://bucket/petal/`), the run's files also live in that object store: a
+task publishes what it wrote before it ends and the next task, on whichever worker,
+fetches it first, so no two workers need a shared disk. Without it the local folder
+is the workspace, as on one machine.
+
+fsspec is the layer that speaks every store (s3fs for S3); the library takes a URL
+and, optionally, an already configured filesystem: only `petal_labeller/airflow`
+turns an Airflow connection into credentials (`set_filesystem`).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from petal_labeller import config
+
+#: Where runs' files live beside each worker's local copy; unset: local only.
+WORKSPACE_URL_ENV = "PETAL_WORKSPACE_URL"
+_MAX_URL_CHARS = 1024
+
+#: A filesystem configured by the caller (Airflow: from the `aws_default` connection)
+#: for URLs with this protocol; others get fsspec's default for the URL.
+_filesystems: dict[str, Any] = {}
+
+
+class WorkspaceError(RuntimeError):
+    """The workspace setting is unusable, or a file a task needs is not in it."""
+
+
+def workspace_url() -> str | None:
+    """`PETAL_WORKSPACE_URL` without trailing slashes; None when unset or empty."""
+    value = os.environ.get(WORKSPACE_URL_ENV, "").strip()
+    if not value:
+        return None
+    if len(value) > _MAX_URL_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise WorkspaceError(f"{WORKSPACE_URL_ENV} must be one URL without spaces or controls")
+    scheme, sep, rest = value.partition("://")
+    if not sep or not scheme.isascii() or not scheme.isalnum() or not rest.strip("/"):
+        raise WorkspaceError(
+            f"{WORKSPACE_URL_ENV}={config.shown(value)} is not a URL such as s3://bucket/petal/"
+        )
+    if ".." in rest.split("/"):
+        raise WorkspaceError(f"{WORKSPACE_URL_ENV} must not contain '..'")
+    return value.rstrip("/")
+
+
+def set_filesystem(protocol: str, fs: Any) -> None:
+    """Use `fs` for every workspace URL of `protocol` (e.g. "s3") in this process."""
+    _filesystems[protocol] = fs
+
+
+def _filesystem(url: str) -> Any:
+    protocol = url.split("://", 1)[0]
+    if protocol in _filesystems:
+        return _filesystems[protocol]
+    import fsspec
+
+    return fsspec.filesystem(protocol)
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """Files of one labelling run: staged input, model output, and the quarantine report."""
+    """Files of one labelling run: staged input, model output, and the quarantine report.
+
+    `root` is this worker's local folder; `remote` the run's folder in the object
+    store (None: the local folder is all there is).
+    """
 
     root: Path
+    remote: str | None = None
 
     @property
     def input_path(self) -> Path:
@@ -23,16 +86,75 @@ class Workspace:
     def output_path(self) -> Path:
         return self.root / "predictions.jsonl"
 
+    def remote_url(self, path: Path) -> str | None:
+        """Where `path` (a file of this workspace) lives in the object store."""
+        return f"{self.remote}/{path.name}" if self.remote else None
+
     def create(self) -> Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
 
+    def publish(self, path: Path) -> None:
+        """Put this worker's `path` in the object store for the run's next task.
+
+        Written under a temporary name and then moved, so a reader sees the whole
+        file or none (an S3 object appears whole anyway; a file:// store needs it).
+        """
+        target = self.remote_url(path)
+        if target is None:
+            return
+        fs = _filesystem(target)
+        partial = f"{target}.tmp-{uuid.uuid4().hex[:12]}"
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)  # a folder store needs it
+        fs.put_file(str(path), partial)
+        try:
+            fs.mv(partial, target)
+        finally:
+            if fs.exists(partial):
+                fs.rm(partial)
+
+    def fetch(self, path: Path) -> Path:
+        """Make `path` this worker's copy of the run's file in the object store.
+
+        Always downloaded when there is a store: a retry on this worker must read
+        what the last successful task published, not an older local copy.
+        """
+        source = self.remote_url(path)
+        if source is None:
+            return path
+        fs = _filesystem(source)
+        if not fs.exists(source):
+            raise WorkspaceError(
+                f"{path.name} of this run is not in the workspace ({config.shown(source)}): "
+                "the task that writes it did not finish; run the DAG run again"
+            )
+        self.create()
+        partial = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            fs.get_file(source, str(partial))
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
+
+    def drop_local(self) -> None:
+        """With an object store, this worker's copies go when its task is done: the
+        next task may run elsewhere, and the cleanup runs on one worker only."""
+        if self.remote and self.root.exists():
+            shutil.rmtree(self.root)
+
     def remove(self) -> bool:
-        """Delete the folder; True if there was one."""
-        if not self.root.exists():
-            return False
-        shutil.rmtree(self.root)
-        return True
+        """Delete the local folder and the run's folder in the store; True if either existed."""
+        removed = False
+        if self.root.exists():
+            shutil.rmtree(self.root)
+            removed = True
+        if self.remote:
+            fs = _filesystem(self.remote)
+            if fs.exists(self.remote):
+                fs.rm(self.remote, recursive=True)
+                removed = True
+        return removed
 
 
 def runs_dir() -> Path:
@@ -44,8 +166,27 @@ def quarantine_dir() -> Path:
     return config.petal_home() / "quarantine"
 
 
+def publish_quarantine(path: Path, run_key: str) -> str:
+    """Keep a run's quarantine file in the object store too (this worker's disk may go
+    with its container); returns where it is kept."""
+    base = workspace_url()
+    if base is None:
+        return str(path)
+    _check_key(run_key)
+    target = f"{base}/quarantine/{run_key}.jsonl"
+    fs = _filesystem(target)
+    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+    fs.put_file(str(path), target)
+    return target
+
+
+def _check_key(key: str) -> None:
+    if Path(key).is_absolute() or ".." in Path(key).parts or "\\" in key:
+        raise ValueError(f"workspace key {key!r} must be a relative path inside the runs folder")
+
+
 def workspace_for(key: str, base: Path | None = None) -> Workspace:
     """The workspace of the run named `key` (a relative path such as `dag/abc123`)."""
-    if Path(key).is_absolute() or ".." in Path(key).parts:
-        raise ValueError(f"workspace key {key!r} must be a relative path inside the runs folder")
-    return Workspace((base or runs_dir()) / key)
+    _check_key(key)
+    remote = workspace_url() if base is None else None
+    return Workspace((base or runs_dir()) / key, f"{remote}/runs/{key}" if remote else None)

@@ -146,3 +146,21 @@ def test_a_deferral_variable_that_is_not_yes_or_no_fails_the_run_naming_it(
     [(error,)] = _query(labelling_database, "SELECT error FROM labelling_runs")
     assert "petal_sagemaker_deferrable must be true or false" in error, error
     assert _client("sagemaker", moto_sagemaker).list_models()["Models"] == []
+
+
+def test_with_an_s3_workspace_the_run_stages_in_s3_and_leaves_no_file_or_object(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, monkeypatch
+):
+    """Issue 25: the workspace reached through `aws_default` (ObjectStoragePath)."""
+    monkeypatch.setenv("PETAL_WORKSPACE_URL", f"s3://{BUCKET}/workspace/")
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    assert run.state == "success", _states(run)
+    counts = _query(labelling_database, "SELECT status, papers_labelled FROM labelling_runs")
+    assert counts == [("success", 11)]
+    listed = _client("s3", moto_sagemaker).list_objects_v2(Bucket=BUCKET)
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert not [k for k in keys if k.startswith(("workspace/runs/", "petal/runs/"))], keys
+    [quarantine] = [k for k in keys if k.startswith("workspace/quarantine/")]
+    assert quarantine.endswith(".jsonl")
+    assert not [p for p in (petal_home / "runs").rglob("*") if p.is_file()]

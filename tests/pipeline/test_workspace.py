@@ -1,0 +1,105 @@
+"""The run workspace in an object store: what one worker publishes another fetches, whole
+or not at all, and nothing is left behind (issue 25)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from petal_labeller.pipeline.workspace import WorkspaceError, workspace_for, workspace_url
+from petal_labeller.store.connection import connect
+from tests.fixtures.airflow import BUCKET
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file:// object store (a folder, as an NFS or any fsspec store would be)."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    monkeypatch.setenv("PETAL_WORKSPACE_URL", f"file://{folder}/petal/")
+    return folder
+
+
+def _on_worker(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("PETAL_HOME", str(home))
+
+
+def test_what_one_worker_publishes_another_with_its_own_disk_fetches(store, tmp_path, monkeypatch):
+    _on_worker(monkeypatch, tmp_path / "worker-a")
+    mine = workspace_for("petal_label_papers/run1").create()
+    mine.input_path.write_text('{"paper_id": 1}\n', encoding="utf-8")
+    mine.publish(mine.input_path)
+    mine.drop_local()
+    assert not mine.root.exists()
+    assert (store / "petal/runs/petal_label_papers/run1/papers.jsonl").is_file()
+    assert not list(store.rglob("*.tmp-*")), "published under a temporary name, then moved"
+
+    _on_worker(monkeypatch, tmp_path / "worker-b")
+    theirs = workspace_for("petal_label_papers/run1")
+    assert theirs.root != mine.root
+    assert theirs.fetch(theirs.input_path).read_text(encoding="utf-8") == '{"paper_id": 1}\n'
+    assert not list(theirs.root.glob(".*tmp-*"))
+
+    assert theirs.remove() is True
+    assert not (store / "petal/runs/petal_label_papers/run1").exists()
+    assert not theirs.root.exists()
+
+
+def test_a_file_no_task_published_is_a_clear_error_naming_it(store, tmp_path, monkeypatch):
+    _on_worker(monkeypatch, tmp_path / "worker")
+    workspace = workspace_for("dag/run2")
+    with pytest.raises(WorkspaceError, match=r"predictions\.jsonl of this run is not in the"):
+        workspace.fetch(workspace.output_path)
+    assert not workspace.output_path.exists()
+
+
+def test_without_a_url_the_local_folder_is_the_workspace(tmp_path, monkeypatch):
+    monkeypatch.delenv("PETAL_WORKSPACE_URL", raising=False)
+    _on_worker(monkeypatch, tmp_path / "home")
+    workspace = workspace_for("dag/run3").create()
+    workspace.input_path.write_text("x\n")
+    workspace.publish(workspace.input_path)
+    workspace.drop_local()  # nothing elsewhere: the local copy is the only one
+    assert workspace.remote is None and workspace.fetch(workspace.input_path).read_text() == "x\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["bucket/petal", "s3://", "s3:///", "s3://bucket/../etc", "s3://a b/", "s3://b/\nx",
+     "ünï://bucket/", "s3://" + "b" * 2000],
+)  # fmt: skip
+def test_an_unusable_workspace_url_is_refused_before_anything_is_written(value, monkeypatch):
+    monkeypatch.setenv("PETAL_WORKSPACE_URL", value)
+    with pytest.raises(WorkspaceError, match="PETAL_WORKSPACE_URL") as caught:
+        workspace_url()
+    assert len(str(caught.value)) < 300, "a long value is not echoed whole"
+
+
+@pytest.mark.slow
+def test_petal_label_with_an_s3_workspace_labels_and_leaves_no_object(
+    labelling_database, petal_home, moto_sagemaker, monkeypatch
+):
+    """Outside Airflow the workspace's S3 access is the AWS SDK's own (env, profile, role)."""
+    from click.testing import CliRunner
+
+    from petal_labeller.cli import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_sagemaker.endpoint_url)
+    monkeypatch.setenv("PETAL_WORKSPACE_URL", f"s3://{BUCKET}/workspace/")
+    result = CliRunner().invoke(main, ["--database-url", labelling_database, "label", "--json"])
+
+    assert result.exit_code == 1, result.output  # 1: the paper with no text is rejected
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["papers_selected"], summary["papers_labelled"]) == (12, 11)
+    # The rejected paper's report is kept in the store; the run's files are gone.
+    assert summary["quarantine"].startswith(f"s3://{BUCKET}/workspace/quarantine/cli/")
+    keys = [o["Key"] for o in moto_sagemaker.s3().list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert [k for k in keys if k.startswith("workspace/runs/")] == []
+    assert len([k for k in keys if k.startswith("workspace/quarantine/")]) == 1
+    assert not any((petal_home / "runs").rglob("*.jsonl"))
+    with closing(connect(labelling_database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM paper_labelling WHERE model_version = 'tiny'")
+        assert cur.fetchone() == (11,)
