@@ -173,6 +173,7 @@ def upsert_model_labels(
             _mark_papers(cur, batch, same, params)
             deleted = _delete_stale_labels(cur, incoming, batch, params)
             inserted, updated, papers = _merge_labels(cur, incoming, batch, same, params)
+            _store_uncertainty(cur, batch, params)
             cur.execute(f"DROP TABLE {incoming}, {batch}, {same}")
     except psycopg2.Error as exc:
         for reader in readers:
@@ -328,6 +329,71 @@ def _merge_labels(
         params,
     )
     return cur.fetchone()
+
+
+#: Each mark's review uncertainty from its stored labels: `model.uncertainty.paper_uncertainty`
+#: (the best path down the tree through the chosen labels, each step's confidence given its
+#: parent, doubt weighted 1, 1/2, 1/4 by level; no label: 1), rounded to 4 places as the
+#: review queue ranks it, in one set-based statement. `{marks}` is the paper_labelling rows
+#: to score; migration 0012 scored the rows written before it the same way.
+UNCERTAINTY_SQL = """
+WITH marks AS ({marks}),
+chosen AS (
+    SELECT l.paper_id, l.model_version, pl.label_id, pl.score::numeric AS s, t.parent
+    FROM marks l
+    JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                        AND pl.model_version = coalesce(l.labels_version, l.model_version)
+    JOIN taxonomy_labels t ON t.id = pl.label_id),
+l1 AS (
+    SELECT DISTINCT ON (paper_id, model_version) paper_id, model_version, label_id, s,
+           least(1, s) AS c
+    FROM chosen WHERE parent IS NULL
+    ORDER BY paper_id, model_version, s DESC, label_id COLLATE "C" DESC),
+l2 AS (
+    SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version, c.label_id,
+           c.s, CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
+    FROM chosen c JOIN l1 p ON p.paper_id = c.paper_id AND p.model_version = c.model_version
+                          AND c.parent = p.label_id
+    ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
+l3 AS (
+    SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version,
+           CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
+    FROM chosen c JOIN l2 p ON p.paper_id = c.paper_id AND p.model_version = c.model_version
+                          AND c.parent = p.label_id
+    ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
+scored AS (
+    SELECT l.paper_id, l.model_version,
+           round(CASE WHEN l1.paper_id IS NULL THEN 1
+                 ELSE ((1 - l1.c) + coalesce(0.5 * (1 - l2.c), 0)
+                       + coalesce(0.25 * (1 - l3.c), 0))
+                      / (1 + CASE WHEN l2.paper_id IS NULL THEN 0 ELSE 0.5 END
+                           + CASE WHEN l3.paper_id IS NULL THEN 0 ELSE 0.25 END)
+                 END, 4) AS u
+    FROM marks l
+    LEFT JOIN l1 ON l1.paper_id = l.paper_id AND l1.model_version = l.model_version
+    LEFT JOIN l2 ON l2.paper_id = l.paper_id AND l2.model_version = l.model_version
+    LEFT JOIN l3 ON l3.paper_id = l.paper_id AND l3.model_version = l.model_version)
+UPDATE paper_labelling l SET uncertainty = scored.u
+FROM scored WHERE scored.paper_id = l.paper_id AND scored.model_version = l.model_version
+  AND l.uncertainty IS DISTINCT FROM scored.u"""
+
+
+def _store_uncertainty(cur: psycopg2.extensions.cursor, batch: str, params: dict) -> None:
+    """Score the batch's marks (for the PeTaL page's "Needs review", read by index)."""
+    marks = (
+        "SELECT l.paper_id, l.model_version, l.labels_version FROM paper_labelling l "
+        f"JOIN {batch} b ON b.paper_id = l.paper_id WHERE l.model_version = %(version)s"
+    )
+    cur.execute(UNCERTAINTY_SQL.format(marks=marks), params)
+
+
+def refresh_uncertainty(conn: psycopg2.extensions.connection, *, commit: bool = True) -> int:
+    """Score every mark again (labels written without `upsert_model_labels`, e.g. by a
+    bulk load, or after the taxonomy's tree changed); the marks whose score changed."""
+    marks = "SELECT paper_id, model_version, labels_version FROM paper_labelling"
+    with write_unit(conn, commit), conn.cursor() as cur:
+        cur.execute(UNCERTAINTY_SQL.format(marks=marks))
+        return cur.rowcount
 
 
 def model_labels(

@@ -9,10 +9,7 @@ from urllib.parse import quote
 
 import psycopg2.extensions
 
-from petal_labeller.pipeline.stage import EARLIEST, LATEST
-from petal_labeller.review import needs_review
 from petal_labeller.store.models import list_model_versions, production_model
-from petal_labeller.store.papers import pending_papers
 from petal_labeller.store.promotions import promotion_history
 from petal_labeller.store.runs import LabellingRun, count_runs, list_runs
 from petal_labeller.store.stats import collect_stats
@@ -163,11 +160,10 @@ def dashboard(
         ),
         0,
     )
-    waiting = (
-        sum(1 for _ in pending_papers(conn, EARLIEST, LATEST, production.version))
-        if production
-        else stats.papers
-    )
+    # Every paper has at most one mark per version, so the papers still waiting for the
+    # production model are the rest: no walk over them (issue 24 item 10: 100,000 waiting
+    # papers, streamed one by one to count them, cost seconds a view).
+    waiting = stats.papers - labelled
     return {
         "papers": stats.papers,
         "production_version": production.version if production else None,
@@ -191,17 +187,41 @@ def dashboard(
         "runs_page": page,
         "runs_pages": max(1, -(-count_runs(conn) // runs)),
         "labels": [asdict(label) for label in stats.per_label],
-        "needs_review": _needs_review(conn, production.version if production else None),
+        "needs_review": _needs_review(conn, production.version if production else None, labelled),
     }
 
 
-def _needs_review(conn: Any, version: str | None) -> dict[str, Any]:
-    """The review queue's head; empty before `petal taxonomy load`, so the page still opens
-    on a new store (no taxonomy means no label to review)."""
+def _needs_review(conn: Any, version: str | None, labelled: int) -> dict[str, Any]:
+    """The review queue's counts and head, each one bounded query: the head comes from
+    the uncertainty stored on each mark, by index, not from ranking every waiting paper.
+    Empty before `petal taxonomy load`, so the page still opens on a new store."""
+    from petal_labeller.review.queue import doi_url
+    from petal_labeller.store.uncertain import most_uncertain_head, review_counts
     from petal_labeller.taxonomy import TaxonomyError
 
     try:
         taxonomy = read_taxonomy(conn)
     except TaxonomyError:
         return {"waiting": 0, "reviewed": 0, "papers": []}
-    return needs_review(conn, taxonomy, version, NEEDS_REVIEW)
+    counts = review_counts(conn, version, labelled)
+    head = most_uncertain_head(conn, version, NEEDS_REVIEW) if version else []
+    return {
+        "waiting": counts.waiting,
+        "reviewed": counts.reviewed,
+        "papers": [
+            {
+                "paper_id": c.paper_id,
+                "title": c.title,
+                "doi_url": doi_url(c.doi),
+                "uncertainty": u,
+                "labels": _label_names(c.scores, taxonomy),
+            }
+            for u, c in head
+        ],
+    }
+
+
+def _label_names(scores: dict[str, float], taxonomy: Any) -> str:
+    """The model's labels by name, best first (ties by id), as the review queue lists them."""
+    known = sorted((label for label in scores if label in taxonomy), key=lambda i: (-scores[i], i))
+    return ", ".join(taxonomy[label].name for label in known)
