@@ -3,10 +3,11 @@ as the broker, PostgreSQL (Airflow's metadata database) as the result backend.
 
 Reuses the session's api-server, dag-processor and databases; only the scheduler is
 swapped for one configured with CeleryExecutor (and swapped back afterwards). Each
-worker has its own working directory, AIRFLOW_HOME (task logs), HOME and TMPDIR, so
-the one thing connecting them is what docs/deploy.md recommends for a multi-host
-deployment: PETAL_HOME on a shared volume. The same window is labelled with the same
-artefact under two version names, once per executor, and the label rows compared.
+worker has its own working directory, AIRFLOW_HOME (task logs), HOME, TMPDIR and
+PETAL_HOME: no disk is shared, as on MWAA. The run's files go through the object-storage
+workspace (PETAL_WORKSPACE_URL, an s3:// prefix on a moto server reached through the
+workers' `aws_default` connection). The same window is labelled with the same artefact
+under two version names, once per executor, and the label rows compared.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from pathlib import Path
 import pytest
 
 from petal_labeller.config import SHARED_DATA_DIR
-from tests.fixtures.airflow import REPO_ROOT, free_port, write_unlabelled_papers
+from tests.fixtures.airflow import (
+    AWS_REGION,
+    BUCKET,
+    REPO_ROOT,
+    free_port,
+    write_unlabelled_papers,
+)
 from tests.live.conftest import BIN, Airflow, _start, _stop_all
 
 pytestmark = pytest.mark.slow
@@ -31,6 +38,7 @@ WORKERS = ("petal-worker-a", "petal-worker-b")
 #: A day no other live test touches: manual runs dated the next day label it.
 DAY = "2021-03-01"
 PAPERS = 6
+WORKSPACE = f"s3://{BUCKET}/celery-workspace/"
 
 
 def _celery_env(live: Airflow) -> dict[str, str]:
@@ -45,16 +53,24 @@ def _celery_env(live: Airflow) -> dict[str, str]:
     }
 
 
-def _start_worker(live: Airflow, env: dict[str, str], name: str) -> subprocess.Popen:
-    """A worker in a folder of its own: only PETAL_HOME (the shared volume) is common."""
+def _start_worker(live: Airflow, env: dict[str, str], name: str, s3: str) -> subprocess.Popen:
+    """A worker in a folder of its own, PETAL_HOME included: only the object store
+    (the moto server at `s3`) is common."""
     own = live.home / name
-    for sub in ("cwd", "airflow", "home", "tmp"):
+    for sub in ("cwd", "airflow", "home", "tmp", "petal-home"):
         (own / sub).mkdir(parents=True, exist_ok=True)
+    connection = {
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3, "region_name": AWS_REGION},
+    }  # fmt: skip
     worker_env = {
         **env,
         "AIRFLOW_HOME": str(own / "airflow"),
         "HOME": str(own / "home"),
         "TMPDIR": str(own / "tmp"),
+        "PETAL_HOME": str(own / "petal-home"),
+        "PETAL_WORKSPACE_URL": WORKSPACE,
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
         # Two workers on one host: each serves its own task logs and reports its own
         # name as the task instances' hostname (Airflow's hostname_callable).
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -92,14 +108,14 @@ def _swap_scheduler(live: Airflow, env: dict[str, str], log_name: str) -> None:
 
 
 @pytest.fixture
-def celery(airflow_services: Airflow) -> Iterator[Airflow]:
+def celery(airflow_services: Airflow, moto_sagemaker) -> Iterator[Airflow]:
     """The session's services with a CeleryExecutor scheduler and two workers, for one test."""
     live = airflow_services
     env = _celery_env(live)
     _swap_scheduler(live, env, "scheduler-celery")
     try:
         for name in WORKERS:
-            live.processes[name] = _start_worker(live, env, name)
+            live.processes[name] = _start_worker(live, env, name, moto_sagemaker.endpoint_url)
         _wait_for_workers(live)
         yield live
     finally:
@@ -175,6 +191,14 @@ def test_celery_workers_share_a_run_and_label_as_the_local_executor_does(store_w
         ("v-celery-exec", "success", PAPERS, PAPERS),
         ("v-local-exec", "success", PAPERS, PAPERS),
     ]
-    # The workers' own folders hold no run workspace: only the shared PETAL_HOME did.
+    # Each worker's files went through the store and left no copy on either worker;
+    # the cleanup removed the run's prefix.
     for name in WORKERS:
-        assert not list((live.home / name / "cwd").rglob("*.jsonl")), name
+        assert not list((live.home / name).rglob("*.jsonl")), name
+    moto = request.getfixturevalue("moto_sagemaker")
+    listed = moto.s3().list_objects_v2(Bucket=BUCKET, Prefix="celery-workspace/")
+    assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+    published = [key for key in moto.s3_puts if key.startswith("celery-workspace/runs/")]
+    assert {key.split("/")[-1].split(".tmp-")[0] for key in published} == {
+        "papers.jsonl", "predictions.jsonl"
+    }, moto.s3_puts  # fmt: skip
