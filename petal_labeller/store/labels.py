@@ -334,10 +334,9 @@ def _merge_labels(
 #: Each mark's review uncertainty from its stored labels: `model.uncertainty.paper_uncertainty`
 #: (the best path down the tree through the chosen labels, each step's confidence given its
 #: parent, doubt weighted 1, 1/2, 1/4 by level; no label: 1), rounded to 4 places as the
-#: review queue ranks it, in one set-based statement. `{marks}` is the paper_labelling rows
-#: to score; migration 0012 scored the rows written before it the same way.
+#: review queue ranks it, in one set-based statement. It follows a `WITH marks AS (...)`
+#: naming the paper_labelling rows to score; migration 0012 scored older rows the same way.
 UNCERTAINTY_SQL = """
-WITH marks AS ({marks}),
 chosen AS (
     SELECT l.paper_id, l.model_version, pl.label_id, pl.score::numeric AS s, t.parent
     FROM marks l
@@ -380,19 +379,24 @@ FROM scored WHERE scored.paper_id = l.paper_id AND scored.model_version = l.mode
 
 def _store_uncertainty(cur: psycopg2.extensions.cursor, batch: str, params: dict) -> None:
     """Score the batch's marks (for the PeTaL page's "Needs review", read by index)."""
-    marks = (
-        "SELECT l.paper_id, l.model_version, l.labels_version FROM paper_labelling l "
-        f"JOIN {batch} b ON b.paper_id = l.paper_id WHERE l.model_version = %(version)s"
+    cur.execute(
+        f"""WITH marks AS (
+                SELECT l.paper_id, l.model_version, l.labels_version FROM paper_labelling l
+                JOIN {batch} b ON b.paper_id = l.paper_id WHERE l.model_version = %(version)s),
+            {UNCERTAINTY_SQL}""",
+        params,
     )
-    cur.execute(UNCERTAINTY_SQL.format(marks=marks), params)
 
 
 def refresh_uncertainty(conn: psycopg2.extensions.connection, *, commit: bool = True) -> int:
     """Score every mark again (labels written without `upsert_model_labels`, e.g. by a
     bulk load, or after the taxonomy's tree changed); the marks whose score changed."""
-    marks = "SELECT paper_id, model_version, labels_version FROM paper_labelling"
     with write_unit(conn, commit), conn.cursor() as cur:
-        cur.execute(UNCERTAINTY_SQL.format(marks=marks))
+        cur.execute(
+            f"""WITH marks AS (
+                    SELECT paper_id, model_version, labels_version FROM paper_labelling),
+                {UNCERTAINTY_SQL}"""
+        )
         return cur.rowcount
 
 
