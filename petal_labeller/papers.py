@@ -59,8 +59,22 @@ class LineError(ValueError):
     """A line of JSON Lines is not one decodable JSON value; the message says why."""
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names one key twice; json.loads would keep the last silently."""
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    record: dict[str, object] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _RepeatedKey(key)
+        record[key] = value
+    return record
+
+
 def decode_line(raw: bytes) -> object:
-    """One JSON Lines line as a Python value; LineError for bad UTF-8, JSON or nesting.
+    """One JSON Lines line as a Python value; LineError for bad UTF-8, JSON, nesting or
+    an object naming a key twice (a duplicated field must not silently win).
 
     The only place lines are decoded (import, training data, inference), so every
     path refuses the same lines with the same reason. Nesting deep enough to
@@ -73,7 +87,11 @@ def decode_line(raw: bytes) -> object:
             f"not valid UTF-8 text: {exc.reason} (byte {raw[exc.start]:#04x} at offset {exc.start})"
         ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_once_each)
+    except _RepeatedKey as exc:
+        raise LineError(
+            f"not usable JSON: key {exc.args[0][:60]!r} appears twice (which value holds?)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise LineError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:

@@ -92,3 +92,12 @@ def test_inference_treats_an_invisible_title_without_abstract_as_empty(title):
     with pytest.raises(PaperError, match="both empty"):
         validate_paper({"paper_id": 1, "title": title, "abstract": "\u200b"})
     assert validate_paper({"title": title, "abstract": "Owl wings are quiet."})
+
+
+def test_a_field_named_twice_is_that_lines_rejection_not_the_last_one_winning(tmp_path):
+    """The same class as a CSV column named twice (issue 24 item 11), in the one decoder."""
+    path = tmp_path / "papers.jsonl"
+    path.write_bytes(b'{"title": "\\u200b", "title": "Gecko feet"}\n{"title": "Owl wings"}\n')
+    results = [item for _, item in read_papers(path)]
+    assert results[0].line == 1 and "'title' appears twice" in results[0].reason
+    assert results[1].title == "Owl wings"

@@ -33,7 +33,6 @@ so a quote left open, which would swallow the rows after it, is that row's rejec
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from typing import Any
 import psycopg2.extensions
 
 from petal_labeller.instants import InstantError, parse_instant
-from petal_labeller.papers import PaperError, Rejection, normalise_doi
+from petal_labeller.papers import LineError, PaperError, Rejection, decode_line, normalise_doi
 from petal_labeller.rejects import RejectSink
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.store import reviews
@@ -110,9 +109,9 @@ def _rows(path: Path, fmt: str) -> Iterator[Row]:
                 yield number, shown, None, f"line longer than {MAX_LINE_BYTES} bytes"
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                yield number, shown, None, f"not valid JSON: {exc}"
+                row = decode_line(raw)  # the import's decoder: one key twice is an error too
+            except LineError as exc:
+                yield number, shown, None, str(exc)
                 continue
             if not isinstance(row, dict):
                 yield number, shown, None, "a decision must be a JSON object"

@@ -207,7 +207,8 @@ def test_odd_digits_in_a_csv_paper_id_are_that_rows_reject(store, tmp_path, appl
 @pytest.mark.parametrize("field", ["reviewer", "model_version", "doi", "reviewed_at"])
 def test_a_lone_surrogate_in_any_text_field_is_that_lines_reject(store, tmp_path, apply_cli, field):
     conn, ids = store["conn"], store["ids"]
-    bad = json.dumps({**store["papers"]["torn"], "accept": True, "reviewer": "ana"})
+    line = {**store["papers"]["torn"], "accept": True, "reviewer": "ana"}
+    bad = json.dumps({key: value for key, value in line.items() if key != field})
     bad = bad[:-1] + f', "{field}": "ana\\ud800"}}'
     good = {**store["papers"]["sure"], "accept": True, "reviewer": "ana"}
     code, output, rejects = apply_cli(_write(tmp_path, [bad, good]))
@@ -328,3 +329,13 @@ def test_an_unusable_reviewer_option_is_exit_2_before_anything_is_applied(
     code, output, _ = apply_cli(path, "--reviewer", name)
     assert code == 2 and "--reviewer" in output, output
     assert curator_labels(store["conn"], store["ids"]["sure"]) == []
+
+
+def test_a_key_named_twice_in_a_jsonl_line_is_that_lines_reject(store, tmp_path, apply_cli):
+    torn = json.dumps({**store["papers"]["torn"], "reviewer": "ana"})
+    bad = torn[:-1] + ', "accept": false, "accept": true}'
+    good = {**store["papers"]["sure"], "accept": True, "reviewer": "ana"}
+    code, output, rejects = apply_cli(_write(tmp_path, [bad, good]))
+    assert code == 1 and "1 applied" in output, output
+    assert list(rejects) == [1] and "'accept' appears twice" in rejects[1]["reason"]
+    assert curator_labels(store["conn"], store["ids"]["torn"]) == []
