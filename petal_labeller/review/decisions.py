@@ -365,9 +365,9 @@ def _seen(draft: Draft, queued: dict[str, list[str]]) -> tuple[str | None, tuple
     if version is None and queued:
         version = next(iter(queued))
     if version not in queued:
+        model = f" with model {version!r}" if version else ""
         raise DecisionError(
-            "paper_id",
-            f"paper {pid} was never queued for review with model {version!r} (petal review queue)",
+            "paper_id", f"paper {pid} was never queued for review{model} (petal review queue)"
         )
     recorded = queued[version]
     if draft.shown is not None:
