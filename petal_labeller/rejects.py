@@ -35,10 +35,14 @@ class RejectSink:
         if self.path is not None:
             folder = self.path.parent
             for _ in range(passes):  # opened now: an unwritable folder fails before any work
-                handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close/discard)
-                    "w+", encoding="utf-8", errors="backslashreplace", dir=folder,
-                    prefix=f".{self.path.name}.", suffix=".spool", delete=False,
-                )  # fmt: skip
+                try:
+                    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close)
+                        "w+", encoding="utf-8", errors="backslashreplace", dir=folder,
+                        prefix=f".{self.path.name}.", suffix=".spool", delete=False,
+                    )  # fmt: skip
+                except OSError as exc:  # named as the rejects file, not the spool
+                    self.discard()
+                    raise OSError(exc.errno, exc.strerror, str(self.path)) from None
                 self._spools.append(handle)
 
     def add(self, item: Rejection, part: int = 0) -> None:

@@ -65,3 +65,10 @@ def test_an_import_keeps_a_bounded_summary_but_writes_every_rejection(db_conn, t
     assert len(report.rejections) == 100 and report.rejections[0].line == 1
     written = [json.loads(text) for text in rejects.read_text().splitlines()]
     assert [r["line"] for r in written] == [*range(1, 301), 302]
+
+
+def test_an_unwritable_rejects_folder_fails_first_naming_the_rejects_file(tmp_path):
+    path = tmp_path / "missing" / "rejects.jsonl"
+    with pytest.raises(OSError) as caught:
+        RejectSink(path, passes=2)
+    assert caught.value.filename == str(path)
