@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable
 
 from petal_labeller.airflow import variables
+from petal_labeller.airflow.variables import AWS_CONN_ID
 
-AWS_CONN_ID = "aws_default"
 _IMAGE = re.compile(r"^[\w.-]+(:\d+)?/[\w./-]+([:@][\w.:-]+)?$")
 _ROLE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 

@@ -39,7 +39,7 @@ from petal_labeller.airflow.flow_parts import (
     job_operator_kwargs,
     sagemaker_group,
 )
-from petal_labeller.airflow.names import run_prefix, sagemaker_name_prefix
+from petal_labeller.airflow.names import run_key, sagemaker_name_prefix
 from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
 from petal_labeller.airflow.workspace_storage import use_workspace_storage
 from petal_labeller.pipeline.run import StagedRun
@@ -164,7 +164,7 @@ def stage(scope: str, backend: str, **context: Any) -> dict[str, Any]:
     try:
         staged = stage_run(
             labelling_run_id_of(dag_run),
-            run_prefix(dag_run.dag_id, dag_run.run_id),
+            run_key(dag_run.dag_id, dag_run.run_id),
             model_version=params["model_version"],
             since=since,
             until=until,
@@ -217,7 +217,7 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
     use_workspace_storage()
     hook = s3_staging.s3_hook()
     bucket = Variable.get(variables.BUCKET)
-    prefix = s3_layout.run_prefix(run.run_key)
+    prefix = s3_layout.labelling_prefix(run.run_key)
     workspace = run.workspace
     input_key = f"{prefix}/input/{workspace.input_path.name}"
     model_data_url = s3_staging.ensure_model_in_s3(

@@ -26,8 +26,9 @@ def sagemaker_name(kind: str, dag_id: str, run_id: str, try_number: int | str) -
     return slug[: MAX_NAME_LENGTH - len(suffix)].rstrip("-") + suffix
 
 
-def run_prefix(dag_id: str, run_id: str) -> str:
-    """A key prefix (S3 or local folder name) for everything one DAG run stages."""
+def run_key(dag_id: str, run_id: str) -> str:
+    """`<dag>/<run digest>`: one DAG run's key, the name of its local workspace and the
+    tail of its S3 prefixes (`s3_layout.labelling_prefix` / `training_prefix`)."""
     return f"{_NOT_ALLOWED.sub('-', dag_id.lower()).strip('-')}/{run_digest(dag_id, run_id)}"
 
 

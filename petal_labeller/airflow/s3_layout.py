@@ -6,7 +6,7 @@
     petal/training/<dag>/<run digest>/train/   a training run's `train` channel
     petal/training/<dag>/<run digest>/output/  its training job output
 
-`<dag>/<run digest>` is the run key (`names.run_prefix`), also the local workspace.
+`<dag>/<run digest>` is the run key (`names.run_key`), also the local workspace.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def model_key(version: str) -> str:
     return f"{ROOT}/models/{version}/model.tar.gz"
 
 
-def run_prefix(run_key: str) -> str:
+def labelling_prefix(run_key: str) -> str:
     """Everything one labelling run stages; its cleanup deletes this prefix."""
     return f"{ROOT}/runs/{run_key}"
 

@@ -12,12 +12,11 @@ from pathlib import Path
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from petal_labeller.airflow import s3_layout
+from petal_labeller.airflow.variables import AWS_CONN_ID
 from petal_labeller.pipeline.infer import local_path
 from petal_labeller.pipeline.workspace import Workspace, WorkspaceError
 
 log = logging.getLogger(__name__)
-
-AWS_CONN_ID = "aws_default"
 
 
 def s3_hook(aws_conn_id: str = AWS_CONN_ID) -> S3Hook:

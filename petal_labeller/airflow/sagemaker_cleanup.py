@@ -13,9 +13,9 @@ import logging
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
-log = logging.getLogger(__name__)
+from petal_labeller.airflow.variables import AWS_CONN_ID
 
-AWS_CONN_ID = "aws_default"
+log = logging.getLogger(__name__)
 
 
 #: What each kind of job is called in SageMaker's list and stop calls.

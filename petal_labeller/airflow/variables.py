@@ -1,6 +1,10 @@
-"""The Airflow Variables the PeTaL DAGs read, by name, in one place (docs/airflow.md lists them)."""
+"""The Airflow Variables and connection the PeTaL DAGs read, by name, in one place
+(docs/airflow.md lists them)."""
 
 from __future__ import annotations
+
+#: The Airflow connection every AWS call goes through (S3, SageMaker, the config check).
+AWS_CONN_ID = "aws_default"
 
 #: `local` or `sagemaker` when a run's `backend` Param is empty.
 BACKEND = "petal_backend"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from petal_labeller.airflow import sagemaker_configs as configs
-from petal_labeller.airflow.names import run_prefix, sagemaker_name
+from petal_labeller.airflow.names import run_key, sagemaker_name
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 LONG_RUN_ID = "backfill__2026-11-02T00:00:00+00:00" + "x" * 200
@@ -34,8 +34,8 @@ def test_a_long_kind_is_cut_but_keeps_run_and_try():
     assert len(name) == 63 and name.endswith("-t12")
 
 
-def test_run_prefix_is_a_safe_relative_key():
-    prefix = run_prefix("petal_label_papers", "manual__2026-11-02T00:00:00+00:00")
+def test_run_key_is_a_safe_relative_key():
+    prefix = run_key("petal_label_papers", "manual__2026-11-02T00:00:00+00:00")
     assert re.fullmatch(r"petal-label-papers/[0-9a-f]{12}", prefix)
 
 
