@@ -19,8 +19,9 @@ API:
   another reviewer's decision, or curator labels no review set (an import), is
   refused naming them unless `override`. Otherwise its labels replace the
   paper's curator labels (labels kept keep their who and when) and its
-  `paper_reviews` row is written; a decision identical to the stored one changes
-  nothing, so applying a file twice is a no-op. Model labels are never touched.
+  `paper_reviews` row is written, with the model labels shown (`shown`, 0013); a
+  decision identical to the stored one changes nothing, so applying a file twice
+  is a no-op. Model labels are never touched.
 - `review_counts(conn, model_version) -> ReviewCounts` and
   `reviewed_identities(conn) -> set[tuple[str | None, str]]` ((doi, title) pairs).
 """
@@ -349,18 +350,19 @@ def _write_labels(cur, decision: ReviewDecision) -> tuple[int, int]:
 def _write_review(cur, decision: ReviewDecision, source: str) -> None:
     cur.execute(
         """INSERT INTO paper_reviews (paper_id, reviewer, reviewed_at, model_version,
-               accepted, removed, added, labels, source)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               accepted, removed, added, labels, source, shown)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (paper_id) DO UPDATE SET reviewer = EXCLUDED.reviewer,
                reviewed_at = EXCLUDED.reviewed_at,
                model_version = EXCLUDED.model_version,
                accepted = EXCLUDED.accepted, removed = EXCLUDED.removed,
                added = EXCLUDED.added, labels = EXCLUDED.labels,
-               source = EXCLUDED.source, applied_at = now()""",
+               source = EXCLUDED.source, shown = EXCLUDED.shown, applied_at = now()""",
         (
             decision.paper_id, decision.reviewer, decision.reviewed_at,
             decision.model_version, decision.accepted, list(decision.removed),
             list(decision.added), list(decision.labels), source,
+            None if decision.shown is None else list(decision.shown),
         ),
     )  # fmt: skip
 

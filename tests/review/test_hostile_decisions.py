@@ -339,3 +339,16 @@ def test_a_key_named_twice_in_a_jsonl_line_is_that_lines_reject(store, tmp_path,
     assert code == 1 and "1 applied" in output, output
     assert list(rejects) == [1] and "'accept' appears twice" in rejects[1]["reason"]
     assert curator_labels(store["conn"], store["ids"]["torn"]) == []
+
+
+def test_the_review_row_keeps_the_labels_the_curator_saw(store, tmp_path, apply_cli):
+    conn, ids = store["conn"], store["ids"]
+    records = {r["paper_id"]: r for r in build_queue(conn, TREE, limit=10, neighbours=0)}
+    line = {**records[ids["torn"]], "reviewer": "ana", "remove": ["heat"], "add": ["cold"]}
+    assert apply_cli(_write(tmp_path, [line]))[0] == 0
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT model_version, shown, labels FROM paper_reviews WHERE paper_id = %s",
+            (ids["torn"],),
+        )
+        assert cur.fetchone() == ("v1", ["protect", "heat"], ["protect", "cold"])
