@@ -167,6 +167,17 @@ def test_a_retrain_on_the_same_data_waits_for_a_person_who_decides(
     assert (petal_home / "models" / "same-3" / "model.tar.gz").is_file()
     promote_version("same-3", url)
     assert [v[0] for v in _versions(url) if v[1]] == ["same-3"]
+    # And a rejected one too, with the command an operator types.
+    from click.testing import CliRunner
+
+    from petal_labeller.cli import main
+
+    assert (petal_home / "models" / "same-2" / "model.tar.gz").is_file()
+    result = CliRunner().invoke(main, ["--database-url", url, "model", "promote", "same-2"])
+    assert result.exit_code == 0, result.output
+    assert "promoted same-2 (was same-3)" in result.output
+    assert [v[0] for v in _versions(url) if v[1]] == ["same-2"]
+    assert _versions(url)[-2][2:5] == ("rejected", TEST_USER, "no gain"), "the record stays"
 
 
 def test_approval_never_keeps_production_without_asking_and_required_always_asks(
