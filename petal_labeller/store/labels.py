@@ -229,28 +229,27 @@ def _find_unchanged(
     those of the version that labelled it last. Equal: the same label set, and every score
     within SCORE_TOLERANCE (scores are `real`; both sides are compared as stored).
     """
+    # In steps over analysed temporary tables: a planner guessing from stale statistics
+    # (just after a large write) must not nest loops over 100,000-row intermediates.
     cur.execute(
         f"""CREATE TEMP TABLE {same} ON COMMIT DROP AS
-            WITH prior AS (
                 SELECT DISTINCT ON (l.paper_id) l.paper_id, {HOLDER} AS holder
                 FROM {batch} b JOIN paper_labelling l ON l.paper_id = b.paper_id
                 ORDER BY l.paper_id, (l.model_version = %(version)s) DESC,
-                         l.labelled_at DESC, l.model_version DESC),
-            old AS (
-                SELECT pl.paper_id, pl.label_id, pl.score FROM prior p
-                JOIN paper_labels pl ON pl.paper_id = p.paper_id AND pl.origin = 'model'
-                                    AND pl.model_version = p.holder),
-            new AS (
-                SELECT i.paper_id, i.label_id, max(i.score) AS score
-                FROM {incoming} i JOIN prior p ON p.paper_id = i.paper_id
-                WHERE i.label_id IS NOT NULL GROUP BY i.paper_id, i.label_id),
-            differ AS (
+                         l.labelled_at DESC, l.model_version DESC;
+            ANALYZE {same};
+            DELETE FROM {same} AS s USING (
                 SELECT DISTINCT coalesce(n.paper_id, o.paper_id) AS paper_id
-                FROM new n FULL JOIN old o ON o.paper_id = n.paper_id AND o.label_id = n.label_id
+                FROM (SELECT i.paper_id, i.label_id, max(i.score) AS score
+                      FROM {incoming} i JOIN {same} p ON p.paper_id = i.paper_id
+                      WHERE i.label_id IS NOT NULL GROUP BY i.paper_id, i.label_id) n
+                FULL JOIN (SELECT pl.paper_id, pl.label_id, pl.score FROM {same} p
+                           JOIN paper_labels pl ON pl.paper_id = p.paper_id
+                            AND pl.origin = 'model' AND pl.model_version = p.holder) o
+                       ON o.paper_id = n.paper_id AND o.label_id = n.label_id
                 WHERE n.label_id IS NULL OR o.label_id IS NULL
-                   OR abs(n.score::float8 - o.score::float8) > %(tolerance)s)
-            SELECT p.paper_id, p.holder FROM prior p
-            WHERE NOT EXISTS (SELECT 1 FROM differ d WHERE d.paper_id = p.paper_id);
+                   OR abs(n.score::float8 - o.score::float8) > %(tolerance)s) d
+            WHERE s.paper_id = d.paper_id;
             ANALYZE {same};
             SELECT (SELECT count(*) FROM {batch}) - count(*),
                    count(*) FILTER (WHERE holder <> %(version)s)
@@ -331,73 +330,91 @@ def _merge_labels(
     return cur.fetchone()
 
 
-#: Each mark's review uncertainty from its stored labels: `model.uncertainty.paper_uncertainty`
-#: (the best path down the tree through the chosen labels, each step's confidence given its
-#: parent, doubt weighted 1, 1/2, 1/4 by level; no label: 1), rounded to 4 places as the
-#: review queue ranks it, in one set-based statement. It follows a `WITH marks AS (...)`
-#: naming the paper_labelling rows to score; migration 0012 scored older rows the same way.
-UNCERTAINTY_SQL = """
-chosen AS (
-    SELECT l.paper_id, l.model_version, pl.label_id, pl.score::numeric AS s, t.parent
-    FROM marks l
-    JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
-                        AND pl.model_version = coalesce(l.labels_version, l.model_version)
-    JOIN taxonomy_labels t ON t.id = pl.label_id),
-l1 AS (
-    SELECT DISTINCT ON (paper_id, model_version) paper_id, model_version, label_id, s,
-           least(1, s) AS c
-    FROM chosen WHERE parent IS NULL
-    ORDER BY paper_id, model_version, s DESC, label_id COLLATE "C" DESC),
-l2 AS (
-    SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version, c.label_id,
-           c.s, CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
-    FROM chosen c JOIN l1 p ON p.paper_id = c.paper_id AND p.model_version = c.model_version
-                          AND c.parent = p.label_id
-    ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
-l3 AS (
-    SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version,
-           CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
-    FROM chosen c JOIN l2 p ON p.paper_id = c.paper_id AND p.model_version = c.model_version
-                          AND c.parent = p.label_id
-    ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
-scored AS (
-    SELECT l.paper_id, l.model_version,
-           round(CASE WHEN l1.paper_id IS NULL THEN 1
-                 ELSE ((1 - l1.c) + coalesce(0.5 * (1 - l2.c), 0)
-                       + coalesce(0.25 * (1 - l3.c), 0))
-                      / (1 + CASE WHEN l2.paper_id IS NULL THEN 0 ELSE 0.5 END
-                           + CASE WHEN l3.paper_id IS NULL THEN 0 ELSE 0.25 END)
-                 END, 4) AS u
-    FROM marks l
-    LEFT JOIN l1 ON l1.paper_id = l.paper_id AND l1.model_version = l.model_version
-    LEFT JOIN l2 ON l2.paper_id = l.paper_id AND l2.model_version = l.model_version
-    LEFT JOIN l3 ON l3.paper_id = l.paper_id AND l3.model_version = l.model_version)
-UPDATE paper_labelling l SET uncertainty = scored.u
-FROM scored WHERE scored.paper_id = l.paper_id AND scored.model_version = l.model_version
-  AND l.uncertainty IS DISTINCT FROM scored.u"""
+def _score_marks(cur: psycopg2.extensions.cursor, marks: str, chosen: str) -> int:
+    """Store the review uncertainty of the paper_labelling rows listed in the temporary
+    table `marks`; how many changed.
+
+    `model.uncertainty.paper_uncertainty` from the stored labels (the best path down the
+    tree through the chosen labels, each step's confidence given its parent, doubt weighted
+    1, 1/2, 1/4 by level; no label: 1), rounded to 4 places as the review queue ranks it,
+    set-based over an analysed table of the chosen labels. Migration 0012 scored the rows
+    written before it the same way.
+    """
+    cur.execute(
+        f"""ANALYZE {marks};
+            CREATE TEMP TABLE {chosen} ON COMMIT DROP AS
+                SELECT l.paper_id, l.model_version, pl.label_id, pl.score::numeric AS s,
+                       t.parent
+                FROM {marks} l
+                JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model'
+                    AND pl.model_version = coalesce(l.labels_version, l.model_version)
+                JOIN taxonomy_labels t ON t.id = pl.label_id;
+            ANALYZE {chosen};"""
+    )
+    cur.execute(
+        f"""WITH l1 AS (
+                SELECT DISTINCT ON (paper_id, model_version) paper_id, model_version,
+                       label_id, s, least(1, s) AS c
+                FROM {chosen} WHERE parent IS NULL
+                ORDER BY paper_id, model_version, s DESC, label_id COLLATE "C" DESC),
+            l2 AS (
+                SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version,
+                       c.label_id, c.s, CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
+                FROM {chosen} c JOIN l1 p ON p.paper_id = c.paper_id
+                    AND p.model_version = c.model_version AND c.parent = p.label_id
+                ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
+            l3 AS (
+                SELECT DISTINCT ON (c.paper_id, c.model_version) c.paper_id, c.model_version,
+                       CASE WHEN p.s > 0 THEN least(1, c.s / p.s) ELSE 0 END AS c
+                FROM {chosen} c JOIN l2 p ON p.paper_id = c.paper_id
+                    AND p.model_version = c.model_version AND c.parent = p.label_id
+                ORDER BY c.paper_id, c.model_version, c.s DESC, c.label_id COLLATE "C" DESC),
+            scored AS (
+                SELECT l.paper_id, l.model_version,
+                       round(CASE WHEN l1.paper_id IS NULL THEN 1
+                             ELSE ((1 - l1.c) + coalesce(0.5 * (1 - l2.c), 0)
+                                   + coalesce(0.25 * (1 - l3.c), 0))
+                                  / (1 + CASE WHEN l2.paper_id IS NULL THEN 0 ELSE 0.5 END
+                                       + CASE WHEN l3.paper_id IS NULL THEN 0 ELSE 0.25 END)
+                             END, 4) AS u
+                FROM {marks} l
+                LEFT JOIN l1 ON l1.paper_id = l.paper_id AND l1.model_version = l.model_version
+                LEFT JOIN l2 ON l2.paper_id = l.paper_id AND l2.model_version = l.model_version
+                LEFT JOIN l3 ON l3.paper_id = l.paper_id AND l3.model_version = l.model_version)
+            UPDATE paper_labelling l SET uncertainty = scored.u
+            FROM scored WHERE scored.paper_id = l.paper_id
+              AND scored.model_version = l.model_version
+              AND l.uncertainty IS DISTINCT FROM scored.u"""
+    )
+    changed = cur.rowcount
+    cur.execute(f"DROP TABLE {marks}, {chosen}")
+    return changed
 
 
 def _store_uncertainty(cur: psycopg2.extensions.cursor, batch: str, params: dict) -> None:
     """Score the batch's marks (for the PeTaL page's "Needs review", read by index)."""
+    suffix = uuid.uuid4().hex[:12]
+    marks, chosen = f"batch_marks_{suffix}", f"chosen_labels_{suffix}"
     cur.execute(
-        f"""WITH marks AS (
+        f"""CREATE TEMP TABLE {marks} ON COMMIT DROP AS
                 SELECT l.paper_id, l.model_version, l.labels_version FROM paper_labelling l
-                JOIN {batch} b ON b.paper_id = l.paper_id WHERE l.model_version = %(version)s),
-            {UNCERTAINTY_SQL}""",
+                JOIN {batch} b ON b.paper_id = l.paper_id WHERE l.model_version = %(version)s""",
         params,
     )
+    _score_marks(cur, marks, chosen)
 
 
 def refresh_uncertainty(conn: psycopg2.extensions.connection, *, commit: bool = True) -> int:
     """Score every mark again (labels written without `upsert_model_labels`, e.g. by a
     bulk load, or after the taxonomy's tree changed); the marks whose score changed."""
+    suffix = uuid.uuid4().hex[:12]
+    marks, chosen = f"all_marks_{suffix}", f"chosen_labels_{suffix}"
     with write_unit(conn, commit), conn.cursor() as cur:
         cur.execute(
-            f"""WITH marks AS (
-                    SELECT paper_id, model_version, labels_version FROM paper_labelling),
-                {UNCERTAINTY_SQL}"""
+            f"""CREATE TEMP TABLE {marks} ON COMMIT DROP AS
+                    SELECT paper_id, model_version, labels_version FROM paper_labelling"""
         )
-        return cur.rowcount
+        return _score_marks(cur, marks, chosen)
 
 
 def model_labels(

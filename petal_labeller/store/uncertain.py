@@ -1,5 +1,5 @@
 """The papers waiting for a curator, most uncertain first, read from the uncertainty
-stored on each mark (`labels.UNCERTAINTY_SQL`) through its index: the PeTaL page's
+stored on each mark (`labels._score_marks`) through its index: the PeTaL page's
 "Needs review" in bounded time however many papers wait (issue 24 item 10).
 
 `petal review queue` ranks the same papers the same way in Python

@@ -2,12 +2,15 @@
 -- item 10: 100,000 waiting took 8.6-10.3 s a view, ranking every one in Python).
 -- Each paper's review uncertainty (petal_labeller.model.uncertainty.paper_uncertainty,
 -- rounded to 4 places as the queue ranks it) is stored on its mark when its labels are
--- written (store.labels.UNCERTAINTY_SQL, the same computation as below), so "Needs
+-- written (store.labels._score_marks, the same computation as below), so "Needs
 -- review" reads its head from an index instead of ranking every paper.
 ALTER TABLE paper_labelling ADD COLUMN uncertainty numeric(5, 4);
 
 -- Marks written before this migration: the best path down the tree through the chosen
 -- labels, each step's confidence given its parent, doubt weighted 1, 1/2, 1/4 by level.
+-- Statistics first: the planner must not nest loops over stale row estimates.
+ANALYZE paper_labelling;
+ANALYZE paper_labels;
 WITH chosen AS (
     SELECT l.paper_id, l.model_version, pl.label_id, pl.score::numeric AS s, t.parent
     FROM paper_labelling l
