@@ -33,6 +33,16 @@ def local_path(artefact_uri: str) -> Path:
     return Path(artefact_uri)
 
 
+def artefact_on_this_worker(artefact_uri: str) -> Path:
+    """The artefact as a file here: a local path as it is, an s3:// one (a model
+    registered into the object-storage workspace) fetched once to this worker."""
+    if "://" in artefact_uri and not artefact_uri.startswith("file://"):
+        from petal_labeller.pipeline.workspace import fetch_artefact
+
+        return fetch_artefact(artefact_uri)
+    return local_path(artefact_uri)
+
+
 def progress_logger(
     total: int | None,
     every_s: float = PROGRESS_EVERY_S,
@@ -87,14 +97,15 @@ def infer_local(
     from petal_labeller.model.predict import predict_file
 
     quiet_progress_bars()
+    artefact = artefact_on_this_worker(artefact_uri)
     if model is None:
         from petal_labeller.runtime.cache import load_cached
 
-        log.info("Loading model %s", local_path(artefact_uri).name)
+        log.info("Loading model %s", artefact.name)
         # Unpacked and verified once per worker and version, then reused (runtime/cache.py).
-        model = load_cached(local_path(artefact_uri), batch_size=batch_size)
+        model = load_cached(artefact, batch_size=batch_size)
     predict_file(
-        local_path(artefact_uri),
+        artefact,
         input_path,
         output_path,
         batch_size=batch_size,

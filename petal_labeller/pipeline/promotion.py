@@ -115,13 +115,16 @@ def asset_event_extra(version: str, previous: str | None) -> dict[str, Any]:
     return {"version": version, "previous": previous}
 
 
-def keep_artefact(version: str, artefact: Path) -> Path:
-    """Copy a local artefact under PETAL_HOME/models/<version>/ (the run's workspace goes)."""
+def keep_artefact(version: str, artefact: Path) -> str:
+    """Copy a local artefact under PETAL_HOME/models/<version>/ (the run's workspace goes)
+    and, with an object-storage workspace, into it: the URI every worker can read."""
+    from petal_labeller.pipeline.workspace import publish_model
+
     target = models_dir() / check_version(version) / "model.tar.gz"
     if artefact.resolve() != target.resolve():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artefact, target)
-    return target
+    return publish_model(target, version) or str(target)
 
 
 def register_model(
@@ -158,7 +161,7 @@ def register_model(
             if metrics is None:
                 metrics = _recorded_metrics(conn, path)
             metrics = metrics if metrics is not None else _card_metrics(card)
-            artefact_uri = str(keep_artefact(version, path))
+            artefact_uri = keep_artefact(version, path)
         elif promote and verify:
             verify_before_promoting(conn, artefact_uri)
         previous = production_model(conn)

@@ -180,6 +180,55 @@ def publish_quarantine(path: Path, run_key: str) -> str:
     return target
 
 
+def publish_model(artefact: Path, version: str) -> str | None:
+    """Keep a registered model's artefact in the object store, where every worker can
+    fetch it; returns its URL (None without a workspace URL: the local copy is it)."""
+    base = workspace_url()
+    if base is None:
+        return None
+    _check_key(version)
+    folder = Workspace(artefact.parent, f"{base}/models/{version}")
+    folder.publish(artefact)
+    return folder.remote_url(artefact)
+
+
+def fetch_artefact(uri: str) -> Path:
+    """A model artefact in the object store, downloaded once to this worker.
+
+    Kept under PETAL_HOME/models/fetched/, named by the URI and the object's ETag and
+    size (a replaced object is fetched again); the runtime cache then unpacks it once
+    by content digest. Bounded by PETAL_ARTEFACT_MAX_MB before any byte is read.
+    """
+    import hashlib
+
+    from petal_labeller.runtime.errors import ArtefactError
+
+    fs = _filesystem(uri)
+    try:
+        info = fs.info(uri)
+    except FileNotFoundError:
+        raise ArtefactError(f"model artefact {config.shown(uri)} does not exist") from None
+    size = int(info.get("size") or 0)
+    limit = config.get("PETAL_ARTEFACT_MAX_MB") * config.MIB
+    if size > limit:
+        raise ArtefactError(f"model artefact {config.shown(uri)}: {size} bytes exceed {limit}")
+    tag = str(info.get("ETag") or info.get("etag") or info.get("mtime") or "")
+    name = hashlib.sha256(f"{uri}\n{tag}\n{size}".encode()).hexdigest()[:32]
+    target = config.petal_home() / "models" / "fetched" / name / "model.tar.gz"
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".model.tar.gz.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        fs.get_file(uri, str(partial))
+        if partial.stat().st_size != size:
+            raise ArtefactError(f"model artefact {config.shown(uri)} changed while fetched")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 def _check_key(key: str) -> None:
     if Path(key).is_absolute() or ".." in Path(key).parts or "\\" in key:
         raise ValueError(f"workspace key {key!r} must be a relative path inside the runs folder")

@@ -79,8 +79,8 @@ def test_an_unusable_workspace_url_is_refused_before_anything_is_written(value, 
 
 
 @pytest.mark.slow
-def test_petal_label_with_an_s3_workspace_labels_and_leaves_no_object(
-    labelling_database, petal_home, moto_sagemaker, monkeypatch
+def test_a_model_registered_into_an_s3_workspace_labels_on_a_worker_that_never_saw_it(
+    labelling_database, petal_home, moto_sagemaker, tiny_model_tar, tmp_path, monkeypatch
 ):
     """Outside Airflow the workspace's S3 access is the AWS SDK's own (env, profile, role)."""
     from click.testing import CliRunner
@@ -89,17 +89,32 @@ def test_petal_label_with_an_s3_workspace_labels_and_leaves_no_object(
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_sagemaker.endpoint_url)
     monkeypatch.setenv("PETAL_WORKSPACE_URL", f"s3://{BUCKET}/workspace/")
-    result = CliRunner().invoke(main, ["--database-url", labelling_database, "label", "--json"])
+    petal = ["--database-url", labelling_database]
+    registered = CliRunner().invoke(
+        main, [*petal, "model", "register", str(tiny_model_tar), "--version", "tiny-ws",
+               "--promote"],
+    )  # fmt: skip
+    assert registered.exit_code == 0, registered.output
+    with closing(connect(labelling_database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT artefact_uri FROM model_versions WHERE version = 'tiny-ws'")
+        [(uri,)] = cur.fetchall()
+    assert uri == f"s3://{BUCKET}/workspace/models/tiny-ws/model.tar.gz"
+
+    other_worker = tmp_path / "other-worker"
+    monkeypatch.setenv("PETAL_HOME", str(other_worker))
+    result = CliRunner().invoke(main, [*petal, "label", "--json"])
 
     assert result.exit_code == 1, result.output  # 1: the paper with no text is rejected
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["papers_selected"], summary["papers_labelled"]) == (12, 11)
+    [fetched] = (other_worker / "models" / "fetched").rglob("model.tar.gz")
+    assert fetched.read_bytes() == tiny_model_tar.read_bytes()
     # The rejected paper's report is kept in the store; the run's files are gone.
     assert summary["quarantine"].startswith(f"s3://{BUCKET}/workspace/quarantine/cli/")
     keys = [o["Key"] for o in moto_sagemaker.s3().list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert [k for k in keys if k.startswith("workspace/runs/")] == []
     assert len([k for k in keys if k.startswith("workspace/quarantine/")]) == 1
-    assert not any((petal_home / "runs").rglob("*.jsonl"))
+    assert not any((other_worker / "runs").rglob("*.jsonl"))
     with closing(connect(labelling_database)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM paper_labelling WHERE model_version = 'tiny'")
+        cur.execute("SELECT count(*) FROM paper_labelling WHERE model_version = 'tiny-ws'")
         assert cur.fetchone() == (11,)
