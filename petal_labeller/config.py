@@ -56,7 +56,7 @@ class Setting:
     """One environment variable: how to read it, its bounds, its default and what it is for."""
 
     name: str
-    kind: str  # integer | seconds | date | url | path | choice | text | emails
+    kind: str  # integer | seconds | date | url | store | path | choice | text | emails
     default: Any
     doc: str
     minimum: int | None = None
@@ -75,6 +75,8 @@ class Setting:
             return "a date YYYY-MM-DD"
         if self.kind == "url":
             return f"a {' or '.join(s + '://' for s in self.schemes)} URL with a host"
+        if self.kind == "store":
+            return "an s3://bucket/prefix/ or file:///folder/ URL (no '..', query or fragment)"
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "emails":
@@ -122,6 +124,8 @@ def _parse(setting: Setting, text: str) -> Any:
         if parts.scheme not in setting.schemes or not parts.hostname or not port_ok:
             return None
         return text
+    if kind == "store":
+        return _store_url(setting, text)
     if kind == "choice":
         return text if text in setting.choices else None
     if kind == "emails":
@@ -133,6 +137,24 @@ def _parse(setting: Setting, text: str) -> Any:
     return text
 
 
+def _store_url(setting: Setting, text: str) -> str | None:
+    """An object store's URL without trailing slashes: a bucket for s3://, an absolute
+    folder for file://; None when it is not one."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        return None
+    if parts.scheme not in setting.schemes or parts.query or parts.fragment:
+        return None
+    if any(ch.isspace() for ch in text) or ".." in parts.path.split("/"):
+        return None
+    if parts.scheme == "file":
+        ok = not parts.netloc and parts.path.startswith("/") and parts.path.strip("/")
+    else:
+        ok = re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc) is not None
+    return text.rstrip("/") if ok else None
+
+
 def _setting(name: str, kind: str, default: Any, doc: str, **bounds: Any) -> Setting:
     return Setting(name, kind, default, doc, **bounds)
 
@@ -142,6 +164,10 @@ _SETTINGS = [
     _setting("PETAL_HOME", "path", None,
              "Local state: embedded database, models, staged files, cache "
              "(default: a checkout's `.petal/`, else `~/.petal`)."),
+    _setting("PETAL_WORKSPACE_URL", "store", None,
+             "Object store the run's files and registered models pass through between "
+             "workers that share no disk (docs/deploy.md, section 8); unset: PETAL_HOME.",
+             schemes=("s3", "file")),
     _setting("PETAL_SHARED_DATA", "path", None,
              "The shared PeTaL data folder (default `../shared/data/petal` beside a checkout)."),
     _setting("PETAL_DATABASE_URL", "text", None,

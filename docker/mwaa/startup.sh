@@ -23,3 +23,6 @@ else
 fi
 # Where a failed run's alert goes (the `petal_smtp` connection sends it).
 # export PETAL_ALERT_TO=team@example.org
+# Where a run's files pass between MWAA's workers, which share no disk (docs/deploy.md,
+# section 8): an s3:// prefix the execution role may read, write and delete under.
+# export PETAL_WORKSPACE_URL=s3://my-petal-bucket/petal/workspace/

@@ -14,7 +14,6 @@ turns an Airflow connection into credentials (`set_filesystem`).
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -23,34 +22,18 @@ from typing import Any
 
 from petal_labeller import config
 
-#: Where runs' files live beside each worker's local copy; unset: local only.
-WORKSPACE_URL_ENV = "PETAL_WORKSPACE_URL"
-_MAX_URL_CHARS = 1024
-
 #: A filesystem configured by the caller (Airflow: from the `aws_default` connection)
 #: for URLs with this protocol; others get fsspec's default for the URL.
 _filesystems: dict[str, Any] = {}
 
 
 class WorkspaceError(RuntimeError):
-    """The workspace setting is unusable, or a file a task needs is not in it."""
+    """A file a task needs is not in the workspace."""
 
 
 def workspace_url() -> str | None:
-    """`PETAL_WORKSPACE_URL` without trailing slashes; None when unset or empty."""
-    value = os.environ.get(WORKSPACE_URL_ENV, "").strip()
-    if not value:
-        return None
-    if len(value) > _MAX_URL_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in value):
-        raise WorkspaceError(f"{WORKSPACE_URL_ENV} must be one URL without spaces or controls")
-    scheme, sep, rest = value.partition("://")
-    if not sep or not scheme.isascii() or not scheme.isalnum() or not rest.strip("/"):
-        raise WorkspaceError(
-            f"{WORKSPACE_URL_ENV}={config.shown(value)} is not a URL such as s3://bucket/petal/"
-        )
-    if ".." in rest.split("/"):
-        raise WorkspaceError(f"{WORKSPACE_URL_ENV} must not contain '..'")
-    return value.rstrip("/")
+    """`PETAL_WORKSPACE_URL` (checked by the settings module); None when unset."""
+    return config.get("PETAL_WORKSPACE_URL")
 
 
 def set_filesystem(protocol: str, fs: Any) -> None:

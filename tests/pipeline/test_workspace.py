@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from petal_labeller.config import SettingError
 from petal_labeller.pipeline.workspace import WorkspaceError, workspace_for, workspace_url
 from petal_labeller.store.connection import connect
 from tests.fixtures.airflow import BUCKET
@@ -69,13 +70,26 @@ def test_without_a_url_the_local_folder_is_the_workspace(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "value",
     ["bucket/petal", "s3://", "s3:///", "s3://bucket/../etc", "s3://a b/", "s3://b/\nx",
-     "ünï://bucket/", "s3://" + "b" * 2000],
+     "ünï://bucket/", "s3://" + "b" * 2000, "http://bucket/", "file://relative/x", "file:///",
+     "s3://Bucket_Upper/", "s3://bucket/x?y=1", "gs://bucket/"],
 )  # fmt: skip
 def test_an_unusable_workspace_url_is_refused_before_anything_is_written(value, monkeypatch):
     monkeypatch.setenv("PETAL_WORKSPACE_URL", value)
-    with pytest.raises(WorkspaceError, match="PETAL_WORKSPACE_URL") as caught:
+    with pytest.raises(SettingError, match="PETAL_WORKSPACE_URL") as caught:
         workspace_url()
     assert len(str(caught.value)) < 300, "a long value is not echoed whole"
+    with pytest.raises(SettingError, match="PETAL_WORKSPACE_URL"):
+        workspace_for("dag/run")  # every path that would use it
+
+
+def test_a_workspace_url_is_an_s3_bucket_prefix_or_an_absolute_folder(monkeypatch):
+    for value, read in [
+        ("s3://my-petal-bucket/petal/workspace/", "s3://my-petal-bucket/petal/workspace"),
+        ("s3://my-petal-bucket", "s3://my-petal-bucket"),
+        ("file:///mnt/petal/", "file:///mnt/petal"),
+    ]:
+        monkeypatch.setenv("PETAL_WORKSPACE_URL", value)
+        assert workspace_url() == read
 
 
 @pytest.mark.slow
