@@ -13,6 +13,7 @@ from datetime import datetime
 import click
 
 from petal_labeller.cli import EXIT_REJECTED, CommandError, database_url
+from petal_labeller.cli.model import BatchSize
 from petal_labeller.cli.papers import IsoDateTime
 from petal_labeller.pipeline.stage import MAX_PAPERS
 
@@ -23,7 +24,7 @@ from petal_labeller.pipeline.stage import MAX_PAPERS
 @click.option("--model", "model_version", help="Model version (default: the production model).")
 @click.option("--max-papers", type=click.IntRange(1, MAX_PAPERS), help="Label at most this many.")
 @click.option("--dry-run", is_flag=True, help="Label and check, but write nothing.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--batch-size", default=32, show_default=True, type=BatchSize())
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_context
 def label(

@@ -260,3 +260,6 @@ def test_max_papers_beyond_the_bound_is_refused_everywhere(tmp_path):
     assert check_max_papers(MAX_PAPERS) == MAX_PAPERS and check_max_papers(None) is None
     result = CliRunner().invoke(main, ["label", "--max-papers", str(10**30)])
     assert result.exit_code == 2 and "--max-papers" in result.output
+    for size in ("-1", "١٢", "1025"):  # item 15's rule for petal label too
+        result = CliRunner().invoke(main, ["label", "--batch-size", size])
+        assert result.exit_code == 2 and "--batch-size" in result.output
