@@ -28,7 +28,7 @@ from typing import Any
 TRAINING_MODULE = "petal_labeller.sagemaker.train"
 
 #: SageMaker's fixed root; SAGEMAKER_BASE_DIR moves it (the toolkits' own name for it).
-DEFAULT_BASE_DIR = Path("/opt/ml")
+DEFAULT_BASE_DIR = Path("/opt/ml")  # config.SETTINGS["SAGEMAKER_BASE_DIR"]'s default
 
 #: SageMaker truncates the failure reason it shows; keep the tail, where the error is.
 FAILURE_MESSAGE_LIMIT = 1024
@@ -46,8 +46,9 @@ class OptMl:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OptMl:
-        environ = os.environ if environ is None else environ
-        return cls(Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR))
+        from petal_labeller import config  # the one settings table
+
+        return cls(config.get("SAGEMAKER_BASE_DIR", environ))
 
     @property
     def model_dir(self) -> Path:
