@@ -245,3 +245,30 @@ def test_a_run_whose_upload_failed_cleans_up_without_aws_and_alerts_once(
     assert query(labelling_database, "SELECT status FROM labelling_runs") == [("failed",)]
     subject, body = _alert(smtp_server)
     assert "sagemaker.upload_input" in subject and "InternalError" in body
+
+
+def test_an_s3_workspace_that_throttles_and_fails_once_is_retried_and_labels_once(
+    airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, monkeypatch
+):
+    """Issue 25: the object-storage workspace (PETAL_WORKSPACE_URL) under the same faults:
+    its client retries (the connection's `retries`), nothing half-written is read, and
+    the labels are written once."""
+    monkeypatch.setenv("PETAL_WORKSPACE_URL", f"s3://{BUCKET}/workspace/")
+    runs = f"/{BUCKET}/workspace/runs/"
+    proxy.rules = [
+        Rule(_first(f"s3:PUT {runs}"), "SlowDown", times=2),  # staging the papers
+        Rule(lambda op: op.startswith(f"s3:GET {runs}") and "predictions" in op, "InternalError"),
+    ]
+
+    run = load_dag("petal_label_papers").test(logical_date=RUN_DATE, run_conf=SAGEMAKER)
+
+    assert run.state == "success", _states(run)
+    injected = [call.operation for call in proxy.injected()]
+    assert len(injected) == 3, injected
+    assert query(labelling_database, "SELECT status, papers_labelled FROM labelling_runs") == [
+        ("success", 11)
+    ]
+    assert query(labelling_database, "SELECT count(*) FROM paper_labelling") == [(11,)]
+    listed = _client("s3", moto_sagemaker).list_objects_v2(Bucket=BUCKET, Prefix="workspace/runs/")
+    assert listed.get("KeyCount", 0) == 0
+    _no_resources_left(moto_sagemaker)
