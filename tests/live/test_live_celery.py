@@ -142,9 +142,14 @@ def _label(live: Airflow, version: str, hour: int) -> dict:
 
 
 def _labels(live: Airflow, version: str) -> list[tuple]:
+    """The labels `version` gives its papers: its own rows, or another version's it kept
+    because they were unchanged (issue 26 item 3: the second of two versions of one
+    artefact writes no label row)."""
     return live.query(
-        "SELECT paper_id, label_id, round(score::numeric, 6) FROM paper_labels "
-        "WHERE model_version = %s ORDER BY paper_id, label_id",
+        "SELECT l.paper_id, pl.label_id, round(pl.score::numeric, 6) FROM paper_labelling l "
+        "JOIN paper_labels pl ON pl.paper_id = l.paper_id AND pl.origin = 'model' "
+        " AND pl.model_version = coalesce(l.labels_version, l.model_version) "
+        "WHERE l.model_version = %s ORDER BY l.paper_id, pl.label_id",
         (version,),
     )
 
