@@ -103,14 +103,13 @@ def promotion_history(conn: psycopg2.extensions.connection) -> dict[str, dict[st
             (RELABEL_DAG + "/",),
         )
         rows = cur.fetchall()
+    fields = ("decision", "decided_by", "comment", "decided_at", "comparison")
     return {
-        version: {
-            "decision": decision,
-            "decided_by": decided_by,
-            "comment": comment,
-            "decided_at": decided_at,
-            "comparison": comparison,
-            "relabel": {"runs": runs, "papers": papers, "changed": changed} if runs else None,
+        row[0]: {
+            **dict(zip(fields, row[1:6], strict=True)),
+            "relabel": dict(zip(("runs", "papers", "changed"), row[6:], strict=True))
+            if row[6]
+            else None,
         }
-        for version, decision, decided_by, comment, decided_at, comparison, runs, papers, changed in rows
+        for row in rows
     }
