@@ -184,17 +184,3 @@ def run_experiment(
     plots = _plots(out, taxonomy, ours, base, trained.history)
     write_report(out, title, rows, {"folds": details, "config": config.to_dict()}, plots, notes)
     return {"rows": rows, "folds": details}
-
-
-def split_files(
-    papers_path: str | Path, out_dir: str | Path, fold: int = 0, seed: int = CV_SEED
-) -> tuple[Path, Path]:
-    """Write the fixed split's train.jsonl / test.jsonl (raw lines, untouched)."""
-    lines = [line for line in Path(papers_path).read_bytes().splitlines() if line.strip()]
-    train_rows, test_rows = kfold_indices(len(lines), CV_FOLDS, seed)[fold]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = out / "train.jsonl", out / "test.jsonl"
-    for path, rows in zip(paths, (train_rows, test_rows), strict=True):
-        path.write_bytes(b"".join(lines[i] + b"\n" for i in rows))
-    return paths

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,6 @@ class PredictSummary:
     @property
     def failed(self) -> int:
         return len(self.errors)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "failed": self.failed}
 
 
 def _chunks(path: Path, size: int):

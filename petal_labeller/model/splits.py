@@ -30,8 +30,3 @@ def kfold_indices(
         raise ValueError(f"k must be between 2 and the number of papers ({n}), not {k}")
     splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.arange(n))]
-
-
-def fixed_split(n: int, seed: int = CV_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test): fold 0 of the shared 5-fold split."""
-    return kfold_indices(n, CV_FOLDS, seed)[0]
