@@ -186,11 +186,16 @@ def fetch_artefact(uri: str) -> Path:
 
     from petal_labeller.runtime.errors import ArtefactError
 
-    fs = _filesystem(uri)
     try:
+        fs = _filesystem(uri)
         info = fs.info(uri)
     except FileNotFoundError:
         raise ArtefactError(f"model artefact {config.shown(uri)} does not exist") from None
+    except Exception as exc:  # no credentials, no access, no such bucket: named, not a trace
+        raise ArtefactError(
+            f"model artefact {config.shown(uri)} is not on this machine and cannot be "
+            f"fetched: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     size = int(info.get("size") or 0)
     limit = config.get("PETAL_ARTEFACT_MAX_MB") * config.MIB
     if size > limit:
