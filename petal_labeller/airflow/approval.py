@@ -193,9 +193,7 @@ def waiting_subject(version: str) -> str:
     return f"[PeTaL] decision waiting: promote model {version} to production?"
 
 
-def waiting_body(
-    version: str, production: str | None, reason: str, link: str, hours: float
-) -> str:
+def waiting_body(version: str, production: str | None, reason: str, link: str, hours: float) -> str:
     """The e-mail's HTML: what is asked, why the gate asked, where to answer, the deadline."""
     e = html.escape
     return (

@@ -92,9 +92,7 @@ def test_the_required_actions_link_keeps_the_base_path_and_quotes_the_run():
     )
 
 
-def test_a_waiting_decision_is_one_email_to_petal_alert_to_with_the_link(
-    smtp_server, monkeypatch
-):
+def test_a_waiting_decision_is_one_email_to_petal_alert_to_with_the_link(smtp_server, monkeypatch):
     import email
 
     from petal_labeller.airflow.approval import DecisionWaiting
