@@ -60,9 +60,31 @@ def _await_input(live: Airflow, run_id: str, timeout: float = 600) -> dict:
 
 
 def _answer(live: Airflow, run_id: str, option: str, comment: str) -> dict:
+    """Answer the approve task's request as a person would: a moment after it appears.
+
+    Airflow 3.3 can lose an answer that lands within about a second of the request (seen
+    here: the task resumed while its first process was still ending, was killed, and its
+    retry asked again, unanswered). A person cannot answer that fast; a script can. So
+    the answer comes after a pause, and a fresh unanswered request is answered again.
+    """
     path = f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+    answer = {"chosen_options": [option], "params_input": {"comment": comment}}
+    time.sleep(3)
     detail = live.ok("GET", path)
-    live.ok("PATCH", path, json={"chosen_options": [option], "params_input": {"comment": comment}})
+    for _ in range(3):
+        live.ok("PATCH", path, json=answer)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            state = live.task_instances(TRAIN, run_id)["approve"]["state"]
+            if state in ("success", "failed", "skipped"):
+                return detail
+            if state == "awaiting_input" and not live.ok("GET", path)["response_received"]:
+                break  # asked again: answer again
+            live.check_alive()
+            time.sleep(2)
+        else:
+            return detail
+        time.sleep(3)
     return detail
 
 
