@@ -52,8 +52,11 @@ _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no"
 def _kind(field_: dataclasses.Field) -> type | None:
     """The knob's type from its default: bool, int, float or str (None: not checked)."""
     default = field_.default
-    if default is dataclasses.MISSING and field_.default_factory is not dataclasses.MISSING:
-        default = field_.default_factory()
+    if default is dataclasses.MISSING:
+        # A factory's value is not built here: base_model's imports the local extra,
+        # which a scheduler with only [airflow] (parsing the training DAG) lacks.
+        named = {"bool": bool, "int": int, "float": float, "str": str}
+        return named.get(field_.type if isinstance(field_.type, str) else field_.type.__name__)
     for kind in (bool, int, float, str):
         if isinstance(default, kind):
             return kind
