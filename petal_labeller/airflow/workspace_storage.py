@@ -3,7 +3,7 @@
 `PETAL_WORKSPACE_URL=s3://...` is read by the library (`pipeline.workspace`), which
 takes a URL and a filesystem but knows no Airflow. Here, at the start of every task
 that touches a run's files, the `aws_default` connection becomes that filesystem,
-through `ObjectStoragePath` (the Amazon provider's s3fs factory: the connection's
+through the Amazon provider's s3fs factory (the one `ObjectStoragePath` uses: the connection's
 keys, role, region and endpoint), so the workers need no AWS settings of their own.
 """
 
@@ -22,7 +22,10 @@ def use_workspace_storage() -> str | None:
         return None
     protocol = url.split("://", 1)[0]
     if protocol in _S3:
-        from airflow.sdk import ObjectStoragePath
+        # The provider's s3fs factory, the one ObjectStoragePath uses, called afresh:
+        # ObjectStoragePath keeps one filesystem per connection id for the process, so a
+        # long-lived worker would never see an edited connection (nor tests a new one).
+        from airflow.providers.amazon.aws.fs.s3 import get_fs
 
-        set_filesystem(protocol, ObjectStoragePath(url, conn_id=AWS_CONN_ID).fs)
+        set_filesystem(protocol, get_fs(AWS_CONN_ID))
     return url

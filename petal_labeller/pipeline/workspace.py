@@ -47,7 +47,9 @@ def _filesystem(url: str) -> Any:
         return _filesystems[protocol]
     import fsspec
 
-    return fsspec.filesystem(protocol)
+    # Afresh: fsspec's instance cache would keep the credentials and endpoint of the
+    # first call for the process's lifetime.
+    return fsspec.filesystem(protocol, skip_instance_cache=True)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,9 @@ def test_model_created_by_a_failed_try_is_deleted_too(
 def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
     airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
 ):
+    # The worker-side wait's own timeout (max_ingestion_time); a deferred wait times out
+    # in the triggerer instead.
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_DEFERRABLE", "false")
     _jobs_never_finish("transform", moto_sagemaker, proxy, monkeypatch)
     dag = load_dag("petal_label_papers")
     dag.get_task("sagemaker.transform").max_ingestion_time = 3
@@ -201,6 +204,9 @@ def test_transform_that_never_finishes_times_out_cleans_up_and_alerts(
 def test_training_job_that_never_finishes_is_stopped_and_alerts(
     airflow_db, curated_database, petal_home, moto_sagemaker, proxy, smtp_server, monkeypatch
 ):
+    # The worker-side wait's own timeout (max_ingestion_time); a deferred wait times out
+    # in the triggerer instead.
+    monkeypatch.setenv("AIRFLOW_VAR_PETAL_SAGEMAKER_DEFERRABLE", "false")
     _jobs_never_finish("training", moto_sagemaker, proxy, monkeypatch)
     dag = load_dag("petal_train_model")
     dag.get_task("sagemaker.train").max_ingestion_time = 3
