@@ -41,6 +41,12 @@ def set_filesystem(protocol: str, fs: Any) -> None:
     _filesystems[protocol] = fs
 
 
+def forget_filesystems() -> None:
+    """Drop what `set_filesystem` registered (a process that ran Airflow tasks and now
+    acts as the CLI: its store access is the AWS SDK's own again)."""
+    _filesystems.clear()
+
+
 def _filesystem(url: str) -> Any:
     protocol = url.split("://", 1)[0]
     if protocol in _filesystems:

@@ -100,7 +100,11 @@ def test_a_model_registered_into_an_s3_workspace_labels_on_a_worker_that_never_s
     from click.testing import CliRunner
 
     from petal_labeller.cli import main
+    from petal_labeller.pipeline.workspace import forget_filesystems
 
+    # This test process may have run Airflow tasks (dag.test) that registered their
+    # connection's filesystem for another moto server; a `petal` process never has.
+    forget_filesystems()
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_sagemaker.endpoint_url)
     monkeypatch.setenv("PETAL_WORKSPACE_URL", f"s3://{BUCKET}/workspace/")
     petal = ["--database-url", labelling_database]
