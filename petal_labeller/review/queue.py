@@ -117,6 +117,12 @@ def needs_review(
     """For the PeTaL page: counts, and the `top` papers the queue would list first."""
     counts = reviews.review_counts(conn, model_version)
     chosen = most_uncertain(conn, taxonomy, model_version, top) if model_version else []
+    return review_summary(counts, chosen, taxonomy)
+
+
+def review_summary(counts: Any, chosen: list[tuple], taxonomy: Taxonomy) -> dict[str, Any]:
+    """The page's "Needs review" block from review counts and (uncertainty, candidate)
+    pairs, each paper's labels by name as the queue lists them (best first, ties by id)."""
     return {
         "waiting": counts.waiting,
         "reviewed": counts.reviewed,

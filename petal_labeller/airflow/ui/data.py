@@ -195,7 +195,7 @@ def _needs_review(conn: Any, version: str | None, labelled: int) -> dict[str, An
     """The review queue's counts and head, each one bounded query: the head comes from
     the uncertainty stored on each mark, by index, not from ranking every waiting paper.
     Empty before `petal taxonomy load`, so the page still opens on a new store."""
-    from petal_labeller.review.queue import doi_url
+    from petal_labeller.review.queue import review_summary
     from petal_labeller.store.uncertain import most_uncertain_head, review_counts
     from petal_labeller.taxonomy import TaxonomyError
 
@@ -205,23 +205,4 @@ def _needs_review(conn: Any, version: str | None, labelled: int) -> dict[str, An
         return {"waiting": 0, "reviewed": 0, "papers": []}
     counts = review_counts(conn, version, labelled)
     head = most_uncertain_head(conn, version, NEEDS_REVIEW) if version else []
-    return {
-        "waiting": counts.waiting,
-        "reviewed": counts.reviewed,
-        "papers": [
-            {
-                "paper_id": c.paper_id,
-                "title": c.title,
-                "doi_url": doi_url(c.doi),
-                "uncertainty": u,
-                "labels": _label_names(c.scores, taxonomy),
-            }
-            for u, c in head
-        ],
-    }
-
-
-def _label_names(scores: dict[str, float], taxonomy: Any) -> str:
-    """The model's labels by name, best first (ties by id), as the review queue lists them."""
-    known = sorted((label for label in scores if label in taxonomy), key=lambda i: (-scores[i], i))
-    return ", ".join(taxonomy[label].name for label in known)
+    return review_summary(counts, head, taxonomy)
