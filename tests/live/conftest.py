@@ -158,6 +158,23 @@ class Airflow:
             self.check_alive()
             time.sleep(2)
 
+    def wait_until_idle(self, dag_id: str, timeout: float = 600) -> None:
+        """Wait until no run of `dag_id` is queued or running.
+
+        The labelling DAG runs one run at a time (max_active_runs 1): a test that times
+        what its own run does waits for the runs ahead of it (unpausing catches up the
+        schedule's days; an earlier test's backfill may still be going) first.
+        """
+        deadline = time.monotonic() + timeout
+        while busy := [r for r in self.runs(dag_id) if r["state"] in ("queued", "running")]:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{dag_id}: runs still active after {timeout} s: "
+                    + json.dumps([(r["dag_run_id"], r["state"]) for r in busy])
+                )
+            self.check_alive()
+            time.sleep(2)
+
     def settings(self) -> dict[str, dict[str, Any]]:
         """Every Variable and Connection, as the REST API lists them."""
         variables = self.ok("GET", "/api/v2/variables?limit=1000")["variables"]

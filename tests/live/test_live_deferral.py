@@ -23,14 +23,7 @@ from tests.live.test_live_views import labelled as labelled
 
 # `labelled` above is a fixture (a production model in the live store), imported so
 # pytest finds it here.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skip(
-        reason="known defect (stop 23): the sagemaker run's transform never starts within "
-        "240 s in the live tier (state stays None); deferral itself is covered by the "
-        "dag.test() moto tests (the triggerer's aiobotocore client polls the job)"
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 LABEL = "petal_label_papers"
 TRANSFORM = "sagemaker.transform"
@@ -80,6 +73,32 @@ def _state_of(live: Airflow, run_id: str, task_id: str) -> str | None:
     return live.task_instances(LABEL, run_id).get(task_id, {}).get("state")
 
 
+def _trigger_when_idle(live: Airflow, day: datetime) -> str:
+    """A sagemaker run of `day`, started when no other labelling run is ahead of it.
+
+    The DAG runs one run at a time: unpausing it catches up the schedule's days, and an
+    earlier test's runs may still be going; a run queued behind them is not what the
+    transform's deadline below measures.
+    """
+    live.set_paused(LABEL, False)
+    live.wait_until_idle(LABEL)
+    run = live.ok("POST", f"/api/v2/dags/{LABEL}/dagRuns", json={
+        "logical_date": day.isoformat(), "conf": {"backend": "sagemaker"},
+    })  # fmt: skip
+    return run["dag_run_id"]
+
+
+def _wait_deferred(live: Airflow, run_id: str, timeout: float = 240) -> None:
+    """Until the transform task is `deferred`; fails on any end state, naming every task's."""
+    deadline = time.monotonic() + timeout
+    while (state := _state_of(live, run_id, TRANSFORM)) != "deferred":
+        states = {t: ti["state"] for t, ti in live.task_instances(LABEL, run_id).items()}
+        assert state not in ("success", "failed", "upstream_failed"), states
+        assert time.monotonic() < deadline, (states, live.runs(LABEL))
+        live.check_alive()
+        time.sleep(1)
+
+
 def test_a_transform_waits_deferred_then_the_run_labels_and_leaves_nothing_in_aws(
     on_moto: Airflow, moto_sagemaker, tmp_path
 ):
@@ -88,21 +107,18 @@ def test_a_transform_waits_deferred_then_the_run_labels_and_leaves_nothing_in_aw
     day = DAY
     papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=960, count=3)
     live.petal("papers", "import", str(papers), "--ingested-at", f"{day:%Y-%m-%d}T06:00:00Z")
-    live.set_paused(LABEL, False)
-    run = live.ok("POST", f"/api/v2/dags/{LABEL}/dagRuns", json={
-        "logical_date": day.isoformat(), "conf": {"backend": "sagemaker"},
-    })  # fmt: skip
-    run_id = run["dag_run_id"]
-
-    seen: list[str | None] = []
-    deadline = datetime.now(UTC) + timedelta(seconds=240)
-    while (state := _state_of(live, run_id, TRANSFORM)) != "deferred":
-        seen.append(state)
-        assert state not in ("success", "failed", "upstream_failed"), seen
-        assert datetime.now(UTC) < deadline, seen
-        live.check_alive()
-        time.sleep(1)
-    # Deferred: no worker process holds the task while SageMaker works.
+    run_id = _trigger_when_idle(live, day)
+    _wait_deferred(live, run_id)
+    # Deferred: no worker slot is held while SageMaker works. Airflow's own accounting
+    # says so: the default pool counts the task as deferred, not running (its
+    # include_deferred is off), so a second DAG's task could take that slot meanwhile.
+    running = live.ok("GET", "/api/v2/dags/~/dagRuns/~/taskInstances", params={
+        "state": "running", "pool": "default_pool",
+    })["task_instances"]  # fmt: skip
+    pool = live.ok("GET", "/api/v2/pools/default_pool")
+    assert pool["deferred_slots"] >= 1, pool
+    assert pool["running_slots"] == len(running), (pool, running)
+    assert TRANSFORM not in {ti["task_id"] for ti in running if ti["dag_run_id"] == run_id}
     [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run_id, timeout=300)
     tis = live.task_instances(LABEL, run_id)
     assert done["state"] == "success", {t: ti["state"] for t, ti in tis.items()}
@@ -134,15 +150,8 @@ def test_a_run_marked_failed_while_its_transform_is_deferred_stops_the_job_and_d
     papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=970, count=2)
     day = DAY + timedelta(days=1)
     live.petal("papers", "import", str(papers), "--ingested-at", f"{day:%Y-%m-%d}T06:00:00Z")
-    run = live.ok("POST", f"/api/v2/dags/{LABEL}/dagRuns", json={
-        "logical_date": day.isoformat(), "conf": {"backend": "sagemaker"},
-    })  # fmt: skip
-    run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 240
-    while _state_of(live, run_id, TRANSFORM) != "deferred":
-        assert time.monotonic() < deadline
-        live.check_alive()
-        time.sleep(1)
+    run_id = _trigger_when_idle(live, day)
+    _wait_deferred(live, run_id)
 
     live.ok("PATCH", f"/api/v2/dags/{LABEL}/dagRuns/{run_id}", json={"state": "failed"})
 
