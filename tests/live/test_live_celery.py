@@ -7,7 +7,9 @@ worker has its own working directory, AIRFLOW_HOME (task logs), HOME, TMPDIR and
 PETAL_HOME: no disk is shared, as on MWAA. The run's files go through the object-storage
 workspace (PETAL_WORKSPACE_URL, an s3:// prefix on a moto server reached through the
 workers' `aws_default` connection). The same window is labelled with the same artefact
-under two version names, once per executor, and the label rows compared.
+under three version names, once on the LocalExecutor and twice on the Celery workers
+(the local backend, then the sagemaker one on moto's transform fake), and the label rows
+compared.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from petal_labeller.config import SHARED_DATA_DIR
@@ -124,17 +127,17 @@ def celery(airflow_services: Airflow, moto_sagemaker) -> Iterator[Airflow]:
 
 
 def _versions(live: Airflow, artefact: str) -> None:
-    for version in ("v-local-exec", "v-celery-exec"):
+    for version in ("v-local-exec", "v-celery-exec", "v-celery-sagemaker"):
         live.petal("model", "register", artefact, "--version", version)
 
 
-def _label(live: Airflow, version: str, hour: int) -> dict:
+def _label(live: Airflow, version: str, hour: int, backend: str = "local") -> dict:
     """A manual run (REST API) labelling DAY with model `version`; waits until it ends."""
     run = live.ok(
         "POST",
         f"/api/v2/dags/{LABEL}/dagRuns",
         json={"logical_date": f"{DAY}T{hour:02d}:00:00+00:00",
-              "conf": {"model_version": version, "backend": "local"}},
+              "conf": {"model_version": version, "backend": backend}},
     )  # fmt: skip
     [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run["dag_run_id"], 400)
     assert done["state"] == "success", live.task_instances(LABEL, run["dag_run_id"])
@@ -174,7 +177,7 @@ def store_with_day(airflow_services: Airflow, tmp_path: Path, request) -> Airflo
     return live
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_celery_workers_share_a_run_and_label_as_the_local_executor_does(store_with_day, request):
     live = store_with_day
     _label(live, "v-local-exec", hour=0)  # the session's LocalExecutor scheduler
@@ -196,6 +199,58 @@ def test_celery_workers_share_a_run_and_label_as_the_local_executor_does(store_w
         ("v-celery-exec", "success", PAPERS, PAPERS),
         ("v-local-exec", "success", PAPERS, PAPERS),
     ]
+    _assert_workspace_left_clean(live, request)
+
+    # The same window on the sagemaker backend, still on the two workers: the papers and
+    # the output go through the S3 workspace and the transform's prefix on the moto server
+    # (copied inside S3), never a shared disk; the transform fake runs the same handlers
+    # on the same artefact. The workers poll the job: this scenario starts no triggerer.
+    request.getfixturevalue("sagemaker_variables")
+    run = _label(live, "v-celery-sagemaker", hour=12, backend="sagemaker")
+    tis = live.task_instances(LABEL, run["dag_run_id"])
+    ran = {ti["task_id"]: ti["hostname"] for ti in tis.values() if ti["state"] == "success"}
+    assert {"stage", "sagemaker.transform", "write_labels", "cleanup"} <= set(ran), tis
+    assert tis["infer_local"]["state"] == "skipped"
+    assert set(ran.values()) <= set(WORKERS), ran
+    assert _labels(live, "v-celery-sagemaker") == local
+    assert live.query(
+        "SELECT status, papers_selected, papers_labelled FROM labelling_runs "
+        "WHERE airflow_run_id = %s",
+        (run["dag_run_id"],),
+    ) == [("success", PAPERS, PAPERS)]
+    moto = request.getfixturevalue("moto_sagemaker")
+    assert len(moto.jobs) == 1 and moto.pollers
+    assert not any("aiobotocore" in agent for agent in moto.pollers), "polled on the workers"
+    sagemaker = boto3.client(
+        "sagemaker", endpoint_url=moto.endpoint_url, region_name=AWS_REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    assert sagemaker.list_models()["Models"] == []
+    staged = moto.s3().list_objects_v2(Bucket=BUCKET, Prefix="petal/runs/")
+    assert staged.get("KeyCount", 0) == 0, staged.get("Contents")
+    _assert_workspace_left_clean(live, request)
+
+
+@pytest.fixture
+def sagemaker_variables(airflow_services: Airflow) -> Iterator[None]:
+    """The sagemaker backend's Variables for the moto account, worker-side polling; put
+    back afterwards."""
+    live = airflow_services
+    before = live.settings()
+    for key, value in {
+        "petal_s3_bucket": BUCKET,
+        "petal_sagemaker_image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/petal:1",
+        "petal_sagemaker_role": "arn:aws:iam::123456789012:role/petal-sagemaker",
+        "petal_sagemaker_deferrable": "false",
+    }.items():
+        live.ok("POST", "/api/v2/variables", json={"key": key, "value": value})
+    try:
+        yield
+    finally:
+        live.restore_settings(before)
+
+
+def _assert_workspace_left_clean(live: Airflow, request) -> None:
     # Each worker's files went through the store and left no copy on either worker;
     # the cleanup removed the run's prefix.
     for name in WORKERS:
