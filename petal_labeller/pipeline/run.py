@@ -181,16 +181,16 @@ def infer_run(staged: StagedRun, batch_size: int = 32, model: Any = None) -> Pat
     from petal_labeller.pipeline.infer import infer_local
 
     workspace = staged.workspace
-    output = infer_local(
-        staged.artefact_uri,
-        workspace.fetch(workspace.input_path),
-        workspace.output_path,
-        batch_size=batch_size,
-        total=staged.count,
-        model=model,
-    )
-    workspace.publish(output)
-    workspace.drop_local()
+    with workspace.local_copies():
+        output = infer_local(
+            staged.artefact_uri,
+            workspace.fetch(workspace.input_path),
+            workspace.output_path,
+            batch_size=batch_size,
+            total=staged.count,
+            model=model,
+        )
+        workspace.publish(output)
     return output
 
 
@@ -204,6 +204,13 @@ def finish_run(
     are written; its row says failed). A dry run checks everything and writes no
     label: its row, marked dry run, says what it would have written.
     """
+    with staged.workspace.local_copies():  # the checked rows are spooled there until written
+        return _finish_run(staged, database_url, partial_by_request)
+
+
+def _finish_run(
+    staged: StagedRun, database_url: str | None, partial_by_request: bool
+) -> RunSummary:
     from petal_labeller.pipeline.validate import check_output, write_quarantine
     from petal_labeller.store.connection import connect
     from petal_labeller.store.taxonomy import read_taxonomy
@@ -245,7 +252,6 @@ def finish_run(
         rejected = [i["paper_id"] for i in checked.rejected if isinstance(i.get("paper_id"), int)]
         left = _check_coverage(staged, rejected, partial_by_request, database_url)
         summary = RunSummary(**{**asdict(summary), "papers_left": left})
-    workspace.drop_local()  # the checked rows were spooled there until written
     return summary
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,15 @@ class Workspace:
         finally:
             partial.unlink(missing_ok=True)
         return path
+
+    @contextmanager
+    def local_copies(self) -> Iterator[Workspace]:
+        """A task's use of the run's files: its local copies go when it ends, failed too
+        (a retry or the next task fetches afresh, maybe on another worker)."""
+        try:
+            yield self
+        finally:
+            self.drop_local()
 
     def drop_local(self) -> None:
         """With an object store, this worker's copies go when its task is done: the

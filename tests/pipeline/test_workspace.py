@@ -67,6 +67,30 @@ def test_without_a_url_the_local_folder_is_the_workspace(tmp_path, monkeypatch):
     assert workspace.remote is None and workspace.fetch(workspace.input_path).read_text() == "x\n"
 
 
+def test_a_task_that_fails_leaves_no_local_copy_and_its_retry_fetches_afresh(
+    store, tmp_path, monkeypatch
+):
+    """A failed task's copies go too: the retry (maybe elsewhere) reads the store's file."""
+    from petal_labeller.pipeline.run import StagedRun, infer_run
+    from petal_labeller.runtime.errors import ArtefactError
+
+    _on_worker(monkeypatch, tmp_path / "worker")
+    broken = tmp_path / "broken-model.tar.gz"
+    broken.write_bytes(b"not a model artefact")
+    staged = StagedRun(
+        run_id="r1", run_key="dag/run4", model_version="v1", artefact_uri=str(broken), count=1
+    )
+    workspace = staged.workspace.create()
+    workspace.input_path.write_text('{"paper_id": 1, "title": "t"}\n', encoding="utf-8")
+    workspace.publish(workspace.input_path)
+    workspace.drop_local()
+
+    with pytest.raises(ArtefactError):
+        infer_run(staged)
+    assert not workspace.root.exists(), "the failed task's fetched copy is gone"
+    assert (store / "petal/runs/dag/run4/papers.jsonl").is_file(), "the store keeps the input"
+
+
 @pytest.mark.parametrize(
     "value",
     ["bucket/petal", "s3://", "s3:///", "s3://bucket/../etc", "s3://a b/", "s3://b/\nx",
