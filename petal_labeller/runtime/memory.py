@@ -1,7 +1,7 @@
 """Give freed heap memory back to the operating system after each inference batch
 (`handlers.predict_fn`, which `predict_file` and the serve container call a chunk at a time).
 
-Measured (docs/benchmarks.md, issue 15 item 4): labelling 5,120 papers with the
+Measured with the backlog benchmark (2026-11-27): labelling 5,120 papers with the
 production model in 256-line chunks, the process's RSS after each chunk crept
 from 729 MB to 1,004 MB (peak 1,256 -> 1,505 MB from 1,000 to 10,000 papers in
 the DAG), with no object kept: glibc's malloc keeps the freed activations of
