@@ -239,7 +239,7 @@ def label_backlog_dag(url: str, work: Path) -> dict:
     """Label every pending paper with one `petal_label_papers` run (dag.test(), local backend)."""
     os.environ["PETAL_HOME"] = str(work / f"petal-home-{uuid.uuid4().hex[:8]}")
     os.environ["PETAL_DATABASE_URL"] = url
-    from petal_labeller.airflow import local_run
+    from petal_labeller.airflow.laptop import local_run
 
     local_run.configure(work / "airflow")  # before anything imports airflow
     local_run._migrate(Path(os.environ["AIRFLOW_HOME"]))  # not timed: once per Airflow home

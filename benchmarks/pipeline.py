@@ -94,7 +94,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="petal-bench-pipeline-"))
     os.environ["PETAL_HOME"] = str(work / "petal-home")
-    from petal_labeller.airflow import local_run
+    from petal_labeller.airflow.laptop import local_run
 
     local_run.configure(work / "airflow")  # before anything imports airflow
     from petal_labeller.store.connection import resolve_url

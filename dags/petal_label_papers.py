@@ -28,9 +28,9 @@ from __future__ import annotations
 from airflow.sdk import DAG
 
 from petal_labeller.airflow.defaults import dag_kwargs, start_date
-from petal_labeller.airflow.labelling import INTERVAL, labelling_flow, record_task_failure
+from petal_labeller.airflow.labelling.flow import INTERVAL, labelling_flow, record_task_failure
+from petal_labeller.airflow.labelling.timetable import CatchupFromTimetable
 from petal_labeller.airflow.params import run_params
-from petal_labeller.airflow.timetable import CatchupFromTimetable
 
 _kwargs = dag_kwargs(__doc__, tags=["labelling"], on_failure=[record_task_failure])
 # Catch-up starts where the timetable says, not at a start_date: Airflow gives a manual

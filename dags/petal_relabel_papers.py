@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
 from petal_labeller.airflow.defaults import dag_kwargs
-from petal_labeller.airflow.labelling import EVERYTHING, labelling_flow, record_task_failure
+from petal_labeller.airflow.labelling.flow import EVERYTHING, labelling_flow, record_task_failure
 from petal_labeller.airflow.params import run_params
 
 with DAG(

@@ -36,7 +36,7 @@ from airflow.sdk import DAG
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from petal_labeller.airflow.defaults import dag_kwargs
-from petal_labeller.airflow.training import training_flow, training_params
+from petal_labeller.airflow.training.flow import training_flow, training_params
 
 _kwargs = dag_kwargs(__doc__, tags=["model"])
 # No start_date (as petal_label_papers): Airflow gives a manual run dated before a task's

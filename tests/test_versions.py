@@ -59,7 +59,7 @@ def test_the_trigger_forms_refuse_a_bad_version_before_a_run_starts():
     from airflow.sdk.exceptions import ParamValidationError
 
     from petal_labeller.airflow.params import run_params
-    from petal_labeller.airflow.training import training_params
+    from petal_labeller.airflow.training.flow import training_params
 
     for params in (run_params(), training_params()):
         assert params["model_version"].resolve("v2") == "v2"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def row_id(context: dict[str, Any]) -> str:
     """The run's `labelling_runs.run_id`; without a DagRun in the context, dag/run only."""
-    from petal_labeller.airflow.labelling import labelling_run_id, labelling_run_id_of
+    from petal_labeller.airflow.labelling.flow import labelling_run_id, labelling_run_id_of
 
     dag_run = context.get("dag_run")
     if dag_run is not None:

@@ -83,7 +83,7 @@ def check_config_task(
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
         if backend == "sagemaker":
-            from petal_labeller.airflow.config_check import sagemaker_problems
+            from petal_labeller.airflow.aws.config_check import sagemaker_problems
 
             problems = sagemaker_problems(required)
             if problems:

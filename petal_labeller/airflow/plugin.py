@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from petal_labeller.airflow.timetable import CatchupFromTimetable
+from petal_labeller.airflow.labelling.timetable import CatchupFromTimetable
 from petal_labeller.airflow.ui.app import create_app
 
 URL_PREFIX = "/petal"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from petal_labeller.airflow.laptop import DEFAULT_PORT, METADATA_DATABASE
+from petal_labeller.airflow.laptop.env import DEFAULT_PORT, METADATA_DATABASE
 
 
 @click.group()
@@ -40,7 +40,7 @@ def airflow() -> None:
 )
 def env(port: int, host: str, metadata_database: str) -> None:
     """Print `export` lines for `eval`: the API's port and URLs, metadata in PostgreSQL."""
-    from petal_labeller.airflow.laptop import laptop_env
+    from petal_labeller.airflow.laptop.env import laptop_env
     from petal_labeller.extras import require_extra
 
     require_extra("airflow", "petal airflow env")

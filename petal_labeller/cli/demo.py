@@ -150,7 +150,7 @@ def _start_airflow(demo: Demo) -> None:
     Importing Airflow configures logging and resets its loggers' handlers, so it must
     happen before a `StepConsole` listens to one of them.
     """
-    from petal_labeller.airflow import local_run
+    from petal_labeller.airflow.laptop import local_run
 
     if demo.url:
         os.environ["PETAL_DATABASE_URL"] = demo.url  # the DAG's tasks read the same store
@@ -160,7 +160,7 @@ def _start_airflow(demo: Demo) -> None:
 
 def _run_dag(demo: Demo, dag_id: str, logical_date: dt.datetime, conf: dict) -> str:
     """Run a DAG once through Airflow itself (`dag.test()`), no Airflow services needed."""
-    from petal_labeller.airflow import local_run
+    from petal_labeller.airflow.laptop import local_run
 
     _start_airflow(demo)
     result = local_run.run_dag(dag_id, logical_date, conf)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from petal_labeller.airflow.approval import APPROVE, KEEP, PROMOTE, approval_body, card_link, route
+from petal_labeller.airflow.training.approval import (
+    APPROVE,
+    KEEP,
+    PROMOTE,
+    approval_body,
+    card_link,
+    route,
+)
 from petal_labeller.model.compare import Churn, Outputs, compare
 from petal_labeller.pipeline.training import quality_gate
 
@@ -80,7 +87,7 @@ def _context() -> dict:
 
 
 def test_the_required_actions_link_keeps_the_base_path_and_quotes_the_run():
-    from petal_labeller.airflow.approval import required_actions_link
+    from petal_labeller.airflow.training.approval import required_actions_link
 
     link = required_actions_link(
         "https://airflow.example.org/team/", "petal_train_model",
@@ -95,8 +102,8 @@ def test_the_required_actions_link_keeps_the_base_path_and_quotes_the_run():
 def test_a_waiting_decision_is_one_email_to_petal_alert_to_with_the_link(smtp_server, monkeypatch):
     import email
 
-    from petal_labeller.airflow.approval import DecisionWaiting
     from petal_labeller.airflow.notifier import alert_recipients
+    from petal_labeller.airflow.training.approval import DecisionWaiting
 
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/team")
     DecisionWaiting().notify(_context())
@@ -117,13 +124,13 @@ def test_a_lost_waiting_email_is_an_error_not_a_failed_approval(monkeypatch, cap
     import json
     import logging
 
-    from petal_labeller.airflow.approval import DecisionWaiting
+    from petal_labeller.airflow.training.approval import DecisionWaiting
     from tests.fixtures.airflow import free_port, smtp_connection
 
     connection = json.loads(smtp_connection(free_port()))  # nothing listens there
     connection["password"] = "smtp-secret-123"
     monkeypatch.setenv("AIRFLOW_CONN_PETAL_SMTP", json.dumps(connection))
-    with caplog.at_level(logging.ERROR, logger="petal_labeller.airflow.approval"):
+    with caplog.at_level(logging.ERROR, logger="petal_labeller.airflow.training.approval"):
         DecisionWaiting().notify(_context())  # does not raise
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "NOT sent" in record.getMessage() and "smtp-secret-123" not in caplog.text

@@ -38,7 +38,7 @@ def test_run_summary_round_trips_and_ignores_unknown_keys():
 
 
 def test_a_run_without_logical_date_labels_everything():
-    from petal_labeller.airflow.labelling import EVERYTHING, INTERVAL, data_window
+    from petal_labeller.airflow.labelling.flow import EVERYTHING, INTERVAL, data_window
 
     day = (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
     context = {"data_interval_start": day[0], "data_interval_end": day[1]}
@@ -67,7 +67,7 @@ def test_error_text_is_bounded():
 
 def test_sagemaker_check_names_everything_missing(monkeypatch, tmp_path):
     from petal_labeller.airflow import variables
-    from petal_labeller.airflow.config_check import sagemaker_problems
+    from petal_labeller.airflow.aws.config_check import sagemaker_problems
 
     _no_aws_anywhere(monkeypatch, tmp_path)
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
@@ -124,7 +124,7 @@ def test_credentials_are_looked_for_where_the_hook_looks(
 ):
     """Keys in the connection count; a role to assume needs base credentials to assume it
     with; an unknown profile is no credentials (not a crash)."""
-    from petal_labeller.airflow.config_check import sagemaker_problems
+    from petal_labeller.airflow.aws.config_check import sagemaker_problems
 
     _no_aws_anywhere(monkeypatch, tmp_path)
     connection = {"conn_type": "aws", "extra": extra}

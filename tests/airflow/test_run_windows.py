@@ -9,13 +9,13 @@ import pendulum
 import pytest
 from airflow.sdk.api.datamodels._generated import DagRunType
 
-from petal_labeller.airflow.labelling import (
+from petal_labeller.airflow.labelling.flow import (
     INTERVAL,
     data_window,
     kept_conf_problem,
     labelling_run_id,
 )
-from petal_labeller.airflow.timetable import CatchupFromTimetable
+from petal_labeller.airflow.labelling.timetable import CatchupFromTimetable
 
 UTC = pendulum.UTC
 TIMETABLE = CatchupFromTimetable("0 0 * * *", timezone="UTC", start=pendulum.datetime(2026, 11, 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from petal_labeller.airflow import sagemaker_configs as configs
+from petal_labeller.airflow.aws import sagemaker_configs as configs
 from petal_labeller.airflow.names import run_key, sagemaker_name
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

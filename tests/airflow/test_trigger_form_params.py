@@ -13,7 +13,7 @@ from petal_labeller.airflow.params import (
     instance_type_template,
     run_params,
 )
-from petal_labeller.airflow.training import training_params
+from petal_labeller.airflow.training.flow import training_params
 
 
 def _serialised_schema(params: dict, name: str) -> dict:

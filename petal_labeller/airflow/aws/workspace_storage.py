@@ -9,7 +9,7 @@ keys, role, region and endpoint), so the workers need no AWS settings of their o
 
 from __future__ import annotations
 
-from petal_labeller.airflow.s3_staging import AWS_CONN_ID
+from petal_labeller.airflow.aws.s3_staging import AWS_CONN_ID
 from petal_labeller.pipeline.workspace import set_filesystem, workspace_url
 
 _S3 = ("s3", "s3a", "s3n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-from petal_labeller.airflow import s3_layout
+from petal_labeller.airflow.aws import s3_layout
 from petal_labeller.airflow.variables import AWS_CONN_ID
 from petal_labeller.pipeline.infer import local_path
 from petal_labeller.pipeline.workspace import Workspace, WorkspaceError

@@ -28,7 +28,8 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.sdk import TaskGroup, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import s3_layout, s3_staging, sagemaker_configs, variables
+from petal_labeller.airflow import variables
+from petal_labeller.airflow.aws import s3_layout, s3_staging, sagemaker_configs
 from petal_labeller.airflow.flow_parts import job_name, job_operator_kwargs
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,

@@ -53,8 +53,8 @@ def aws_steps(
     `bucket` and `name_prefix(kind)` are called only by the steps that need them,
     so reading the bucket Variable is itself skipped when nothing is in S3.
     """
-    from petal_labeller.airflow import s3_staging
-    from petal_labeller.airflow.sagemaker_cleanup import delete_models, stop_transform_jobs
+    from petal_labeller.airflow.aws import s3_staging
+    from petal_labeller.airflow.aws.sagemaker_cleanup import delete_models, stop_transform_jobs
 
     steps: list[tuple[str, Callable[[], Any]]] = []
     if created.s3_prefix:

@@ -25,13 +25,9 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import (
-    labelling_cleanup,
-    s3_layout,
-    s3_staging,
-    sagemaker_configs,
-    variables,
-)
+from petal_labeller.airflow import variables
+from petal_labeller.airflow.aws import s3_layout, s3_staging, sagemaker_configs
+from petal_labeller.airflow.aws.workspace_storage import use_workspace_storage
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import (
     check_config_task,
@@ -39,9 +35,9 @@ from petal_labeller.airflow.flow_parts import (
     job_operator_kwargs,
     sagemaker_group,
 )
+from petal_labeller.airflow.labelling import cleanup as labelling_cleanup
 from petal_labeller.airflow.names import run_key, sagemaker_name_prefix
 from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
-from petal_labeller.airflow.workspace_storage import use_workspace_storage
 from petal_labeller.pipeline.run import StagedRun
 
 log = logging.getLogger(__name__)

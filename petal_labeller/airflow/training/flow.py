@@ -2,7 +2,7 @@
 
 export (setup) -> choose_path -> train_local | sagemaker.{train in SageMaker, then the
 candidate and production models label the held-out papers in batch transforms
-(training_sagemaker.py)} -> evaluate (both outputs scored on the same held-out papers
+(training/sagemaker.py)} -> evaluate (both outputs scored on the same held-out papers
 by `model.scoring`) -> quality_gate (branch: a paired bootstrap of the gain and the
 label churn, `approval.route`) -> auto_promote | approve (a person, ApprovalOperator) |
 keep_production -> promote (registers the version, updates the PRODUCTION_MODEL Asset,
@@ -24,8 +24,9 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from petal_labeller.airflow import approval, s3_layout, s3_staging, training_sagemaker, variables
+from petal_labeller.airflow import variables
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
+from petal_labeller.airflow.aws import s3_layout, s3_staging
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import check_config_task
 from petal_labeller.airflow.names import run_digest, run_key, sagemaker_name_prefix
@@ -37,6 +38,8 @@ from petal_labeller.airflow.params import (
     run_params,
     version_param,
 )
+from petal_labeller.airflow.training import approval
+from petal_labeller.airflow.training import sagemaker as training_sagemaker
 from petal_labeller.model.config import PRESETS, train_options_schema
 from petal_labeller.pipeline.workspace import workspace_for
 
@@ -401,7 +404,7 @@ def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str)
     Finished training and transform jobs are records, not resources: SageMaker has no
     delete call for them and bills nothing once they stop.
     """
-    from petal_labeller.airflow.sagemaker_cleanup import delete_models, stop_jobs
+    from petal_labeller.airflow.aws.sagemaker_cleanup import delete_models, stop_jobs
 
     def prefix(kind: str) -> str:
         return sagemaker_name_prefix(kind, dag_id, run_id)

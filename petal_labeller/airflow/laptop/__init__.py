@@ -1,0 +1,1 @@
+"""Airflow on one machine: settings for `petal airflow env` and in-process `dag.test()` runs."""
