@@ -64,15 +64,31 @@ def build_queue(
     model_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """The `limit` papers to review first, most uncertain first (see the module doc)."""
-    from petal_labeller.model.neighbours import nearest, paper_text
+    model_version = model_version or production_version(conn)
+    chosen = most_uncertain(conn, taxonomy, model_version, min(limit, MAX_QUEUE))
+    return queue_records(conn, taxonomy, chosen, model_version, neighbours)
+
+
+def production_version(conn: psycopg2.extensions.connection) -> str:
+    """The production model's version; ReviewError when there is none."""
     from petal_labeller.store.models import production_model
 
-    if model_version is None:
-        production = production_model(conn)
-        if production is None:
-            raise ReviewError("no production model yet: nothing has model labels to review")
-        model_version = production.version
-    chosen = most_uncertain(conn, taxonomy, model_version, min(limit, MAX_QUEUE))
+    production = production_model(conn)
+    if production is None:
+        raise ReviewError("no production model yet: nothing has model labels to review")
+    return production.version
+
+
+def queue_records(
+    conn: psycopg2.extensions.connection,
+    taxonomy: Taxonomy,
+    chosen: list[tuple],
+    model_version: str,
+    neighbours: int = 3,
+) -> list[dict[str, Any]]:
+    """The queue's record of each (uncertainty, candidate) chosen, in that order."""
+    from petal_labeller.model.neighbours import nearest, paper_text
+
     context = reviews.curated_papers(conn, CONTEXT_PAPERS) if neighbours else []
     found = nearest(
         [paper_text(c.title, c.abstract) for _, c in chosen],

@@ -210,7 +210,8 @@ def pending_papers(
     model_version: str | None = None,
     limit: int | None = None,
 ) -> Iterator[dict]:
-    """Stream papers ingested in `[since, until)` not yet labelled by `model_version`.
+    """Stream papers ingested in `[since, until)` not yet labelled by `model_version`
+    (a paper a curator called not biomimicry relevant never is).
 
     Uses a server-side cursor, so a backlog of any size is read `BATCH_SIZE`
     rows at a time. Consume it before committing on the same connection (a
@@ -229,6 +230,7 @@ def pending_papers(
             """SELECT p.id, p.doi, p.title, p.abstract, p.venue, p.url, p.ingested_at
                FROM papers p
                WHERE p.ingested_at >= %(since)s AND p.ingested_at < %(until)s
+                 AND p.irrelevant_at IS NULL
                  AND NOT EXISTS (SELECT 1 FROM paper_labelling l
                                  WHERE l.paper_id = p.id AND l.model_version = %(version)s)
                ORDER BY p.ingested_at, p.id
@@ -263,7 +265,7 @@ def count_pending(
         cur.execute(
             """SELECT count(*) FROM papers p
                WHERE p.ingested_at >= %(since)s AND p.ingested_at < %(until)s
-                 AND NOT (p.id = ANY(%(excluding)s::bigint[]))
+                 AND NOT (p.id = ANY(%(excluding)s::bigint[])) AND p.irrelevant_at IS NULL
                  AND NOT EXISTS (SELECT 1 FROM paper_labelling l
                                  WHERE l.paper_id = p.id AND l.model_version = %(version)s)""",
             {

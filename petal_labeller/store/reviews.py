@@ -2,8 +2,10 @@
 
 API:
 - `review_candidates(conn, model_version) -> Iterator[Candidate]`: papers that
-  `model_version` labelled, that have no curator label and no review, with that
-  version's label scores; streamed through a server-side cursor.
+  `model_version` labelled, that have no curator label and no review, are not
+  out with curators (an open `review_tasks` row, 0014) and were not called not
+  biomimicry relevant, with that version's label scores; streamed through a
+  server-side cursor.
 - `curated_papers(conn, limit) -> list[dict]`: the newest curator-labelled papers
   (paper_id, doi, title, abstract, labels), context for the queue.
 - `paper_facts(conn, paper_ids, model_versions) -> dict[int, PaperFacts]`: what
@@ -126,6 +128,9 @@ _CANDIDATES = """
       AND NOT EXISTS (SELECT 1 FROM paper_labels c
                       WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
       AND NOT EXISTS (SELECT 1 FROM paper_reviews r WHERE r.paper_id = l.paper_id)
+      AND p.irrelevant_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM review_tasks t
+                      WHERE t.paper_id = l.paper_id AND t.status = 'sent')
     GROUP BY p.id
     ORDER BY p.id"""
 
@@ -428,7 +433,9 @@ def review_counts(conn: psycopg2.extensions.connection, model_version: str | Non
                      AND NOT EXISTS (SELECT 1 FROM paper_labels c
                                      WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
                      AND NOT EXISTS (SELECT 1 FROM paper_reviews r
-                                     WHERE r.paper_id = l.paper_id)""",
+                                     WHERE r.paper_id = l.paper_id)
+                     AND NOT EXISTS (SELECT 1 FROM papers p
+                                     WHERE p.id = l.paper_id AND p.irrelevant_at IS NOT NULL)""",
                 (model_version,),
             )
             waiting = cur.fetchone()[0]

@@ -22,6 +22,8 @@ WHERE l.model_version = %(version)s
   AND NOT EXISTS (SELECT 1 FROM paper_labels c
                   WHERE c.paper_id = l.paper_id AND c.origin = 'curator')
   AND NOT EXISTS (SELECT 1 FROM paper_reviews r WHERE r.paper_id = l.paper_id)
+  AND p.irrelevant_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM review_tasks t WHERE t.paper_id = l.paper_id AND t.status = 'sent')
 ORDER BY l.uncertainty DESC NULLS LAST, l.paper_id
 LIMIT %(limit)s"""
 
@@ -57,7 +59,8 @@ def review_counts(
         cur.execute(
             """SELECT count(*) FROM (
                    SELECT paper_id FROM paper_labels WHERE origin = 'curator'
-                   UNION SELECT paper_id FROM paper_reviews) decided
+                   UNION SELECT paper_id FROM paper_reviews
+                   UNION SELECT id FROM papers WHERE irrelevant_at IS NOT NULL) decided
                JOIN paper_labelling l ON l.paper_id = decided.paper_id
                                      AND l.model_version = %s""",
             (model_version,),
