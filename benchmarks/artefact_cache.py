@@ -10,9 +10,9 @@ Three ways to get the folder, in the same run, interleaved, `--repeats` times ea
 
 - **baseline**: the old path, `model_folder` (unpack the tarball into a temporary
   folder, checked) then `model_fn`, folder deleted after;
-- **cold**: `runtime.cache.load_cached` with an empty cache (hash the tarball,
+- **cold**: `load_model(tar, cache=True)` with an empty cache (hash the tarball,
   unpack, check, write the manifest, rename into place, then `model_fn`);
-- **warm**: `load_cached` again on the same cache, as the next run or task would
+- **warm**: the same again on the same cache, as the next run or task would
   (hash the tarball, re-verify the entry against its manifest, `model_fn`).
 
 Medians are printed with the share of load + predict spent loading; the
@@ -71,7 +71,7 @@ def child(way: str, model: Path, papers: Path, out: Path, cache: Path) -> dict:
     _ = (transformers.BertModel, transformers.BertConfig, transformers.BertTokenizerFast)
     quiet_progress_bars()
     laps.lap("import")
-    # What infer_local does (load_cached = cached_artefact + model_fn), split in two.
+    # What infer_local does (load_model(cache=True) = cached_artefact + model_fn), split in two.
     folder_of = model_folder if way == "baseline" else cached_artefact
     with folder_of(model) as folder:
         laps.lap("artefact")

@@ -132,7 +132,7 @@ def label_backlog(
     With `heap`, tracemalloc also reports the peak of Python allocations after the
     model is loaded: the lists and dicts that would grow with the backlog (slower).
     """
-    from petal_labeller.model.artefact import load_model
+    from petal_labeller.runtime.load import load_model
 
     started = time.perf_counter()
     model = load_model(model_path)
@@ -212,8 +212,8 @@ def task_phases(run_id: str, samples: list[tuple[float, float]], papers: int) ->
 
 def label_batch_only(model_path: Path, work: Path, size: int) -> dict:
     """The batch path alone over `size` benchmark papers: load once, then `predict_file`."""
-    from petal_labeller.model.artefact import load_model
     from petal_labeller.model.predict import predict_file
+    from petal_labeller.runtime.load import load_model
 
     papers = write_papers(work / f"batch-{size}.jsonl", size)
     started = time.perf_counter()

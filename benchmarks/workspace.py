@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    from petal_labeller.model.artefact import load_model
+    from petal_labeller.runtime.load import load_model
     from petal_labeller.store.connection import resolve_url
 
     work = Path(tempfile.mkdtemp(prefix="petal-bench-workspace-"))

@@ -1,4 +1,6 @@
-"""The `model.tar.gz` artefact: write, pack, unpack safely, load and check against a taxonomy.
+"""The `model.tar.gz` artefact: write, pack, unpack safely, check against a taxonomy.
+
+Loading one is `petal_labeller.runtime.load.load_model`, for a tarball or a folder.
 
 Layout (SageMaker's: the tar root becomes `/opt/ml/model`):
 
@@ -37,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from petal_labeller.runtime.archive import Scan, extract, scan
+from petal_labeller.runtime.archive import scan, unpack
 from petal_labeller.runtime.errors import ArtefactError, UnsafeArtefactError
 from petal_labeller.runtime.validate import (
     READ_JSON,
@@ -50,7 +52,7 @@ from petal_labeller.runtime.validate import (
 )
 from petal_labeller.taxonomy import Taxonomy
 
-__all__ = ["ArtefactError", "UnsafeArtefactError"]
+__all__ = ["ArtefactError", "UnsafeArtefactError", "unpack"]
 
 ARTEFACT_NAME = "model.tar.gz"
 #: Packed modes, whatever the umask or the writer's: readable by the user `serve` drops to.
@@ -96,21 +98,6 @@ def pack(model_dir: str | Path, tar_path: str | Path) -> Path:
             tar.add(path, arcname=name, recursive=False, filter=_normalised)
     partial.replace(tar_path)  # readers never see a half-written artefact
     return tar_path
-
-
-def _check_scan(path: Path) -> Any:
-    """The artefact check over a scanned archive, before anything is written."""
-
-    def check(found: Scan) -> None:
-        check_contents(found.names, lambda name: found.kept[name], str(path))
-
-    return check
-
-
-def unpack(tar_path: str | Path, target_dir: str | Path) -> Path:
-    """Check the whole archive and the artefact's files, then extract (runtime/archive.py)."""
-    path = Path(tar_path)
-    return extract(path, target_dir, check=_check_scan(path))
 
 
 def verify_artefact(model_tar_or_dir: str | Path, taxonomy: Taxonomy) -> None:
@@ -165,22 +152,6 @@ def _check_labels(labels: Any, taxonomy: Taxonomy) -> None:
         f"missing {missing[:5]}, unexpected {extra[:5]}"
         + ("" if missing or extra else "; same labels in a different order")
     )
-
-
-def load_model(
-    model_tar_or_dir: str | Path,
-    taxonomy: Taxonomy | None = None,
-    precision: str | None = None,
-    batch_size: int | None = None,
-):
-    """The runtime's checked load over a tar or folder, optionally against a taxonomy."""
-    from petal_labeller.runtime.handlers import model_fn
-
-    with model_folder(model_tar_or_dir) as folder:
-        model = model_fn(folder, precision=precision, batch_size=batch_size)
-    if taxonomy is not None:
-        check_taxonomy(model, taxonomy)
-    return model
 
 
 def read_card(model_tar_or_dir: str | Path, name: str = "model_card.json") -> dict[str, Any]:

@@ -225,10 +225,10 @@ def compare_artefacts(
     seed: int = SEED,
 ) -> Comparison:
     """Both artefacts label the same labelled papers through the served path, then `compare`."""
-    from petal_labeller.model.artefact import load_model
     from petal_labeller.model.data import load_labelled
     from petal_labeller.model.evaluate import model_outputs
     from petal_labeller.model.scoring import gold_matrix
+    from petal_labeller.runtime.load import load_model
     from petal_labeller.taxonomy import Taxonomy
 
     new, old = load_model(candidate), load_model(production)

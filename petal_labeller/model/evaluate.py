@@ -88,8 +88,9 @@ def evaluate_artefact(
     precision: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of an artefact on labelled papers (+ the baseline fitted on `baseline_train`)."""
-    from petal_labeller.model.artefact import load_model, read_card
+    from petal_labeller.model.artefact import read_card
     from petal_labeller.model.report import write_report
+    from petal_labeller.runtime.load import load_model
 
     model = load_model(model_path, precision=precision)
     taxonomy = Taxonomy.from_records(model.labels)

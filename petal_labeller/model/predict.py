@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from petal_labeller import config
-from petal_labeller.model.artefact import model_folder
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def predict_file(
     `model` may be an already loaded model (from `model_fn`) to skip loading;
     `progress` is called with the lines done so far after each chunk.
     """
-    from petal_labeller.runtime.handlers import input_fn, model_fn, output_fn, predict_fn
+    from petal_labeller.runtime.handlers import input_fn, output_fn, predict_fn
     from petal_labeller.runtime.jsonlines import JSONLINES
 
     in_path, out_path = Path(in_jsonl), Path(out_jsonl)
@@ -79,8 +78,9 @@ def predict_file(
         from petal_labeller.pipeline.infer import quiet_progress_bars
 
         quiet_progress_bars()  # a task log shows stderr as ERROR (petal_train_model's evaluate)
-        with model_folder(model_tar_or_dir) as folder:
-            model = model_fn(folder, precision=precision, batch_size=batch_size)
+        from petal_labeller.runtime.load import load_model
+
+        model = load_model(model_tar_or_dir, precision=precision, batch_size=batch_size)
     summary = PredictSummary(str(in_path), str(out_path), precision=model.precision)
     started = time.monotonic()
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def store_churn(
 ) -> Churn | None:
     """Churn of the candidate `artefact` against the stored labels of `production_version`
     on up to `sample` papers; None when that version has labelled none."""
-    from petal_labeller.model.artefact import load_model
+    from petal_labeller.runtime.load import load_model
     from petal_labeller.store.promotions import labelled_sample
 
     with closing(connect(database_url)) as conn:

@@ -1,10 +1,11 @@
 """Batch inference on the worker: the local backend of the labelling run.
 
-It runs the model artefact's own inference functions (`predict_file` over
-the artefact's inference code), the code SageMaker's batch transform runs, so
-both backends give the same labels for the same papers. Progress goes to the
-log at INFO (papers done, rate, ETA); the libraries' own progress bars are
-switched off, since a task log shows anything written to stderr as an error.
+It runs the installed package's runtime handlers (`predict_file` over
+`petal_labeller.runtime.handlers`; the artefact is data only), the same code the
+SageMaker image runs for batch transform, so both backends give the same labels
+for the same papers. Progress goes to the log at INFO (papers done, rate, ETA); the
+libraries' own progress bars are switched off, since a task log shows anything
+written to stderr as an error.
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ def infer_local(
     quiet_progress_bars()
     artefact = artefact_on_this_worker(artefact_uri)
     if model is None:
-        from petal_labeller.runtime.cache import load_cached
+        from petal_labeller.runtime.load import load_model
 
         log.info("Loading model %s", artefact.name)
         # Unpacked and verified once per worker and version, then reused (runtime/cache.py).
-        model = load_cached(artefact, batch_size=batch_size)
+        model = load_model(artefact, batch_size=batch_size, cache=True)
     predict_file(
         artefact,
         input_path,

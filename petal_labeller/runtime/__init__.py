@@ -20,6 +20,6 @@ Modules, bottom up: errors, jsonlines (the wire format), text (record -> text),
 network (encoder + head), scorers, tfidf, combine (stack, hierarchy, choice),
 archive (safe model.tar.gz reading), validate (an artefact folder's checks),
 precision (which precision runs, checked against fp32), model (the loaded
-model), load (validate, then build), handlers (SageMaker's
-model_fn / input_fn / predict_fn / output_fn).
+model), load (`load_model`, the one load of an artefact folder or tarball: validate,
+then build), handlers (SageMaker's model_fn / input_fn / predict_fn / output_fn).
 """

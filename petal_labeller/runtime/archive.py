@@ -205,3 +205,15 @@ def extract(
     except CORRUPT as exc:
         raise _corrupt(path, exc) from None
     return target
+
+
+def unpack(tar_path: str | Path, target_dir: str | Path) -> Path:
+    """Check the whole archive and the artefact's files (`validate.py`), then extract."""
+    from petal_labeller.runtime.validate import check_contents
+
+    path = Path(tar_path)
+
+    def check(found: Scan) -> None:
+        check_contents(found.names, found.kept.__getitem__, str(path))
+
+    return extract(path, target_dir, check=check)

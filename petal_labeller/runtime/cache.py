@@ -228,20 +228,6 @@ def cached_artefact(tar_path: str | Path, root: str | Path | None = None) -> Ite
     raise ArtefactError(f"cached artefact {entry}: still not valid after {ATTEMPTS} rebuilds")
 
 
-def load_cached(
-    model_tar_or_dir: str | Path, precision: str | None = None, batch_size: int | None = None
-):
-    """`handlers.model_fn` over the artefact: a folder as it is, a tarball through the cache."""
-    from petal_labeller.runtime.handlers import model_fn
-
-    path = Path(model_tar_or_dir)
-    if path.is_dir():
-        return model_fn(path, precision=precision, batch_size=batch_size)
-    default_root()  # with the limits (cached_artefact): every cache setting before loading
-    with cached_artefact(path) as folder:
-        return model_fn(folder, precision=precision, batch_size=batch_size)
-
-
 def _evict_quietly(root: Path, keep: str) -> None:
     """Eviction is housekeeping: its failure must not fail the run that used the cache."""
     try:

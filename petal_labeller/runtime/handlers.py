@@ -28,7 +28,7 @@ from petal_labeller.runtime.text import check_paper_id, validate_paper
 
 
 def model_fn(model_dir: str | Path, precision: str | None = None, batch_size: int | None = None):
-    """Check, then load, the artefact once per container (`load.load_model`)."""
+    """`load.load_model` under the name SageMaker's inference toolkit calls, once per container."""
     from petal_labeller.runtime.load import load_model  # torch: only where a model loads
 
     return load_model(model_dir, precision=precision, batch_size=batch_size)

@@ -1,8 +1,10 @@
-"""Loading an artefact folder: the one check first (`validate.py`), then every weight, shapes
-checked against labels.json as each file loads."""
+"""`load_model`, the one way to load a model artefact, a folder or a `model.tar.gz`: the
+artefact check first (`validate.py`), then every weight, shapes checked against labels.json
+as each file loads. SageMaker's `handlers.model_fn` is this function under its toolkit name."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from petal_labeller import config
+from petal_labeller.runtime.archive import unpack
 from petal_labeller.runtime.combine import StackCombiner
 from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.runtime.model import LoadedModel, apply_precision
@@ -121,10 +124,34 @@ def _load_knn(model_dir: Path, num_labels: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def load_model(
-    model_dir: str | Path, precision: str | None = None, batch_size: int | None = None
+    artefact: str | Path,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    *,
+    cache: bool = False,
 ) -> LoadedModel:
+    """Load a model artefact: its folder as it is, or its `model.tar.gz` checked and unpacked.
+
+    A tarball is unpacked into a temporary folder that goes once the model is in memory;
+    with `cache=True` it is unpacked once per worker and version and reused (`cache.py`).
+    """
+    path = Path(artefact)
+    if path.is_dir():
+        return _load_folder(path, precision, batch_size)
+    if cache:
+        from petal_labeller.runtime import cache as artefacts
+
+        artefacts.default_root()  # every cache setting is checked before anything is unpacked
+        with artefacts.cached_artefact(path) as folder:
+            return _load_folder(folder, precision, batch_size)
+    if not path.is_file():
+        raise FileNotFoundError(f"model artefact {path} does not exist")
+    with tempfile.TemporaryDirectory(prefix="petal-model-") as tmp:
+        return _load_folder(unpack(path, tmp), precision, batch_size)
+
+
+def _load_folder(model_dir: Path, precision: str | None, batch_size: int | None) -> LoadedModel:
     """Check the artefact folder, then load it: tokenizer, encoder, head, scorers, thresholds."""
-    model_dir = Path(model_dir)
     # Settings before any loading: a bad one fails at once, not after the encoder loaded.
     if batch_size is None:
         batch_size = config.get("PETAL_INFERENCE_BATCH_SIZE")

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -104,19 +103,6 @@ class ServeSettings:
             workers=get("SAGEMAKER_MODEL_SERVER_WORKERS"),
             port=get("SAGEMAKER_BIND_TO_PORT"),
         )
-
-
-def load_model(model_path: Path) -> Any:
-    """model_fn on the folder, or on a model.tar.gz unpacked into a temporary folder that
-    is removed once loaded (the model is then in memory), so no start leaves one behind."""
-    if model_path.is_dir():
-        return handlers.model_fn(model_path)
-    if not model_path.exists():
-        raise FileNotFoundError(f"model not found: {model_path}")
-    from petal_labeller.model.artefact import unpack  # only tarballs need it
-
-    with tempfile.TemporaryDirectory(prefix="petal-serve-model-") as tmp:
-        return handlers.model_fn(unpack(model_path, tmp))
 
 
 class ModelHolder:
@@ -301,9 +287,12 @@ def protocol_options(settings: ServeSettings) -> dict[str, Any]:
 def create_app(
     settings: ServeSettings | None = None, *, load: Callable[[], Any] | None = None
 ) -> Starlette:
-    """The ASGI app. `load` replaces the default `model_fn(<model dir>)`, e.g. to gate it."""
+    """The ASGI app. `load` replaces the default `model_fn(<model path>)`, e.g. to gate it.
+
+    The model path is a folder or a model.tar.gz; a tarball is unpacked into a temporary
+    folder removed once the model is in memory, so no start leaves one behind."""
     settings = settings or ServeSettings.from_environ()
-    holder = ModelHolder(load or (lambda: load_model(settings.model_path)))
+    holder = ModelHolder(load or (lambda: handlers.model_fn(settings.model_path)))
     admission = Admission(settings.max_concurrency, settings.max_queue)
 
     @contextlib.asynccontextmanager

@@ -147,4 +147,4 @@ def test_serving_a_tarball_leaves_no_unpacked_copy_behind(tiny_model_tar, tmp_pa
         wait_until_ready(url)
         answer = httpx.post(f"{url}/invocations", content=body(1), headers=HEADERS, timeout=60)
         assert answer.status_code == 200
-        assert not list(tmp_path.glob("petal-serve-model-*"))
+        assert not list(tmp_path.glob("petal-model-*"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from petal_labeller.config import SHARED_DATA_DIR
-from petal_labeller.model.artefact import check_taxonomy, load_model, unpack
+from petal_labeller.model.artefact import check_taxonomy, unpack
 from petal_labeller.model.metrics import precision_at_k
 from petal_labeller.model.predict import predict_file
 from petal_labeller.runtime import handlers as inference
@@ -139,4 +139,8 @@ def test_wrong_taxonomy_is_refused(tiny_model_tar, fp32_model):
     with pytest.raises(ArtefactError, match="does not match the taxonomy"):
         check_taxonomy(fp32_model, other)
     check_taxonomy(fp32_model, TAXONOMY)
-    assert load_model(tiny_model_tar, TAXONOMY, precision="fp32").label_ids == TAXONOMY.ids
+    from petal_labeller.runtime.load import load_model
+
+    model = load_model(tiny_model_tar, precision="fp32")
+    check_taxonomy(model, TAXONOMY)
+    assert model.label_ids == TAXONOMY.ids

@@ -114,8 +114,8 @@ def test_a_dry_relabel_counts_the_store_papers_whose_labels_would_change(
     db_conn, migrated_database_url, tiny_model_tar, tiny_training_data, tmp_path
 ):
     """The store holds the tiny model's own labels for four papers and other labels for two."""
-    from petal_labeller.model.artefact import load_model
     from petal_labeller.pipeline.churn import store_churn
+    from petal_labeller.runtime.load import load_model
     from petal_labeller.store.labels import upsert_model_labels
     from petal_labeller.store.models import register_model_version
     from petal_labeller.store.papers import import_papers

@@ -19,10 +19,10 @@ from petal_labeller.runtime.cache import (
     MARKER,
     cached_artefact,
     evict,
-    load_cached,
     verify_entry,
 )
 from petal_labeller.runtime.errors import ArtefactError
+from petal_labeller.runtime.load import load_model
 from petal_labeller.runtime.validate import check_folder
 
 pytestmark = pytest.mark.slow  # every test here needs the trained tiny model
@@ -184,7 +184,7 @@ def _race(tar: str, root: str, barrier, papers: str, results) -> None:
     os.environ["PETAL_ARTEFACT_CACHE"] = root
     barrier.wait(timeout=300)
     try:
-        model = load_cached(tar)
+        model = load_model(tar, cache=True)
         body = output_fn(predict_fn(input_fn(papers.encode(), JSONLINES), model), JSONLINES)
         results.put({"pid": os.getpid(), "lines": [json.loads(x) for x in body.splitlines()]})
     except Exception as exc:
@@ -248,13 +248,13 @@ def test_a_bad_cache_setting_fails_before_anything_is_unpacked_or_loaded(
         raise AssertionError("unpacked or loaded before the settings were checked")
 
     monkeypatch.setattr(cache, "_build", never)
-    monkeypatch.setattr("petal_labeller.runtime.handlers.model_fn", never)
+    monkeypatch.setattr("petal_labeller.runtime.load._load_folder", never)
     monkeypatch.setenv("PETAL_ARTEFACT_CACHE", str(root))
     for name, value in (("PETAL_ARTEFACT_CACHE_MB", "abc"), ("PETAL_ARTEFACT_CACHE_ENTRIES", "0")):
         monkeypatch.setenv(name, value)
         with pytest.raises(config.SettingError, match=f"^{name}="):
-            load_cached(tiny_model_tar)
+            load_model(tiny_model_tar, cache=True)
         monkeypatch.delenv(name)
     monkeypatch.setenv("PETAL_ARTEFACT_CACHE", "/tmp/a\nb")
     with pytest.raises(config.SettingError, match=r"^PETAL_ARTEFACT_CACHE="):
-        load_cached(tiny_model_tar)
+        load_model(tiny_model_tar, cache=True)

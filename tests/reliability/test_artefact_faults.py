@@ -18,11 +18,12 @@ import pytest
 
 from petal_labeller.model.artefact import (
     UnsafeArtefactError,
-    load_model,
+    check_taxonomy,
     unpack,
     verify_artefact,
 )
 from petal_labeller.runtime.errors import ArtefactError
+from petal_labeller.runtime.load import load_model
 from petal_labeller.store.connection import connect
 from tests.fixtures.airflow import RUN_DATE_ISO, load_dag
 from tests.reliability.conftest import query, taxonomy
@@ -164,7 +165,8 @@ def test_model_loading_never_unpickles(unpacked, tmp_path):
             (folder / name).write_bytes(payload)
 
     both = variant(unpacked, tmp_path / "both", add_pickles)
-    model = load_model(both, taxonomy())  # safetensors are there: the pickles are ignored
+    model = load_model(both)  # safetensors are there: the pickles are ignored
+    check_taxonomy(model, taxonomy())
     assert model.predict([{"title": "Gecko feet adhere to walls"}])[0]["labels"]
     assert not marker.exists()
 
@@ -174,7 +176,7 @@ def test_model_loading_never_unpickles(unpacked, tmp_path):
 
     only = variant(unpacked, tmp_path / "only", pickles_only)
     with pytest.raises(ArtefactError, match=r"model\.safetensors"):
-        load_model(only, taxonomy())
+        check_taxonomy(load_model(only), taxonomy())
     assert not marker.exists()
 
 

@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from petal_labeller.cli import main
-from petal_labeller.model.artefact import load_model, pack, unpack, verify_artefact
+from petal_labeller.model.artefact import pack, unpack, verify_artefact
 from petal_labeller.model.predict import predict_file
 from petal_labeller.runtime import archive
 from petal_labeller.runtime.cache import cached_artefact
 from petal_labeller.runtime.errors import ArtefactError, UnsafeArtefactError
 from petal_labeller.runtime.handlers import model_fn
+from petal_labeller.runtime.load import load_model
 from petal_labeller.runtime.validate import (
     MAX_CHECK_FIELD_CHARS,
     MAX_CHECK_PAPERS,
@@ -33,7 +34,6 @@ from petal_labeller.runtime.validate import (
     check_label_records,
     runtime_record,
 )
-from petal_labeller.sagemaker.serve import load_model as serve_load_model
 from petal_labeller.taxonomy import Label, Taxonomy
 
 FAST = settings(
@@ -309,7 +309,7 @@ def test_every_loading_path_refuses_a_cyclic_tree(tmp_path, labels, path):
         "handlers": lambda: model_fn(folder),
         "evaluate": lambda: load_model(tar_path),
         "predict": lambda: predict_file(tar_path, papers, tmp_path / "out.jsonl"),
-        "serve": lambda: serve_load_model(tar_path),
+        "serve": lambda: model_fn(tar_path),  # what the serve app loads a tarball with
         "verify": lambda: verify_artefact(tar_path, TREE),
     }[path]
     with pytest.raises(ArtefactError, match="cycle"):
@@ -388,7 +388,7 @@ def test_every_loading_path_refuses_bad_check_papers_naming_the_file(
     load = {
         "handlers": lambda: model_fn(folder),
         "evaluate": lambda: load_model(tar_path),
-        "serve": lambda: serve_load_model(tar_path),
+        "serve": lambda: model_fn(tar_path),  # what the serve app loads a tarball with
         "verify": lambda: verify_artefact(tar_path, TREE),
         "cache": cached,
     }[path]

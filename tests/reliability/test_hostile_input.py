@@ -171,7 +171,7 @@ def handler_body(draw):
 
 @pytest.fixture(scope="module")
 def handler_model(tiny_model_tar):
-    from petal_labeller.model.artefact import load_model
+    from petal_labeller.runtime.load import load_model
 
     return load_model(tiny_model_tar, precision="fp32")
 

@@ -129,16 +129,16 @@ def test_predict_refuses_a_batch_size_out_of_range(tmp_path, size):
 def test_the_library_refuses_a_batch_size_below_1_on_every_path(tiny_model_tar, tmp_path):
     from petal_labeller import config
     from petal_labeller.model.predict import predict_file
-    from petal_labeller.runtime.cache import load_cached
+    from petal_labeller.runtime.load import load_model
 
     papers = tmp_path / "p.jsonl"
     papers.write_text('{"title": "Gecko feet"}\n')
-    model = load_cached(tiny_model_tar)
+    model = load_model(tiny_model_tar, cache=True)
     for size in (-1, 0, 10**30, True):
         with pytest.raises(config.SettingError, match="batch size"):
             predict_file(tiny_model_tar, papers, tmp_path / "o.jsonl", batch_size=size, model=model)
         with pytest.raises(config.SettingError, match="batch size"):
-            load_cached(tiny_model_tar, batch_size=size)
+            load_model(tiny_model_tar, batch_size=size, cache=True)
     model.batch_size = -1
     with pytest.raises(ValueError, match="batch size"):
         type(model).__post_init__(model)
