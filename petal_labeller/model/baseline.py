@@ -1,7 +1,7 @@
 """TF-IDF + one-vs-rest linear SVM: the original team's other model family.
 
 It is both the baseline every report compares against and, exported to numpy
-(`TfidfScorer` in inference.py), one of the default model's blended scorers.
+(`TfidfScorer` in `petal_labeller/runtime/tfidf.py`), one of the default model's scorers.
 """
 
 from __future__ import annotations

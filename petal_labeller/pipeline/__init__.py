@@ -1,7 +1,7 @@
 """The steps a labelling or training DAG runs, each a plain function with plain inputs.
 
 One paper's path: `stage` (select the pending papers of a window, write JSONL) ->
-`infer` (batch inference: the model's own inference.py, on the worker) ->
+`infer` (batch inference on the worker: the package's runtime handlers) ->
 `validate` (one result per input, scores in [0, 1], known labels; error lines
 quarantined) -> `write` (labels + run row in one transaction). `workspace`
 holds the files of one run; `training` exports, trains, evaluates and promotes.
