@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.airflow",
     "tests.fixtures.packaging",
+    "tests.fixtures.label_studio",
 ]
