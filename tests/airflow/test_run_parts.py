@@ -32,6 +32,39 @@ def test_staged_run_round_trips_through_json_xcom():
     assert everything.to_xcom()["since"] is None
 
 
+def test_retrain_run_and_evaluation_round_trip_through_json_xcom():
+    from pathlib import Path
+
+    from petal_labeller.pipeline.retrain import Evaluation, ProductionModel, RetrainRun
+
+    run = RetrainRun(
+        run_key="petal-train-model/abc",
+        version="v20261103-abcdef",
+        backend="sagemaker",
+        workdir=Path("/w"),
+        train_dir=Path("/w/train"),
+        heldout=Path("/w/heldout.jsonl"),
+        train_papers=50,
+        heldout_papers=9,
+        reviewed_papers=2,
+        production=ProductionModel("v1", "s3://bucket/petal/models/v1/model.tar.gz"),
+    )
+    payload = json.loads(json.dumps(run.to_xcom()))
+    assert RetrainRun.from_xcom({**payload, "added_later": 1}) == run
+    assert payload["production"] == {"version": "v1", "artefact_uri": run.production.artefact_uri}
+    trained = RetrainRun.from_xcom(
+        {**payload, "production": None, "artefact": "/w/c/model.tar.gz", "outputs": {"x": None}}
+    )
+    assert trained.artefact == Path("/w/c/model.tar.gz") and trained.production is None
+    assert RetrainRun.from_xcom(json.loads(json.dumps(trained.to_xcom()))) == trained
+    evaluation = Evaluation(
+        "v2", "/w/c/model.tar.gz", {"micro_F1": 0.5}, None, None,
+        {"candidate": "/w/c.out", "production": None}, "/w/heldout.jsonl", "local", 50, 9, 2,
+    )  # fmt: skip
+    assert Evaluation.from_xcom(json.loads(json.dumps(evaluation.to_xcom()))) == evaluation
+    assert evaluation.first
+
+
 def test_run_summary_round_trips_and_ignores_unknown_keys():
     summary = RunSummary("r", "v1", 12, 11, 1, 40, quarantine="q.jsonl")
     assert RunSummary.from_xcom({**summary.to_xcom(), "added_later": 1}) == summary

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from petal_labeller.airflow.params import (
 from petal_labeller.airflow.training import approval
 from petal_labeller.airflow.training import sagemaker as training_sagemaker
 from petal_labeller.model.config import PRESETS, train_options_schema
-from petal_labeller.pipeline.workspace import workspace_for
+from petal_labeller.pipeline.retrain import Evaluation, RetrainRun
 
 log = logging.getLogger(__name__)
 
@@ -72,47 +71,17 @@ def training_params() -> dict[str, Param]:
 
 @task
 def export(backend: str, **context: Any) -> dict[str, Any]:
-    """Write the curator-labelled papers, split into training and held-out, to the workspace,
-    and name the production model the candidate is compared with."""
-    from petal_labeller.pipeline.training import export_training_set
-    from petal_labeller.store.connection import connect
-    from petal_labeller.store.models import production_model
+    """Write the training and held-out papers to the run's workspace (`retrain.export_run`)."""
+    from petal_labeller.pipeline.retrain import export_run
 
     params, dag_run = context["params"], context["dag_run"]
-    key = run_key(dag_run.dag_id, dag_run.run_id)
-    workspace = workspace_for(key).create()
-    exported = export_training_set(workspace.root, limit=params["max_papers"])
-    with closing(connect()) as conn:
-        production = production_model(conn)
     # A manual run may have no logical date (the REST API's default): name it by run_after.
     version = params["model_version"] or (
         f"v{context.get('logical_date') or dag_run.run_after:%Y%m%d}-"
         f"{run_digest(dag_run.dag_id, dag_run.run_id, 6)}"
     )
-    log.info(
-        "Exported %d training and %d held-out papers for model %s",
-        exported.train_papers, exported.heldout_papers, version,
-    )  # fmt: skip
-    log.info(
-        "Training on %d papers reviewed by curators (petal review apply)",
-        exported.reviewed_papers,
-    )
-    return {
-        "backend": backend,
-        "run_key": key,
-        "workdir": str(workspace.root),
-        "train_dir": str(exported.train_dir),
-        "heldout": str(exported.heldout_path),
-        "train_papers": exported.train_papers,
-        "heldout_papers": exported.heldout_papers,
-        "reviewed_papers": exported.reviewed_papers,
-        "version": version,
-        "production": (
-            {"version": production.version, "artefact_uri": production.artefact_uri}
-            if production
-            else None
-        ),
-    }
+    key = run_key(dag_run.dag_id, dag_run.run_id)
+    return export_run(key, version, backend, max_papers=params["max_papers"]).to_xcom()
 
 
 @task.branch
@@ -121,129 +90,37 @@ def choose_path(exported: dict[str, Any]) -> str:
 
 
 @task
-def train_local(exported: dict[str, Any], **context: Any) -> str:
-    """The training entry point's library call, on the worker."""
-    from petal_labeller.model.config import preset
-    from petal_labeller.model.train import train_artefact
+def train_local(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """The training entry point's library call, on the worker; the run with its artefact."""
+    from petal_labeller.pipeline.retrain import train_run
 
     params = context["params"]
-    train_dir = Path(exported["train_dir"])
-    artefact = train_artefact(
-        train_dir / "papers.jsonl",
-        train_dir / "taxonomy.json",
-        Path(exported["workdir"]) / "candidate",
-        preset(params["preset"], **params["train_options"]),
-        progress=False,
-        version=exported["version"],
-        # The workspace is deleted after the run; the gate's numbers go to the task log.
-        report=False,
-    )
-    return str(artefact)
+    run = RetrainRun.from_xcom(exported)
+    return train_run(run, params["preset"], params["train_options"]).to_xcom()
 
 
-def _scores_on_worker(exported: dict[str, Any], artefact: str, taxonomy: Any) -> tuple[dict, dict]:
-    """The local path: both models label the held-out papers here (the `local` extra);
-    (scores, output paths) per model."""
-    from petal_labeller.pipeline.infer import local_path
-    from petal_labeller.pipeline.training import evaluate as score
-    from petal_labeller.pipeline.training import heldout_output
-
-    workdir, heldout = Path(exported["workdir"]), Path(exported["heldout"])
-    scores = {"candidate": score(Path(artefact), heldout, taxonomy, workdir), "production": None}
-    outputs = {"candidate": str(heldout_output(Path(artefact), workdir)), "production": None}
-    production = exported["production"]
-    if production:
-        uri = production["artefact_uri"]
-        if uri.startswith("s3://"):
-            hook = s3_staging.s3_hook()
-            bucket, key = hook.parse_s3_url(uri)
-            uri = str(s3_staging.download(hook, bucket, key, workdir / "prod.tar.gz"))
-        scores["production"] = score(local_path(uri), heldout, taxonomy, workdir)
-        outputs["production"] = str(heldout_output(local_path(uri), workdir))
-    return scores, outputs
-
-
-def _scores_of_outputs(exported: dict[str, Any], outputs: dict[str, Any], taxonomy: Any):
-    """The sagemaker path: score the transforms' outputs here, with numpy alone."""
-    from petal_labeller.pipeline.training import score_predictions
-
-    heldout = Path(exported["heldout"])
-    return {
-        which: score_predictions(Path(path), heldout, taxonomy) if path else None
-        for which, path in outputs.items()
-    }
+def _fetch_s3(uri: str, target: Path) -> Path:
+    """An `s3://` artefact to `target`, through the `aws_default` connection."""
+    hook = s3_staging.s3_hook()
+    bucket, key = hook.parse_s3_url(uri)
+    return s3_staging.download(hook, bucket, key, target)
 
 
 @task(trigger_rule="none_failed_min_one_success")
-def evaluate(**context: Any) -> dict[str, Any]:
-    """Candidate and production model on the same held-out papers, scored by the same
-    function whichever backend ran them (XCom: no setup edge)."""
-    from petal_labeller.pipeline.training import EvaluationError
-    from petal_labeller.store.connection import connect
-    from petal_labeller.store.taxonomy import read_taxonomy
+def evaluate(trained: dict[str, Any] | None, downloaded: dict[str, Any] | None) -> dict[str, Any]:
+    """Candidate and production model on the same held-out papers (`retrain.evaluate_run`):
+    the run as `train_local` or `sagemaker.download_results` left it, the other skipped.
 
-    ti = context["ti"]
-    exported = ti.xcom_pull(task_ids="export")
-    with closing(connect()) as conn:
-        taxonomy = read_taxonomy(conn)
-    artefact = ti.xcom_pull(task_ids="train_local")
+    No edge from `export`, a setup task: its downstreams must have trigger rule all_success.
+    """
+    from petal_labeller.pipeline.retrain import evaluate_run
+    from petal_labeller.pipeline.training import EvaluationError
+
+    run = RetrainRun.from_xcom(trained or downloaded or {})
     try:
-        if artefact:
-            scores, outputs = _scores_on_worker(exported, artefact, taxonomy)
-        else:
-            downloaded = ti.xcom_pull(task_ids="sagemaker.download_results")
-            artefact, outputs = downloaded["artefact"], downloaded["outputs"]
-            scores = _scores_of_outputs(exported, outputs, taxonomy)
+        return evaluate_run(run, fetch=_fetch_s3).to_xcom()
     except EvaluationError as exc:  # the same output would fail the same way on a retry
         raise AirflowFailException(str(exc)) from exc
-    production = exported["production"]
-    log.info("Held-out papers: %d", exported["heldout_papers"])
-    log.info(
-        "Candidate %s: %s", exported["version"], json.dumps(scores["candidate"], sort_keys=True)
-    )
-    if production:
-        log.info(
-            "Production %s: %s", production["version"],
-            json.dumps(scores["production"], sort_keys=True),
-        )  # fmt: skip
-    return {
-        "version": exported["version"],
-        "artefact": artefact,
-        "candidate": scores["candidate"],
-        "production": scores["production"],
-        "production_version": production["version"] if production else None,
-        # For the gate's paired bootstrap: each model's checked output, line by paper.
-        "outputs": outputs,
-        "heldout": exported["heldout"],
-        "backend": exported["backend"],
-        **{k: exported[k] for k in ("train_papers", "heldout_papers", "reviewed_papers")},
-    }
-
-
-def _comparison(evaluated: dict[str, Any], params: dict[str, Any]):
-    """The paired bootstrap on the held-out outputs, plus (local backend) a dry relabel of
-    a sample of the papers production labelled in the store."""
-    from petal_labeller.pipeline.training import compare_outputs
-    from petal_labeller.store.connection import connect
-    from petal_labeller.store.taxonomy import read_taxonomy
-
-    with closing(connect()) as conn:
-        taxonomy = read_taxonomy(conn)
-    outputs = evaluated["outputs"]
-    comparison = compare_outputs(
-        Path(outputs["candidate"]), Path(outputs["production"]), Path(evaluated["heldout"]),
-        taxonomy,
-    )  # fmt: skip
-    if evaluated["backend"] == "local" and params["store_churn_sample"] > 0:
-        from petal_labeller.pipeline.churn import store_churn
-
-        churn = store_churn(
-            Path(evaluated["artefact"]),
-            evaluated["production_version"],
-            params["store_churn_sample"],
-        )
-        comparison = comparison.with_store_churn(churn)
-    return comparison
 
 
 def _margin(params: dict[str, Any]) -> float:
@@ -259,20 +136,18 @@ def quality_gate(evaluated: dict[str, Any], **context: Any) -> str:
     the numbers go to the task log and (for the approver) to XCom."""
     from airflow.configuration import conf
 
-    from petal_labeller.model.artefact import read_card
-    from petal_labeller.pipeline.training import quality_gate as decide
+    from petal_labeller.pipeline.retrain import gate_run
 
     params, ti = context["params"], context["ti"]
-    first = evaluated["production"] is None
-    comparison = None if first else _comparison(evaluated, params)
+    evaluation = Evaluation.from_xcom(evaluated)
     margin = _margin(params)
-    decision = decide(
-        evaluated["candidate"],
-        evaluated["production"],
-        min_gain=margin,
-        comparison=comparison,
+    decision, comparison = gate_run(
+        evaluation,
+        margin=margin,
         max_churn=float(params["max_churn"]),
+        store_churn_sample=params["store_churn_sample"],
     )
+    first = evaluation.first
     chosen = approval.route(
         decision.promote, decision.ask, params["approval"], first, params["dry_run"]
     )
@@ -280,7 +155,7 @@ def quality_gate(evaluated: dict[str, Any], **context: Any) -> str:
     if comparison is not None:
         log.info("Comparison: %s", json.dumps(comparison.as_dict(), sort_keys=True))
     if params["dry_run"]:
-        log.info("Dry run: not promoting %s", evaluated["version"])
+        log.info("Dry run: not promoting %s", evaluation.version)
     gate = {
         "route": chosen,
         "reason": decision.reason,
@@ -288,7 +163,7 @@ def quality_gate(evaluated: dict[str, Any], **context: Any) -> str:
         "first": first,
         "comparison": comparison.as_dict() if comparison else None,
     }
-    card = read_card(evaluated["artefact"])
+    card = evaluation.card()
     dag_run = context["dag_run"]
     link = approval.card_link(
         conf.get("api", "base_url", fallback="") or "", dag_run.dag_id, dag_run.run_id, ti.task_id
@@ -327,22 +202,15 @@ def promote(**context: Any) -> dict[str, Any]:
 
     Its upstreams are the two ways to a yes (auto_promote, approve); it reads `evaluate`
     from XCom, since an edge from there would let it run when both said no."""
-    from petal_labeller.model.artefact import read_card
     from petal_labeller.pipeline.promotion import asset_event_extra
-    from petal_labeller.pipeline.training import promote_model
+    from petal_labeller.pipeline.retrain import promote_run
 
-    evaluated = context["ti"].xcom_pull(task_ids="evaluate")
-    card = read_card(evaluated["artefact"])
-    model = promote_model(
-        evaluated["version"],
-        Path(evaluated["artefact"]),
-        evaluated["candidate"],
-        base_model=str(card.get("base_model", "unknown")),
-    )
+    evaluation = Evaluation.from_xcom(context["ti"].xcom_pull(task_ids="evaluate"))
+    model = promote_run(evaluation)
     context["outlet_events"][PRODUCTION_MODEL].extra = asset_event_extra(
-        model.version, evaluated["production_version"]
+        model.version, evaluation.production_version
     )
-    log.info("Promoted %s (was %s)", model.version, evaluated["production_version"])
+    log.info("Promoted %s (was %s)", model.version, evaluation.production_version)
     return {"version": model.version, "artefact_uri": model.artefact_uri}
 
 
@@ -351,54 +219,46 @@ def _answer(ti: Any) -> dict[str, Any]:
     return ti.xcom_pull(task_ids=approval.APPROVE, key=approval.ANSWER_KEY) or {}
 
 
+def _decision(gate: dict[str, Any], answer: dict[str, Any], promoted: bool) -> str | None:
+    """What was decided (`store.promotions.DECISIONS`), or None when nothing was."""
+    if gate["route"] == approval.PROMOTE:
+        return "first" if gate["first"] else "auto"
+    if promoted:
+        return "approved"
+    if answer:
+        return "timed_out" if answer["timedout"] else "rejected"
+    return None  # the approval failed: nothing was decided
+
+
 @task(trigger_rule="none_failed")
-def record_decision(**context: Any) -> dict[str, Any] | None:
+def record_decision(
+    evaluated: dict[str, Any], promoted: dict[str, Any] | None, **context: Any
+) -> dict[str, Any] | None:
     """Who decided and on what numbers, on the candidate's model_versions row; a rejected
-    (or timed-out) candidate is registered, not production, for `petal model promote`."""
-    from petal_labeller.store.connection import connect
-    from petal_labeller.store.promotions import record_decision as record
+    (or timed-out) candidate is registered, not production, for `petal model promote`.
+
+    The gate's numbers and the approver's answer are read from XCom: an edge from the
+    branch or the approval would skip this task with them."""
+    from petal_labeller.pipeline.retrain import record_decision as record
 
     ti = context["ti"]
-    evaluated = ti.xcom_pull(task_ids="evaluate")
     gate = ti.xcom_pull(task_ids="quality_gate", key="gate")
     if gate is None or gate["route"] == approval.KEEP:
         return None  # a dry run, a clearly worse candidate, or `approval: never`
     answer = _answer(ti)
+    decision = _decision(gate, answer, promoted is not None)
+    if decision is None:
+        return None
+    evaluation = Evaluation.from_xcom(evaluated)
     user = answer.get("responded_by_user") or {}
-    promoted = ti.xcom_pull(task_ids="promote") is not None
-    if gate["route"] == approval.PROMOTE:
-        decision = "first" if gate["first"] else "auto"
-    elif promoted:
-        decision = "approved"
-    elif answer:
-        decision = "timed_out" if answer["timedout"] else "rejected"
-        _register_rejected(evaluated)
-    else:
-        return None  # the approval failed: nothing was decided
     by = user.get("name") or user.get("id")
     comment = (answer.get("params_input") or {}).get("comment") or None
-    with closing(connect()) as conn:
-        record(conn, evaluated["version"], decision, decided_by=by, comment=comment,
-               comparison=gate["comparison"])  # fmt: skip
-    log.info("Decision on %s: %s%s", evaluated["version"], decision, f" by {by}" if by else "")
-    return {"version": evaluated["version"], "decision": decision, "by": by, "comment": comment}
+    record(evaluation, decision, decided_by=by, comment=comment, comparison=gate["comparison"])
+    log.info("Decision on %s: %s%s", evaluation.version, decision, f" by {by}" if by else "")
+    return {"version": evaluation.version, "decision": decision, "by": by, "comment": comment}
 
 
-def _register_rejected(evaluated: dict[str, Any]) -> None:
-    from petal_labeller.model.artefact import read_card
-    from petal_labeller.pipeline.promotion import register_model
-
-    register_model(
-        evaluated["version"],
-        evaluated["artefact"],
-        metrics=evaluated["candidate"],
-        base_model=str(read_card(evaluated["artefact"]).get("base_model", "unknown")),
-        promote=False,
-        verify=False,
-    )
-
-
-def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str) -> list:
+def _sagemaker_cleanup_steps(run: RetrainRun, dag_id: str, run_id: str) -> list:
     """Delete the run's S3 prefix and every SageMaker model it made; stop any job still running.
 
     Finished training and transform jobs are records, not resources: SageMaker has no
@@ -416,7 +276,7 @@ def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str)
             lambda: s3_staging.delete_prefix(
                 s3_staging.s3_hook(),
                 Variable.get(variables.BUCKET),
-                s3_layout.training_prefix(exported["run_key"]),
+                s3_layout.training_prefix(run.run_key),
             ),
         ),
         (
@@ -439,10 +299,11 @@ def _sagemaker_cleanup_steps(exported: dict[str, Any], dag_id: str, run_id: str)
 def cleanup(exported: dict[str, Any], **context: Any) -> None:
     """Remove the workspace, and for a sagemaker run everything it made there (the promoted
     artefact was copied out); every step is tried."""
-    steps = [("remove the workspace", workspace_for(exported["run_key"]).remove)]
-    if exported["backend"] == "sagemaker":
+    run = RetrainRun.from_xcom(exported)
+    steps = [("remove the workspace", run.workspace.remove)]
+    if run.backend == "sagemaker":
         dag_run = context["dag_run"]
-        steps += _sagemaker_cleanup_steps(exported, dag_run.dag_id, dag_run.run_id)
+        steps += _sagemaker_cleanup_steps(run, dag_run.dag_id, dag_run.run_id)
     run_cleanup_steps(steps)
 
 
@@ -455,16 +316,15 @@ def training_flow() -> None:
     route = choose_path(exported)
     local = train_local(exported)
     group, downloaded, model_teardowns = training_sagemaker.sagemaker_training_tasks(exported)
-    evaluated = evaluate()
+    evaluated = evaluate(local, downloaded)
     route >> [local, group]
-    [local, downloaded] >> evaluated
     gate = quality_gate(evaluated)
     auto, asked = EmptyOperator(task_id=approval.PROMOTE), approve_task()
     kept = EmptyOperator(task_id=approval.KEEP)
     gate >> [auto, asked, kept]
     promoted = promote()
     [auto, asked] >> promoted
-    recorded = record_decision()
+    recorded = record_decision(evaluated, promoted)
     [promoted, kept] >> recorded
     # After the models' own teardowns: cleanup deletes what earlier tries left.
     [recorded, *model_teardowns] >> cleanup(exported).as_teardown(setups=exported)

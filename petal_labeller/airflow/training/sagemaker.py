@@ -16,6 +16,7 @@ also deletes any model or stops any job an earlier try left behind.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from petal_labeller.airflow.params import (
     DEFAULT_TRAINING_INSTANCE_TYPE,
     instance_type_template,
 )
+from petal_labeller.pipeline.retrain import RetrainRun
 from petal_labeller.pipeline.training import MAX_RESULT_LINE_BYTES
 
 log = logging.getLogger(__name__)
@@ -64,21 +66,21 @@ def _model_name(which: str) -> str:
 def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, Any]:
     """The `train` channel and the held-out papers in S3, the production model too (once per
     version, where labelling runs also find it), and the hyperparameters as strings.
-    Each key is also its own XCom, so the training job takes the hyperparameters as a dict."""
+    Each key is also its own XCom, so the training job takes the hyperparameters as a dict;
+    `run` passes the run record on to `download_results`."""
+    run = RetrainRun.from_xcom(exported)
     hook = s3_staging.s3_hook()
     bucket = Variable.get(variables.BUCKET)
-    prefix = s3_layout.training_prefix(exported["run_key"])
+    prefix = s3_layout.training_prefix(run.run_key)
     for name in ("papers.jsonl", "taxonomy.json"):
-        s3_staging.upload(
-            hook, Path(exported["train_dir"]) / name, bucket, f"{prefix}/train/{name}"
-        )
+        s3_staging.upload(hook, run.train_dir / name, bucket, f"{prefix}/train/{name}")
     heldout_key = f"{prefix}/evaluation/input/heldout.jsonl"
-    s3_staging.upload(hook, Path(exported["heldout"]), bucket, heldout_key)
-    production = exported["production"]
+    s3_staging.upload(hook, run.heldout, bucket, heldout_key)
+    production = run.production
     production_url = None
     if production:
         production_url = s3_staging.ensure_model_in_s3(
-            hook, production["artefact_uri"], bucket, production["version"]
+            hook, production.artefact_uri, bucket, production.version
         )
     params = context["params"]
     hyperparameters = {"preset": params["preset"], **params["train_options"]}
@@ -90,6 +92,7 @@ def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, 
         "hyperparameters": {key: str(value) for key, value in hyperparameters.items()},
         "heldout_uri": s3_layout.uri(bucket, heldout_key),
         "production_model_url": production_url,
+        "run": run.to_xcom(),
     }
     for which in MODELS:
         output_prefix = f"{prefix}/evaluation/{which}"
@@ -120,20 +123,20 @@ def _download_bounded(hook: Any, bucket: str, key: str, target: Path, limit: int
 
 
 @task(trigger_rule="none_failed_min_one_success")
-def download_results(**context: Any) -> dict[str, Any]:
-    """The candidate artefact (for promotion) and each transform's output for `evaluate`.
+def download_results(uploaded: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """The run with the candidate artefact (for promotion) and each transform's output,
+    for `evaluate` to score.
 
-    Reads `export` from XCom: a direct edge from a setup task would need trigger
-    rule all_success, and the production transform may have been skipped.
+    The run comes through `upload_training_data`: a direct edge from `export`, a setup
+    task, would need trigger rule all_success, and the production transform may have
+    been skipped.
     """
-    ti = context["ti"]
-    exported = ti.xcom_pull(task_ids="export")
-    uploaded = ti.xcom_pull(task_ids="sagemaker.upload_training_data")
-    hook, workdir = s3_staging.s3_hook(), Path(exported["workdir"])
-    trained = ti.xcom_pull(task_ids="sagemaker.train")["Training"]
-    bucket, key = hook.parse_s3_url(trained["ModelArtifacts"]["S3ModelArtifacts"])
+    run = RetrainRun.from_xcom(uploaded["run"])
+    hook, workdir = s3_staging.s3_hook(), run.workdir
+    model_artefacts = trained["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = hook.parse_s3_url(model_artefacts)
     artefact = s3_staging.download(hook, bucket, key, workdir / "candidate" / "model.tar.gz")
-    limit = (exported["heldout_papers"] + 1) * MAX_RESULT_LINE_BYTES
+    limit = (run.heldout_papers + 1) * MAX_RESULT_LINE_BYTES
     outputs: dict[str, str | None] = {"candidate": None, "production": None}
     for which in MODELS:
         if which == "production" and not uploaded["production_model_url"]:
@@ -141,7 +144,7 @@ def download_results(**context: Any) -> dict[str, Any]:
         key = uploaded[f"{which}_output_key"]
         target = workdir / "evaluation" / f"{which}.jsonl.out"
         outputs[which] = str(_download_bounded(hook, uploaded["bucket"], key, target, limit))
-    return {"artefact": str(artefact), "outputs": outputs}
+    return replace(run, artefact=Path(artefact), outputs=outputs).to_xcom()
 
 
 def _training_job(uploaded: Any) -> SageMakerTrainingOperator:
@@ -206,7 +209,7 @@ def sagemaker_training_tasks(exported: Any) -> tuple[TaskGroup, Any, list[Any]]:
         production, production_transform, delete_production = _evaluation_tasks(
             "production", _UPLOADED + "['production_model_url'] }}"
         )
-        downloaded = download_results()
+        downloaded = download_results(uploaded, trained.output)
         uploaded >> trained >> candidate
         has_production_model(uploaded) >> production
         [candidate_transform, production_transform] >> downloaded
