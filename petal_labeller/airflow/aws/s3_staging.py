@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow.aws import s3_layout
 from petal_labeller.airflow.variables import AWS_CONN_ID
@@ -39,7 +40,15 @@ def upload(hook: S3Hook, path: Path, bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def download(hook: S3Hook, bucket: str, key: str, path: Path) -> Path:
+def download(hook: S3Hook, bucket: str, key: str, path: Path, max_bytes: int | None = None) -> Path:
+    """`s3://bucket/key` to `path`; with `max_bytes`, an object larger than that is refused
+    before it is read (an output bounded by its papers, `MAX_RESULT_LINE_BYTES` each)."""
+    if max_bytes is not None:
+        size = int((hook.head_object(key, bucket_name=bucket) or {}).get("ContentLength", 0))
+        if size > max_bytes:
+            raise AirflowFailException(
+                f"s3://{bucket}/{key} is {size} bytes, more than the {max_bytes} its papers allow"
+            )
     if not hook.check_for_key(key, bucket_name=bucket):
         raise FileNotFoundError(
             f"s3://{bucket}/{key} does not exist: the transform wrote no output"

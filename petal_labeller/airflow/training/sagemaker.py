@@ -27,7 +27,6 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerTransformOperator,
 )
 from airflow.sdk import TaskGroup, Variable, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import variables
 from petal_labeller.airflow.aws import s3_layout, s3_staging, sagemaker_configs
@@ -111,17 +110,6 @@ def has_production_model(uploaded: dict[str, Any]) -> bool:
     return bool(uploaded["production_model_url"])
 
 
-def _download_bounded(hook: Any, bucket: str, key: str, target: Path, limit: int) -> Path:
-    """Download a transform output no larger than `limit` bytes (checked before reading)."""
-    head = hook.head_object(key, bucket_name=bucket)
-    size = int((head or {}).get("ContentLength", 0))
-    if size > limit:
-        raise AirflowFailException(
-            f"s3://{bucket}/{key} is {size} bytes, more than the {limit} its papers allow"
-        )
-    return s3_staging.download(hook, bucket, key, target)
-
-
 @task(trigger_rule="none_failed_min_one_success")
 def download_results(uploaded: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     """The run with the candidate artefact (for promotion) and each transform's output,
@@ -143,7 +131,7 @@ def download_results(uploaded: dict[str, Any], trained: dict[str, Any]) -> dict[
             continue  # no production model: its transform was skipped
         key = uploaded[f"{which}_output_key"]
         target = workdir / "evaluation" / f"{which}.jsonl.out"
-        outputs[which] = str(_download_bounded(hook, uploaded["bucket"], key, target, limit))
+        outputs[which] = str(s3_staging.download(hook, uploaded["bucket"], key, target, limit))
     return replace(run, artefact=Path(artefact), outputs=outputs).to_xcom()
 
 
