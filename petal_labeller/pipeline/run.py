@@ -151,7 +151,9 @@ def stage_run(
     except Exception as exc:
         workspace.remove()
         if not dry_run:
-            _record_quietly(run_id, version, exc, started, airflow_run_id, since, until)
+            _record_quietly(
+                run_id, version, exc, started, airflow_run_id, since, until, database_url
+            )
         raise
     staged = StagedRun(
         run_id=run_id,
@@ -323,6 +325,7 @@ def _record_quietly(
     airflow_run_id: str | None,
     since: datetime | None,
     until: datetime | None,
+    database_url: str | None,
 ) -> None:
     """Best effort: a database that is down cannot take the failure record either."""
     try:
@@ -334,6 +337,7 @@ def _record_quietly(
             interval_start=since,
             interval_end=until,
             started_at=started,
+            database_url=database_url,
         )
     except Exception:
         log.warning("Could not record the failure of run %s", run_id, exc_info=True)

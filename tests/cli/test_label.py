@@ -121,6 +121,21 @@ def test_a_run_that_leaves_papers_of_its_window_unlabelled_fails_and_says_how_ma
     ]
 
 
+def test_a_staging_failure_is_recorded_in_the_database_the_run_was_given(
+    labelling_database, petal_home, monkeypatch
+):
+    """The failed row goes where the run reads and writes, not to PETAL_DATABASE_URL's."""
+    from petal_labeller.pipeline.run import stage_run
+    from petal_labeller.pipeline.stage import MaxPapersError
+
+    url = labelling_database
+    monkeypatch.setenv("PETAL_DATABASE_URL", "postgresql://petal@127.0.0.1:1/elsewhere")
+    with pytest.raises(MaxPapersError):
+        stage_run("dag/bad-cap", "dag-bad-cap", max_papers=-1, database_url=url)
+    [(status, error)] = _query(url, "SELECT status, error FROM labelling_runs")
+    assert status == "failed" and "max_papers -1" in error
+
+
 def test_petal_label_with_max_papers_labels_that_many_and_says_how_many_are_left(
     labelling_database, petal_home
 ):
