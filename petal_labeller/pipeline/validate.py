@@ -103,10 +103,35 @@ def _row(value: list[Any]) -> tuple[int, str, float]:
     return int(value[0]), str(value[1]), float(value[2])
 
 
-def _iter_lines(path: Path, what: str) -> Iterator[dict[str, Any]]:
-    """The file's JSON objects one at a time, so a large backlog is never all in memory."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+#: One paper's result line: its scores over the whole taxonomy take a few KiB, so a
+#: longer line is a broken (or hostile) transform, refused before it is held in memory.
+#: It also bounds the output a run downloads: MAX_OUTPUT_LINE_BYTES per staged paper.
+MAX_OUTPUT_LINE_BYTES = 64 * 1024
+
+
+def max_output_bytes(papers: int) -> int:
+    """The most bytes the inference output of `papers` staged papers may take."""
+    return max(papers, 1) * (MAX_OUTPUT_LINE_BYTES + 1)
+
+
+def _iter_lines(
+    path: Path, what: str, max_line_bytes: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The file's JSON objects one at a time, so a large backlog is never all in memory;
+    with `max_line_bytes`, a longer line is refused having read only that much of it."""
+    limit = -1 if max_line_bytes is None else max_line_bytes + 1
+    with path.open("rb") as handle:
+        number = 0
+        while raw := handle.readline(limit):
+            number += 1
+            if max_line_bytes is not None and len(raw) > max_line_bytes:
+                raise OutputError(
+                    f"{what} {path.name} line {number}: longer than {max_line_bytes} bytes"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise OutputError(f"{what} {path.name} line {number}: not UTF-8: {exc}") from exc
             if not line.strip():
                 continue
             try:
@@ -180,7 +205,7 @@ def _check_lines(
 ) -> None:
     """Walk input and output side by side, appending to the three spools."""
     staged = _iter_lines(input_path, "staged input")
-    results = _iter_lines(output_path, "inference output")
+    results = _iter_lines(output_path, "inference output", MAX_OUTPUT_LINE_BYTES)
     for number, (paper, result) in enumerate(zip_longest(staged, results), start=1):
         if paper is None or result is None:
             n_staged = number - 1 + (paper is not None) + sum(1 for _ in staged)

@@ -110,3 +110,17 @@ def test_invalid_json_names_the_line(tmp_path, staged):
     out.write_text(json.dumps(_result(1)) + "\n{not json\n" + json.dumps(_result(3)) + "\n")
     with pytest.raises(OutputError, match="line 2: not valid JSON"):
         check_output(staged, out, LABELS)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"paper_id": 1, "scores": {"move": 0.9}, "pad": "' + b"x" * 70_000 + b'"}\n',
+     b"x" * 200_000, b'{"paper_id": 1, "scores": {"move": 0.9}, "t": "\xff\xfe"}\n'],
+    ids=["long-object", "long-no-newline", "not-utf8"],
+)  # fmt: skip
+def test_an_overlong_or_undecodable_output_line_is_refused_naming_it(tmp_path, staged, line):
+    """A result line is a few KiB; a longer one is read no further than the bound."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(line)
+    with pytest.raises(OutputError, match=r"inference output out\.jsonl line 1: (longer|not UTF)"):
+        check_output(staged, out, LABELS)

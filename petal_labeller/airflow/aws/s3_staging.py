@@ -44,11 +44,7 @@ def download(hook: S3Hook, bucket: str, key: str, path: Path, max_bytes: int | N
     """`s3://bucket/key` to `path`; with `max_bytes`, an object larger than that is refused
     before it is read (an output bounded by its papers, `MAX_RESULT_LINE_BYTES` each)."""
     if max_bytes is not None:
-        size = int((hook.head_object(key, bucket_name=bucket) or {}).get("ContentLength", 0))
-        if size > max_bytes:
-            raise AirflowFailException(
-                f"s3://{bucket}/{key} is {size} bytes, more than the {max_bytes} its papers allow"
-            )
+        _refuse_larger_than(hook, bucket, key, max_bytes)
     if not hook.check_for_key(key, bucket_name=bucket):
         raise FileNotFoundError(
             f"s3://{bucket}/{key} does not exist: the transform wrote no output"
@@ -56,6 +52,14 @@ def download(hook: S3Hook, bucket: str, key: str, path: Path, max_bytes: int | N
     path.parent.mkdir(parents=True, exist_ok=True)
     hook.get_key(key, bucket_name=bucket).download_file(str(path))
     return path
+
+
+def _refuse_larger_than(hook: S3Hook, bucket: str, key: str, max_bytes: int) -> None:
+    size = int((hook.head_object(key, bucket_name=bucket) or {}).get("ContentLength", 0))
+    if size > max_bytes:
+        raise AirflowFailException(
+            f"s3://{bucket}/{key} is {size} bytes, more than the {max_bytes} its papers allow"
+        )
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -78,18 +82,21 @@ def stage_input(hook: S3Hook, workspace: Workspace, bucket: str, key: str) -> st
     return s3_layout.uri(bucket, key)
 
 
-def keep_output(hook: S3Hook, bucket: str, key: str, workspace: Workspace) -> str:
+def keep_output(hook: S3Hook, bucket: str, key: str, workspace: Workspace, max_bytes: int) -> str:
     """The transform's output as the run's output file: copied inside S3 to an s3://
-    workspace, else downloaded here (and published to any other store)."""
+    workspace, else downloaded here (and published to any other store). Either way an
+    output larger than `max_bytes` (what its papers allow) is refused before a byte is
+    read or copied: the next task would fetch it whole."""
     target = workspace.remote_url(workspace.output_path)
     if target is None or not target.startswith("s3://"):
-        path = download(hook, bucket, key, workspace.output_path)
+        path = download(hook, bucket, key, workspace.output_path, max_bytes)
         workspace.publish(path)
         return str(path)
     if not hook.check_for_key(key, bucket_name=bucket):
         raise FileNotFoundError(
             f"s3://{bucket}/{key} does not exist: the transform wrote no output"
         )
+    _refuse_larger_than(hook, bucket, key, max_bytes)
     target_bucket, target_key = _split(target)
     hook.copy_object(key, target_key, source_bucket_name=bucket, dest_bucket_name=target_bucket)
     return target

@@ -39,6 +39,7 @@ from petal_labeller.airflow.labelling import cleanup as labelling_cleanup
 from petal_labeller.airflow.names import run_key, sagemaker_name_prefix
 from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
 from petal_labeller.pipeline.run import StagedRun
+from petal_labeller.pipeline.validate import max_output_bytes
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +234,11 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
 @task
 def download_output(staged: dict[str, Any], uploaded: dict[str, str]) -> str:
     use_workspace_storage()
-    workspace = StagedRun.from_xcom(staged).workspace
+    run = StagedRun.from_xcom(staged)
     hook, bucket, key = s3_staging.s3_hook(), uploaded["bucket"], uploaded["output_key"]
-    return s3_staging.keep_output(hook, bucket, key, workspace)
+    return s3_staging.keep_output(
+        hook, bucket, key, run.workspace, max_bytes=max_output_bytes(run.count)
+    )
 
 
 @task(trigger_rule="none_failed_min_one_success")
