@@ -6,8 +6,9 @@ that window that the production model has not labelled, runs batch inference,
 checks the output, and writes the labels and a run record in one transaction.
 
 * **Backends** (Param `backend`, else Variable `petal_backend`, else `local`):
-  `local` runs the model's own `inference.py` on the worker; `sagemaker` runs a
-  batch transform through the Amazon provider (S3 via `aws_default`).
+  `local` runs the installed package's inference handlers on the worker;
+  `sagemaker` runs a batch transform through the Amazon provider (S3 via
+  `aws_default`).
 * **Params**: `model_version` (empty = production), `max_papers`,
   `instance_type`, `dry_run` (write nothing).
 * **Any day**: the schedule catches up from PETAL_START_DATE; a manual run or
