@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.airflow",
     "tests.fixtures.packaging",
     "tests.fixtures.label_studio",
+    "tests.fixtures.ground_truth",
 ]

@@ -28,3 +28,18 @@ TRAINING_SAGEMAKER = (BUCKET, TRAINING_IMAGE, ROLE)
 def template(name: str) -> str:
     """The Jinja expression that renders Variable `name` in an operator's template field."""
     return "{{ var.value." + name + " }}"
+
+
+#: Review batches (`petal_review_papers`): the backend when the run's Param is empty
+#: (`label_studio`, `ground_truth` or `files`), the Label Studio project's name, and
+#: Ground Truth's private workteam, pre/post Lambdas and the role its job runs as
+#: (empty: petal_sagemaker_role). Label Studio's URL and token are connection
+#: `petal_label_studio` (host, password), never a Variable.
+REVIEW_BACKEND = "petal_review_backend"
+LABEL_STUDIO_CONN_ID = "petal_label_studio"
+LABEL_STUDIO_PROJECT = "petal_label_studio_project"
+GROUND_TRUTH_WORKTEAM = "petal_ground_truth_workteam"
+GROUND_TRUTH_PRE_LAMBDA = "petal_ground_truth_pre_lambda"
+GROUND_TRUTH_POST_LAMBDA = "petal_ground_truth_post_lambda"
+GROUND_TRUTH_ROLE = "petal_ground_truth_role"
+GROUND_TRUTH = (BUCKET, GROUND_TRUTH_WORKTEAM, GROUND_TRUTH_PRE_LAMBDA, GROUND_TRUTH_POST_LAMBDA)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import psycopg2.extensions
@@ -208,7 +208,8 @@ def _apply(conn, backend, batch, usable, taxonomy, report: CollectReport) -> Non
         try:
             draft = _draft(index, answer, task, sent.get(task.model_version, ()), taxonomy)
             known = facts.get(task.paper_id)
-            draft = Draft(**{**draft.__dict__, "doi": (known.doi or None) if known else None})
+            # The task names the paper (an id the backend cannot choose): its DOI is the paper's.
+            draft = replace(draft, doi=(known.doi or None) if known else None)
             decision = resolve(draft, known, taxonomy, sent)
         except DecisionError as error:
             name = _FIELDS.get(error.field, error.field)

@@ -514,10 +514,16 @@ def read_decisions(
 
 
 def apply_decisions(
-    conn: psycopg2.extensions.connection, read: DecisionFile, source: str, *, override: bool
+    conn: psycopg2.extensions.connection,
+    read: DecisionFile,
+    source: str,
+    *,
+    override: bool,
+    commit: bool = True,
 ) -> reviews.ApplyReport:
     """Apply the file's decisions; the store's refusals join the file's rejects by line."""
-    report = reviews.apply_reviews(conn, [d for _, d in read.decisions], source, override=override)
+    decided = [d for _, d in read.decisions]
+    report = reviews.apply_reviews(conn, decided, source, override=override, commit=commit)
     line_of = {decision.paper_id: line for line, decision in read.decisions}
     for refusal in report.refused:
         line = line_of[refusal.paper_id]

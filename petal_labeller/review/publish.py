@@ -113,3 +113,53 @@ def collect_ground_truth(
     """Apply the answers in a labelling job's output manifest (a binary file object)."""
     answers = ground_truth.read_answers(output_manifest, taxonomy, now)
     return apply_answers(conn, "ground_truth", job, answers, taxonomy, rejects=rejects)
+
+
+def answers_file(queue_file: Path) -> Path | None:
+    """The curators' filled-in copy of a queue file, `<name>.answers.jsonl` or `.csv`."""
+    for suffix in (".jsonl", ".csv"):
+        path = queue_file.with_name(f"{queue_file.stem}.answers{suffix}")
+        if path.is_file():
+            return path
+    return None
+
+
+def collect_files(
+    conn, batch: str, path: Path, taxonomy: Taxonomy, rejects: RejectSink | None = None
+) -> CollectReport:
+    """Apply a filled-in queue file as `petal review apply` does and close the tasks it
+    decided, in one transaction. The file's lines are decision lines (review.decisions)."""
+    from petal_labeller.review.decisions import apply_decisions, read_decisions
+
+    sink = rejects if rejects is not None else RejectSink(None)
+    report = CollectReport(rejects=sink)
+    read = read_decisions(conn, path, taxonomy, rejects=sink)
+    waiting = review_tasks.open_tasks(conn, "files", batch)
+    with write_unit(conn, True):
+        report.applied = apply_decisions(conn, read, f"files:{batch}", override=False, commit=False)
+        refused = {r.paper_id for r in report.applied.refused}
+        closing = [
+            (str(d.paper_id), "answered", d.reviewer, d.reviewed_at)
+            for _, d in read.decisions
+            if d.paper_id not in refused and str(d.paper_id) in waiting
+        ]
+        review_tasks.close_tasks(conn, "files", batch, closing, commit=False)
+    report.answered = len(closing)
+    return report
+
+
+def label_studio_waiting(
+    client: label_studio.LabelStudio, project: int, task_ids: Sequence[int]
+) -> int:
+    """How many of the tasks have no answer yet in Label Studio (a cancelled one is none)."""
+    exported = client.export(project, list(task_ids)) if task_ids else []
+    answered = {
+        t.get("id")
+        for t in exported
+        if isinstance(t, dict)
+        and any(
+            isinstance(a, dict) and a.get("was_cancelled") is not True
+            for a in t.get("annotations") or []
+        )
+    }
+    return len(set(task_ids) - answered)

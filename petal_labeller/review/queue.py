@@ -2,7 +2,8 @@
 
 Each paper comes with its title, abstract, DOI link, the model's labels and
 scores, and the most similar curator-labelled papers as context. Papers with
-curator labels or a review never appear.
+curator labels or a review never appear, nor papers out with curators on a review
+backend (an open `review_tasks` row) or called not biomimicry relevant.
 """
 
 from __future__ import annotations

@@ -10,15 +10,15 @@ API:
   who, when) for each answered task; only open tasks change.
 - `mark_irrelevant(conn, marks, *, commit=True) -> int`: (paper_id, who, when): the
   paper is never labelled nor queued again; a paper already marked keeps its first mark.
-- `expire_tasks(conn, backend, batch, *, commit=True) -> int`: the batch's open tasks
-  closed unanswered (the papers can be sent again).
+- `expire_tasks(conn, backend, batch, external_ids=None, *, commit=True) -> list[str]`:
+  the batch's open tasks (or those named) closed unanswered: the papers can be sent again.
 - `batch_counts(conn, backend, batch) -> dict[str, int]`: tasks by status;
   `batch_tasks(conn, backend, batch) -> dict[str, int]`: external id -> paper_id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,15 +99,23 @@ def close_tasks(
 
 
 def expire_tasks(
-    conn: psycopg2.extensions.connection, backend: str, batch: str, *, commit: bool = True
-) -> int:
+    conn: psycopg2.extensions.connection,
+    backend: str,
+    batch: str,
+    external_ids: Sequence[str] | None = None,
+    *,
+    commit: bool = True,
+) -> list[str]:
+    """Close the batch's open tasks (or those of `external_ids`) unanswered; their ids."""
     with write_unit(conn, commit), conn.cursor() as cur:
         cur.execute(
             """UPDATE review_tasks SET status = 'expired'
-               WHERE backend = %s AND batch = %s AND status = 'sent'""",
-            (backend, batch),
+               WHERE backend = %s AND batch = %s AND status = 'sent'
+                 AND (%s::text[] IS NULL OR external_id = ANY(%s::text[]))
+               RETURNING external_id""",
+            (backend, batch, external_ids, external_ids),
         )
-        return cur.rowcount
+        return sorted(row[0] for row in cur.fetchall())
 
 
 def mark_irrelevant(

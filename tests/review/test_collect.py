@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import psycopg2
@@ -203,3 +204,26 @@ def test_the_queue_page_counts_leave_irrelevant_papers_out(sent):
     assert sent["ids"]["deep"] not in {
         c.paper_id for _, c in uncertain.most_uncertain_head(sent["conn"], "v1", 10)
     }
+
+
+def _statuses(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT status FROM review_tasks")
+        return [s for (s,) in cur.fetchall()]
+
+
+def test_files_backend_collects_a_filled_in_queue_file(store, tmp_path):
+    """The curators' copy of the queue file, as `petal review apply` reads it."""
+    from petal_labeller.review.publish import collect_files, publish_files
+
+    conn, ids = store["conn"], store["ids"]
+    records = select_papers(conn, TREE, 2, "uncertain", neighbours=0)
+    path = tmp_path / "batch.jsonl"
+    publish_files(conn, records, path)
+    answers = path.with_name("batch.answers.jsonl")
+    filled = [{**r, "reviewer": "ana", "accept": True} for r in records]
+    answers.write_text("".join(json.dumps(r) + "\n" for r in filled), encoding="utf-8")
+    report = collect_files(conn, "batch.jsonl", answers, TREE)
+    assert report.curated == 2 and report.answered == 2
+    assert curator_labels(conn, ids["torn"]) == [("heat", "ana"), ("protect", "ana")]
+    assert _statuses(conn) == ["answered"]
