@@ -23,7 +23,8 @@ from tests.live.test_live_views import labelled as labelled
 
 # `labelled` above is a fixture (a production model in the live store), imported so
 # pytest finds it here.
-pytestmark = [pytest.mark.slow]
+#: The runs ahead, reaching the transform and the run's end, each bounded below.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LABEL = "petal_label_papers"
 TRANSFORM = "sagemaker.transform"
@@ -88,7 +89,7 @@ def _trigger_when_idle(live: Airflow, day: datetime) -> str:
     return run["dag_run_id"]
 
 
-def _wait_deferred(live: Airflow, run_id: str, timeout: float = 240) -> None:
+def _wait_deferred(live: Airflow, run_id: str, timeout: float = 480) -> None:
     """Until the transform task is `deferred`; fails on any end state, naming every task's."""
     deadline = time.monotonic() + timeout
     while (state := _state_of(live, run_id, TRANSFORM)) != "deferred":
@@ -155,7 +156,7 @@ def test_a_run_marked_failed_while_its_transform_is_deferred_stops_the_job_and_d
 
     live.ok("PATCH", f"/api/v2/dags/{LABEL}/dagRuns/{run_id}", json={"state": "failed"})
 
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480
     while _state_of(live, run_id, "cleanup") not in ("success", "failed"):
         assert time.monotonic() < deadline, live.task_instances(LABEL, run_id)
         time.sleep(2)
