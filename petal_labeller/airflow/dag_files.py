@@ -15,7 +15,12 @@ from pathlib import Path
 
 from petal_labeller import config
 
-DAG_FILES = ("petal_label_papers.py", "petal_relabel_papers.py", "petal_train_model.py")
+DAG_FILES = (
+    "petal_label_papers.py",
+    "petal_relabel_papers.py",
+    "petal_review_papers.py",
+    "petal_train_model.py",
+)
 
 
 def dags_folder() -> Path:

@@ -24,7 +24,12 @@ from tests.fixtures.airflow import AWS_REGION
 from tests.fixtures.packaging import REPO_ROOT
 
 BUNDLE = REPO_ROOT / "docker" / "deploy_bundle.py"
-DAG_FILES = ["petal_label_papers.py", "petal_relabel_papers.py", "petal_train_model.py"]
+DAG_FILES = [
+    "petal_label_papers.py",
+    "petal_relabel_papers.py",
+    "petal_review_papers.py",
+    "petal_train_model.py",
+]
 MWAA_ROOT = "/usr/local/airflow"
 
 
