@@ -22,7 +22,12 @@ from tests.fixtures.packaging import REPO_ROOT, venv_env
 pytestmark = pytest.mark.slow
 
 DAG_RUN = Path(__file__).with_name("venv_dag_run.py")
-DAG_IDS = ["petal_label_papers", "petal_relabel_papers", "petal_train_model"]
+DAG_IDS = [
+    "petal_label_papers",
+    "petal_relabel_papers",
+    "petal_review_papers",
+    "petal_train_model",
+]
 
 
 def _run(bin_dir: Path, args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
