@@ -69,7 +69,11 @@ def quick_looks(monkeypatch):
 
 
 def _run(conf: dict):
-    return load_dag(DAG_ID).test(logical_date=WHEN, run_conf=conf)
+    dag = load_dag(DAG_ID)
+    # The flow module reads PETAL_REVIEW_POLL_SECONDS once, when a process first imports
+    # it (maybe an earlier test's DagBag, without quick_looks): look every second here.
+    dag.get_task("wait_for_answers").poke_interval = 1
+    return dag.test(logical_date=WHEN, run_conf=conf)
 
 
 def _ti(run, task_id: str):
