@@ -166,23 +166,25 @@ def labeling_job_request(
 # Reading the output manifest ------------------------------------------------------
 
 
+def _json_in_string(task: str, field: str, text: str) -> Any:
+    """Ground Truth nests JSON in strings (the content, then the form's own field)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise AnswerError(task, field, "is not JSON") from None
+
+
 def _content(task: str, value: Any) -> Mapping:
     """The form's answer: {"verdict", "labels"} from `petal_answer` (JSON in a string)."""
     if isinstance(value, str):
         if len(value) > MAX_LINE_BYTES:
             raise AnswerError(task, "content", "is too long")
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise AnswerError(task, "content", "is not JSON") from None
+        value = _json_in_string(task, "content", value)
     if not isinstance(value, Mapping):
         raise AnswerError(task, "content", "must be the form's JSON object")
     answer = value.get("petal_answer")
     if isinstance(answer, str):
-        try:
-            answer = json.loads(answer)
-        except ValueError:
-            raise AnswerError(task, "petal_answer", "is not JSON") from None
+        answer = _json_in_string(task, "petal_answer", answer)
     if not isinstance(answer, Mapping):
         raise AnswerError(task, "petal_answer", "is missing: the form is not PeTaL's")
     return answer
