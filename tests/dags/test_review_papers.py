@@ -70,9 +70,8 @@ def quick_looks(monkeypatch):
 
 def _run(conf: dict):
     dag = load_dag(DAG_ID)
-    # The flow module reads PETAL_REVIEW_POLL_SECONDS once, when a process first imports
-    # it (maybe an earlier test's DagBag, without quick_looks): look every second here.
-    dag.get_task("wait_for_answers").poke_interval = 1
+    # Each parse reads PETAL_REVIEW_POLL_SECONDS (quick_looks), whatever parsed before.
+    assert dag.get_task("wait_for_answers").poke_interval == 1
     return dag.test(logical_date=WHEN, run_conf=conf)
 
 

@@ -26,7 +26,7 @@ from tests.live.test_live_views import labelled as labelled
 #: The runs ahead, reaching the transform and the run's end, each bounded below.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-LABEL = "petal_label_papers"
+LABEL, RELABEL = "petal_label_papers", "petal_relabel_papers"
 TRANSFORM = "sagemaker.transform"
 #: The fake transform stays InProgress this long: time to see the task deferred.
 TRANSFORM_S = 30.0
@@ -74,15 +74,19 @@ def _state_of(live: Airflow, run_id: str, task_id: str) -> str | None:
     return live.task_instances(LABEL, run_id).get(task_id, {}).get("state")
 
 
-def _trigger_when_idle(live: Airflow, day: datetime) -> str:
-    """A sagemaker run of `day`, started when no other labelling run is ahead of it.
+def _import_and_trigger(live: Airflow, papers, day: datetime) -> str:
+    """`papers` ingested on `day`, then a sagemaker run of `day`, with no run ahead of it.
 
-    The DAG runs one run at a time: unpausing it catches up the schedule's days, and an
-    earlier test's runs may still be going; a run queued behind them is not what the
-    transform's deadline below measures.
+    The labelling DAG runs one run at a time: unpausing it catches up the schedule's
+    days, and an earlier test's runs may still be going; a run queued behind them is not
+    what the transform's deadline below measures. And a relabelling run (an earlier
+    test's promotion) labels every paper the production model has not: one still going
+    when the papers arrive would label them first, leaving this run nothing to label.
     """
     live.set_paused(LABEL, False)
     live.wait_until_idle(LABEL)
+    live.wait_until_idle(RELABEL)
+    live.petal("papers", "import", str(papers), "--ingested-at", f"{day:%Y-%m-%d}T06:00:00Z")
     run = live.ok("POST", f"/api/v2/dags/{LABEL}/dagRuns", json={
         "logical_date": day.isoformat(), "conf": {"backend": "sagemaker"},
     })  # fmt: skip
@@ -94,7 +98,7 @@ def _wait_deferred(live: Airflow, run_id: str, timeout: float = 480) -> None:
     deadline = time.monotonic() + timeout
     while (state := _state_of(live, run_id, TRANSFORM)) != "deferred":
         states = {t: ti["state"] for t, ti in live.task_instances(LABEL, run_id).items()}
-        assert state not in ("success", "failed", "upstream_failed"), states
+        assert state not in ("success", "failed", "upstream_failed", "skipped"), states
         assert time.monotonic() < deadline, (states, live.runs(LABEL))
         live.check_alive()
         time.sleep(1)
@@ -107,8 +111,7 @@ def test_a_transform_waits_deferred_then_the_run_labels_and_leaves_nothing_in_aw
     moto_sagemaker.min_runtime_s = TRANSFORM_S
     day = DAY
     papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=960, count=3)
-    live.petal("papers", "import", str(papers), "--ingested-at", f"{day:%Y-%m-%d}T06:00:00Z")
-    run_id = _trigger_when_idle(live, day)
+    run_id = _import_and_trigger(live, papers, day)
     _wait_deferred(live, run_id)
     # Deferred: no worker slot is held while SageMaker works. Airflow's own accounting
     # says so: the default pool counts the task as deferred, not running (its
@@ -150,8 +153,7 @@ def test_a_run_marked_failed_while_its_transform_is_deferred_stops_the_job_and_d
     moto_sagemaker.min_runtime_s = 600  # still running when the run is marked failed
     papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=970, count=2)
     day = DAY + timedelta(days=1)
-    live.petal("papers", "import", str(papers), "--ingested-at", f"{day:%Y-%m-%d}T06:00:00Z")
-    run_id = _trigger_when_idle(live, day)
+    run_id = _import_and_trigger(live, papers, day)
     _wait_deferred(live, run_id)
 
     live.ok("PATCH", f"/api/v2/dags/{LABEL}/dagRuns/{run_id}", json={"state": "failed"})

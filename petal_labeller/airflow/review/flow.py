@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Param, Variable, task
+from airflow.sdk import BaseSensorOperator, Param, Variable, task
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("label_studio", "ground_truth", "files")
 DEFAULT_PROJECT = "PeTaL review"
-#: Seconds between the sensor's looks; tests shorten it. Read at parse time.
+#: Seconds between the sensor's looks; tests shorten it. Read when the DAG is built.
 POLL_SECONDS_ENV = "PETAL_REVIEW_POLL_SECONDS"
 #: The sensor's own limit, past any `timeout_hours` the Param allows.
 MAX_WAIT = timedelta(days=31)
@@ -43,7 +43,7 @@ MAX_TIMEOUT_HOURS = 24 * 30
 
 
 def poll_seconds() -> int:
-    """Read at parse time: a bad value falls back to 10 minutes, with a warning."""
+    """Read when the DAG is built: a bad value falls back to 10 minutes, with a warning."""
     try:
         return config.env_int(POLL_SECONDS_ENV, 600, minimum=1, maximum=86_400)
     except ValueError as exc:
@@ -219,16 +219,14 @@ def waiting(sent: dict[str, Any]) -> int | None:
     return 0 if ground_truth_jobs.finished(sent["batch"]) else None
 
 
-@task.sensor(task_id="wait_for_answers", mode="reschedule", poke_interval=poll_seconds(),
-             timeout=MAX_WAIT.total_seconds())  # fmt: skip
-def wait_for_answers(sent: dict[str, Any], **context: Any) -> PokeReturnValue:
+def _poke(sent: dict[str, Any] | None, timeout_hours: float) -> PokeReturnValue:
     """Done when every paper is answered, or at the deadline (collect what there is)."""
-    if sent["batch"] is None:
+    if not sent or sent["batch"] is None:
         return PokeReturnValue(True, {"timed_out": False})
     missing = waiting(sent)
     if missing == 0:
         return PokeReturnValue(True, {"timed_out": False})
-    if datetime.now(UTC) < _deadline(sent, context["params"]["timeout_hours"]):
+    if datetime.now(UTC) < _deadline(sent, timeout_hours):
         log.info("Waiting for answers: %s", "unknown how many" if missing is None else missing)
         return PokeReturnValue(False)
     if sent["backend"] == "ground_truth":
@@ -238,6 +236,19 @@ def wait_for_answers(sent: dict[str, Any], **context: Any) -> PokeReturnValue:
             return PokeReturnValue(False)
     log.info("Deadline reached: collecting the answers there are")
     return PokeReturnValue(True, {"timed_out": True})
+
+
+class AnswersSensor(BaseSensorOperator):
+    """Waits for the curators' answers to `publish`'s batch, in reschedule mode.
+
+    A subclass of the SDK's sensor rather than `@task.sensor`: the standard provider's
+    PythonSensor behind that decorator imports a deprecated Airflow name, and its
+    warning lands in every parse's log.
+    """
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        sent = context["ti"].xcom_pull(task_ids="publish")
+        return _poke(sent, context["params"]["timeout_hours"])
 
 
 @task(outlets=[CURATED_PAPERS])
@@ -319,7 +330,11 @@ def review_flow() -> None:
     backend = check_config()
     records = select(backend)
     sent = publish(backend, records)
-    waited = wait_for_answers(sent)
+    waited = AnswersSensor(
+        task_id="wait_for_answers", mode="reschedule", poke_interval=poll_seconds(),
+        timeout=MAX_WAIT.total_seconds(),
+    )  # fmt: skip
+    sent >> waited
     collected = collect_and_apply(sent)
     waited >> collected
     collected >> cleanup().as_teardown(setups=[sent])

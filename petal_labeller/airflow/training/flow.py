@@ -106,17 +106,25 @@ def _fetch_s3(uri: str, target: Path) -> Path:
     return s3_staging.download(hook, bucket, key, target)
 
 
-@task(trigger_rule="none_failed_min_one_success")
-def evaluate(trained: dict[str, Any] | None, downloaded: dict[str, Any] | None) -> dict[str, Any]:
-    """Candidate and production model on the same held-out papers (`retrain.evaluate_run`):
-    the run as `train_local` or `sagemaker.download_results` left it, the other skipped.
+#: The task that leaves the trained run, by backend (the branch skips the other).
+TRAINED_BY = {"local": "train_local", "sagemaker": "sagemaker.download_results"}
 
-    No edge from `export`, a setup task: its downstreams must have trigger rule all_success.
+
+@task(trigger_rule="none_failed_min_one_success")
+def evaluate(**context: Any) -> dict[str, Any]:
+    """Candidate and production model on the same held-out papers (`retrain.evaluate_run`):
+    the run as `train_local` or `sagemaker.download_results` left it.
+
+    Pulls only the chosen path's XCom: pulling the skipped task's logs an
+    "XCom not found" error in every run. No edge from `export`, a setup task: its
+    downstreams must have trigger rule all_success.
     """
     from petal_labeller.pipeline.retrain import evaluate_run
     from petal_labeller.pipeline.training import EvaluationError
 
-    run = RetrainRun.from_xcom(trained or downloaded or {})
+    ti = context["ti"]
+    backend = ti.xcom_pull(task_ids="export")["backend"]
+    run = RetrainRun.from_xcom(ti.xcom_pull(task_ids=TRAINED_BY[backend]) or {})
     try:
         return evaluate_run(run, fetch=_fetch_s3).to_xcom()
     except EvaluationError as exc:  # the same output would fail the same way on a retry
@@ -316,8 +324,9 @@ def training_flow() -> None:
     route = choose_path(exported)
     local = train_local(exported)
     group, downloaded, model_teardowns = training_sagemaker.sagemaker_training_tasks(exported)
-    evaluated = evaluate(local, downloaded)
+    evaluated = evaluate()
     route >> [local, group]
+    [local, downloaded] >> evaluated
     gate = quality_gate(evaluated)
     auto, asked = EmptyOperator(task_id=approval.PROMOTE), approve_task()
     kept = EmptyOperator(task_id=approval.KEEP)
