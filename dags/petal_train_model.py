@@ -1,7 +1,9 @@
 """
 ### PeTaL: retrain the labeller, promote it only if it is really better
 
-Weekly, or triggered by hand with Params: exports the curator-labelled papers
+Weekly, when a review batch is applied (the Asset `petal_curated_papers`:
+it trains once `petal_retrain_min_curated` papers, default 50, were curated
+since the production model), or by hand with Params: exports the curator-labelled papers
 (a stable held-out split by paper identity), trains a candidate (`local` on the
 worker, or a SageMaker training job via the Amazon provider), scores the
 candidate **and** the current production model on the same held-out papers
@@ -32,9 +34,9 @@ every paper with the new model.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable
 
+from petal_labeller.airflow.assets import CURATED_PAPERS
 from petal_labeller.airflow.defaults import dag_kwargs
 from petal_labeller.airflow.training.flow import training_flow, training_params
 
@@ -46,7 +48,10 @@ _kwargs["default_args"]["start_date"] = None
 
 with DAG(
     dag_id="petal_train_model",
-    schedule=CronTriggerTimetable("@weekly", timezone="UTC"),
+    # Weekly, and when a review batch is applied (enough_curated counts the new papers).
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("@weekly", timezone="UTC"), assets=CURATED_PAPERS
+    ),
     catchup=False,
     params=training_params(),
     **_kwargs,

@@ -43,3 +43,9 @@ GROUND_TRUTH_PRE_LAMBDA = "petal_ground_truth_pre_lambda"
 GROUND_TRUTH_POST_LAMBDA = "petal_ground_truth_post_lambda"
 GROUND_TRUTH_ROLE = "petal_ground_truth_role"
 GROUND_TRUTH = (BUCKET, GROUND_TRUTH_WORKTEAM, GROUND_TRUTH_PRE_LAMBDA, GROUND_TRUTH_POST_LAMBDA)
+
+#: How many papers curated (reviewed) since the production model was registered start a
+#: retrain when a review batch is applied (the `petal_curated_papers` Asset); the weekly
+#: and manual runs train whatever the count.
+RETRAIN_MIN_CURATED = "petal_retrain_min_curated"
+RETRAIN_MIN_CURATED_DEFAULT = 50

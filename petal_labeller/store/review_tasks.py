@@ -12,6 +12,7 @@ API:
   paper is never labelled nor queued again; a paper already marked keeps its first mark.
 - `expire_tasks(conn, backend, batch, external_ids=None, *, commit=True) -> list[str]`:
   the batch's open tasks (or those named) closed unanswered: the papers can be sent again.
+- `open_batches(conn, backend) -> list[str]`: the batches with a task still open, oldest first.
 - `batch_counts(conn, backend, batch) -> dict[str, int]`: tasks by status;
   `batch_tasks(conn, backend, batch) -> dict[str, int]`: external id -> paper_id.
 """
@@ -136,6 +137,16 @@ def mark_irrelevant(
             rows,
         )
         return cur.rowcount
+
+
+def open_batches(conn: psycopg2.extensions.connection, backend: str) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT batch FROM review_tasks WHERE backend = %s AND status = 'sent'
+               GROUP BY batch ORDER BY min(sent_at), batch""",
+            (backend,),
+        )
+        return [row[0] for row in cur.fetchall()]
 
 
 def batch_counts(conn: psycopg2.extensions.connection, backend: str, batch: str) -> dict[str, int]:

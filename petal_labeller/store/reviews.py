@@ -8,6 +8,7 @@ API:
   server-side cursor.
 - `curated_papers(conn, limit) -> list[dict]`: the newest curator-labelled papers
   (paper_id, doi, title, abstract, labels), context for the queue.
+- `papers_reviewed_since(conn, since) -> int`: what a retrain on curated papers counts.
 - `paper_facts(conn, paper_ids, model_versions) -> dict[int, PaperFacts]`: what
   validating a decision needs to know about each paper.
 - `record_queue(conn, entries, *, commit=True) -> int`: the papers `petal review
@@ -148,6 +149,18 @@ def review_candidates(
     finally:
         if not cursor.closed and not conn.closed:
             cursor.close()
+
+
+def papers_reviewed_since(conn: psycopg2.extensions.connection, since: datetime | None) -> int:
+    """Papers whose review was applied after `since` (every reviewed paper when None):
+    the curated papers a model registered at `since` has not learned from."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM paper_reviews WHERE %(since)s::timestamptz IS NULL "
+            "OR applied_at > %(since)s",
+            {"since": since},
+        )
+        return cur.fetchone()[0]
 
 
 def curated_papers(conn: psycopg2.extensions.connection, limit: int) -> list[dict]:

@@ -97,11 +97,12 @@ def test_labelling_dag_is_daily_with_catchup_and_real_data_intervals(dag_bag):
 def test_training_dag_is_weekly_without_a_start_date(dag_bag):
     """A retrain triggered with any logical date runs its tasks (no start_date to be
     dated before), and the scheduler still starts one run a week."""
-    from airflow.timetables.trigger import CronTriggerTimetable
+    from airflow.sdk import CronTriggerTimetable
 
     dag = dag_bag.get_dag("petal_train_model")
-    assert isinstance(dag.timetable, CronTriggerTimetable) and dag.catchup is False
-    assert dag.timetable.summary == "0 0 * * 0"  # @weekly: Sundays, midnight UTC
+    weekly = dag.timetable.timetable  # and on applied review batches (tests/review)
+    assert isinstance(weekly, CronTriggerTimetable) and dag.catchup is False
+    assert weekly.expression == "0 0 * * 0"  # @weekly: Sundays, midnight UTC
     assert dag.start_date is None and all(task.start_date is None for task in dag.tasks)
 
 

@@ -1,13 +1,15 @@
 """The retraining flow of `petal_train_model`.
 
-export (setup) -> choose_path -> train_local | sagemaker.{train in SageMaker, then the
-candidate and production models label the held-out papers in batch transforms
-(training/sagemaker.py)} -> evaluate (both outputs scored on the same held-out papers
-by `model.scoring`) -> quality_gate (branch: a paired bootstrap of the gain and the
-label churn, `approval.route`) -> auto_promote | approve (a person, ApprovalOperator) |
-keep_production -> promote (registers the version, updates the PRODUCTION_MODEL Asset,
-which starts `petal_relabel_papers`) -> record_decision (who decided, on what numbers,
-in model_versions); cleanup (teardown) always runs. A `sagemaker` run never loads the
+check_config -> enough_curated (a run the curated-papers Asset started goes on only
+with enough new curated papers) -> export (setup) -> choose_path -> train_local |
+sagemaker.{train in SageMaker, then the candidate and production models label the
+held-out papers in batch transforms (training/sagemaker.py)} -> evaluate (both
+outputs scored on the same held-out papers by `model.scoring`) -> quality_gate
+(branch: a paired bootstrap of the gain and the label churn, `approval.route`) ->
+auto_promote | approve (a person, ApprovalOperator) | keep_production -> promote
+(registers the version, updates the PRODUCTION_MODEL Asset, which starts
+`petal_relabel_papers`) -> record_decision (who decided, on what numbers, in
+model_versions); cleanup (teardown) always runs. A `sagemaker` run never loads the
 model on the worker, so the worker needs only the `airflow` extra.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,50 @@ def training_params() -> dict[str, Param]:
     )
     params.update(approval.approval_params())
     return params
+
+
+MAX_MIN_CURATED = 1_000_000
+
+
+def parse_min_curated(raw: Any) -> int:
+    """Variable `petal_retrain_min_curated`: a whole number of papers, 1 to a million;
+    empty or unset is the default. ValueError names the Variable otherwise."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return variables.RETRAIN_MIN_CURATED_DEFAULT
+    if not (len(text) <= 7 and text.isascii() and text.isdigit()
+            and 1 <= int(text) <= MAX_MIN_CURATED):  # fmt: skip
+        raise ValueError(
+            f"Airflow Variable {variables.RETRAIN_MIN_CURATED!r} must be a whole number "
+            f"of papers from 1 to {MAX_MIN_CURATED:,}, not {text[:40]!r}"
+        )
+    return int(text)
+
+
+@task.short_circuit
+def enough_curated(**context: Any) -> bool:
+    """A run the `petal_curated_papers` Asset started (a review batch was applied) trains
+    only once the papers curated since the production model was registered reach
+    `petal_retrain_min_curated`; weekly and manual runs always train."""
+    from petal_labeller.store.connection import connect
+    from petal_labeller.store.models import production_model
+    from petal_labeller.store.reviews import papers_reviewed_since
+
+    run_type = context["dag_run"].run_type
+    if getattr(run_type, "value", run_type) != "asset_triggered":
+        return True
+    try:
+        needed = parse_min_curated(Variable.get(variables.RETRAIN_MIN_CURATED, default=None))
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    with closing(connect()) as conn:
+        production = production_model(conn)
+        curated = papers_reviewed_since(conn, production.created_at if production else None)
+    log.info(
+        "%d papers curated since %s; a retrain needs %d",
+        curated, f"model {production.version}" if production else "ever", needed,
+    )  # fmt: skip
+    return curated >= needed
 
 
 @task
@@ -321,6 +368,7 @@ def training_flow() -> None:
     # image too, for the held-out batch transforms.
     backend = check_config_task((*variables.TRAINING_SAGEMAKER, variables.IMAGE))()
     exported = export(backend)
+    backend >> enough_curated() >> exported
     route = choose_path(exported)
     local = train_local(exported)
     group, downloaded, model_teardowns = training_sagemaker.sagemaker_training_tasks(exported)
