@@ -143,6 +143,8 @@ def review_summary(counts: Any, chosen: list[tuple], taxonomy: Taxonomy) -> dict
     return {
         "waiting": counts.waiting,
         "reviewed": counts.reviewed,
+        "with_curators": counts.with_curators,
+        "irrelevant": counts.irrelevant,
         "papers": [
             {
                 "paper_id": c.paper_id,

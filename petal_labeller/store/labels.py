@@ -614,4 +614,17 @@ def paper_view(conn: psycopg2.extensions.connection, paper_id: int) -> dict[str,
         paper["labelled_by"] = _dicts(
             cur, ("model_version", "run_id", "label_count", "labelled_at", "carried_from")
         )
+        # What the curators said or are saying (0014): a "not biomimicry relevant" mark,
+        # and the task still open with them, if any.
+        cur.execute("SELECT irrelevant_at, irrelevant_by FROM papers WHERE id = %s", (paper_id,))
+        irrelevant_at, irrelevant_by = cur.fetchone()
+        paper["irrelevant"] = (
+            {"at": irrelevant_at, "by": irrelevant_by} if irrelevant_at is not None else None
+        )
+        cur.execute(
+            "SELECT backend, batch, sent_at FROM review_tasks WHERE paper_id = %s "
+            "AND status = 'sent'",
+            (paper_id,),
+        )
+        paper["with_curators"] = next(iter(_dicts(cur, ("backend", "batch", "sent_at"))), None)
         return paper

@@ -115,6 +115,9 @@ class _Stored:
 class ReviewCounts:
     reviewed: int
     waiting: int
+    #: Papers out with curators (an open review task), and papers called not relevant.
+    with_curators: int = 0
+    irrelevant: int = 0
 
 
 _CANDIDATES = """

@@ -52,10 +52,15 @@ def review_counts(
     from the small side: those papers less the ones curated or reviewed, found by index
     from the curated and reviewed papers, instead of two anti-joins over every mark."""
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM paper_reviews")
-        reviewed = cur.fetchone()[0]
+        # Each by a partial index (0014): open tasks, papers marked not relevant.
+        cur.execute(
+            """SELECT (SELECT count(*) FROM paper_reviews),
+                      (SELECT count(*) FROM review_tasks WHERE status = 'sent'),
+                      (SELECT count(*) FROM papers WHERE irrelevant_at IS NOT NULL)"""
+        )
+        reviewed, with_curators, irrelevant = cur.fetchone()
         if model_version is None:
-            return ReviewCounts(reviewed, 0)
+            return ReviewCounts(reviewed, 0, with_curators, irrelevant)
         cur.execute(
             """SELECT count(*) FROM (
                    SELECT paper_id FROM paper_labels WHERE origin = 'curator'
@@ -65,4 +70,4 @@ def review_counts(
                                      AND l.model_version = %s""",
             (model_version,),
         )
-        return ReviewCounts(reviewed, labelled - cur.fetchone()[0])
+        return ReviewCounts(reviewed, labelled - cur.fetchone()[0], with_curators, irrelevant)

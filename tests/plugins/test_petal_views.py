@@ -163,3 +163,31 @@ def test_the_views_leak_no_server_paths(client, papers):
         client.get("/petal/run", params={"id": RUN}).text,
     ]
     assert not any("/tmp/" in text or ".venv" in text for text in texts)
+
+
+def test_a_paper_called_not_relevant_or_out_with_curators_says_so(
+    client, papers, labelling_database
+):
+    """Issue 27: "not biomimicry relevant" and an open review task show on the paper view,
+    and the page counts both (who marked it is escaped like any text)."""
+    from petal_labeller.store import review_tasks
+    from petal_labeller.store.connection import connect
+
+    with closing(connect(labelling_database)) as conn:
+        review_tasks.mark_irrelevant(conn, [(papers[1], HOSTILE, "2026-11-30T09:00:00Z")])
+        review_tasks.record_tasks(conn, "label_studio", "7", [("41", papers[2], "tiny")])
+    data = client.get("/petal/api/paper", params={"id": papers[1]}).json()
+    assert data["irrelevant"] == {"by": HOSTILE, "at": "2026-11-30T09:00:00+00:00"}
+    assert data["with_curators"] is None
+    html = client.get("/petal/paper", params={"id": papers[1]}).text
+    assert "Not biomimicry relevant" in html and "<script>" not in html
+    out = client.get("/petal/api/paper", params={"id": papers[2]}).json()
+    assert out["irrelevant"] is None
+    assert (out["with_curators"]["backend"], out["with_curators"]["batch"]) == ("label_studio", "7")
+    assert (
+        "Out with curators: label_studio batch 7"
+        in client.get("/petal/paper", params={"id": papers[2]}).text
+    )
+    review = client.get("/petal/api/summary").json()["needs_review"]
+    assert (review["with_curators"], review["irrelevant"]) == (1, 1)
+    assert "1 out with curators" in client.get("/petal/").text

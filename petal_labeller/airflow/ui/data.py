@@ -202,7 +202,7 @@ def _needs_review(conn: Any, version: str | None, labelled: int) -> dict[str, An
     try:
         taxonomy = read_taxonomy(conn)
     except TaxonomyError:
-        return {"waiting": 0, "reviewed": 0, "papers": []}
+        return {"waiting": 0, "reviewed": 0, "with_curators": 0, "irrelevant": 0, "papers": []}
     counts = review_counts(conn, version, labelled)
     head = most_uncertain_head(conn, version, NEEDS_REVIEW) if version else []
     return review_summary(counts, head, taxonomy)
