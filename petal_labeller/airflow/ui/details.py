@@ -97,10 +97,12 @@ def paper_detail(conn: psycopg2.extensions.connection, paper_id: int) -> dict[st
         "models": list(by_version.values()),
         "irrelevant": (
             {"by": paper["irrelevant"]["by"], "at": paper["irrelevant"]["at"].isoformat()}
-            if paper["irrelevant"] else None
+            if paper["irrelevant"]
+            else None
         ),
         "with_curators": (
             {**paper["with_curators"], "sent_at": paper["with_curators"]["sent_at"].isoformat()}
-            if paper["with_curators"] else None
+            if paper["with_curators"]
+            else None
         ),
     }
