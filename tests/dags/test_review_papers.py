@@ -194,3 +194,20 @@ def test_a_job_sagemaker_refuses_leaves_no_task_open(store, ground_truth_jobs): 
         start_job(conn, records, TREE, "petal-review-papers-0123", context)
     assert _query(conn, "SELECT DISTINCT status FROM review_tasks") == [("expired",)]
     assert len(select_papers(conn, TREE, 3, "uncertain", neighbours=0)) == 3  # sendable again
+
+
+def test_a_worker_without_scikit_learn_is_told_which_extra_the_run_needs(monkeypatch):
+    """The [airflow] extra alone (MWAA) has no scikit-learn: check_config names [review]
+    for the picks that need it, and lets the rest run."""
+    import sys
+
+    from petal_labeller.airflow.review.flow import _missing_packages
+
+    assert _missing_packages("files", "mixed") == []  # this venv has it
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # `import sklearn` fails, as there
+    assert _missing_packages("ground_truth", "uncertain") == []
+    [problem] = _missing_packages("label_studio", "diverse")
+    assert "the diverse selection need scikit-learn" in problem
+    assert "petal-labeller[airflow,review]" in problem
+    [problem] = _missing_packages("files", "uncertain")
+    assert problem.startswith("a review file's similar papers need scikit-learn")

@@ -126,6 +126,23 @@ def _problems(backend: str) -> list[str]:
     return []
 
 
+def _missing_packages(backend: str, selection: str) -> list[str]:
+    """What the `[airflow]` extra alone lacks for this run: k-means over TF-IDF (diverse,
+    mixed) and the similar curated papers a review file lists need scikit-learn."""
+    if selection == "uncertain" and backend != "files":
+        return []
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        needs = [f"the {selection} selection"] if selection != "uncertain" else []
+        needs += ["a review file's similar papers"] if backend == "files" else []
+        return [
+            f"{' and '.join(needs)} need scikit-learn: install "
+            "petal-labeller[airflow,review] on the workers"
+        ]
+    return []
+
+
 @task(task_id="check_config", retries=0)
 def check_config(**context: Any) -> str:
     """Resolve the backend and refuse a run that cannot work, at once, naming what is missing."""
@@ -134,7 +151,7 @@ def check_config(**context: Any) -> str:
     except ValueError as exc:
         raise AirflowFailException(str(exc)) from exc
     backend = resolve_backend(context["params"]["backend"])
-    problems = _problems(backend)
+    problems = _problems(backend) + _missing_packages(backend, context["params"]["selection"])
     if problems:
         raise AirflowFailException(
             f"the {backend} backend is not configured: " + "; ".join(problems)
