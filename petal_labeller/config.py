@@ -186,6 +186,17 @@ _SETTINGS = [
              "Seconds between the SageMaker operators' status polls (default: 30 for "
              "a batch transform, 60 for training). Checked like PETAL_START_DATE.",
              minimum=1, maximum=3600),
+    _setting("PETAL_REVIEW_POLL_SECONDS", "seconds", 600,
+             "Seconds between `petal_review_papers`' looks for the curators' answers "
+             "(read when the DAG is parsed; a bad value: the default, with a warning).",
+             minimum=1, maximum=86_400),
+    # `petal review publish | collect --backend label_studio` (the DAG: connection
+    # `petal_label_studio`)
+    _setting("PETAL_LABEL_STUDIO_URL", "url", None,
+             "Label Studio for `petal review publish/collect --backend label_studio`.",
+             schemes=("http", "https")),
+    _setting("PETAL_LABEL_STUDIO_TOKEN", "text", None,
+             "Its API token (a personal access token or a legacy token).", secret=True),
     # `petal model register --promote` / `promote` telling Airflow
     _setting("PETAL_AIRFLOW_URL", "url", None,
              "Airflow API server the CLI sends the production-model Asset event to; "

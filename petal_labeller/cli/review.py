@@ -4,7 +4,6 @@ model is least sure. `publish`/`collect` are the review DAG's steps from a shell
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 
@@ -97,9 +96,14 @@ def apply(
 
 
 def _label_studio(url: str | None):
+    from petal_labeller import config
     from petal_labeller.review.label_studio import LabelStudio, LabelStudioError
 
-    token = os.environ.get(LABEL_STUDIO_TOKEN_ENV, "").strip()
+    try:  # the settings module's checks (a URL with a host; the token never shown)
+        url = url or config.get(LABEL_STUDIO_URL_ENV)
+        token = (config.get(LABEL_STUDIO_TOKEN_ENV) or "").strip()
+    except config.SettingError as exc:
+        raise CommandError(str(exc)) from exc
     if not url:
         raise CommandError(f"--label-studio-url (or {LABEL_STUDIO_URL_ENV}) is not set")
     if not token:
@@ -118,7 +122,7 @@ def _backend_options(command, *, project: bool = False):
             help="label_studio: the project's title (created on first publish).",
         )(command)  # fmt: skip
     command = click.option(
-        "--label-studio-url", envvar=LABEL_STUDIO_URL_ENV,
+        "--label-studio-url",
         help=f"label_studio: the server's URL (default ${LABEL_STUDIO_URL_ENV}); the token "
         f"is read from ${LABEL_STUDIO_TOKEN_ENV}.",
     )(command)  # fmt: skip

@@ -96,6 +96,14 @@ def test_unusable_invocations_exit_2_and_name_what_is_missing(store, tmp_path, r
         env={"PETAL_LABEL_STUDIO_TOKEN": TOKEN},
     )
     assert "http(s)" in bad_scheme.output
+    bad_env = review_cli("publish", "--backend", "label_studio", code=2,
+                         env={"PETAL_LABEL_STUDIO_URL": "ftp://ls.example.org"})  # fmt: skip
+    assert "PETAL_LABEL_STUDIO_URL" in bad_env.output and "http://" in bad_env.output
+    bad_token = review_cli("publish", "--backend", "label_studio", code=2, env={
+        "PETAL_LABEL_STUDIO_URL": "http://127.0.0.1:9",
+        "PETAL_LABEL_STUDIO_TOKEN": TOKEN[:6] + "\x01" + TOKEN[6:],
+    })  # fmt: skip
+    assert "PETAL_LABEL_STUDIO_TOKEN" in bad_token.output and "<hidden>" in bad_token.output
     gone = f"http://127.0.0.1:{_closed_port()}"
     down = review_cli(
         "publish",

@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("label_studio", "ground_truth", "files")
 DEFAULT_PROJECT = "PeTaL review"
-#: Seconds between the sensor's looks; tests shorten it. Read when the DAG is built.
-POLL_SECONDS_ENV = "PETAL_REVIEW_POLL_SECONDS"
 #: The sensor's own limit, past any `timeout_hours` the Param allows.
 MAX_WAIT = timedelta(days=31)
 MAX_TIMEOUT_HOURS = 24 * 30
@@ -45,8 +43,8 @@ MAX_TIMEOUT_HOURS = 24 * 30
 def poll_seconds() -> int:
     """Read when the DAG is built: a bad value falls back to 10 minutes, with a warning."""
     try:
-        return config.env_int(POLL_SECONDS_ENV, 600, minimum=1, maximum=86_400)
-    except ValueError as exc:
+        return config.get("PETAL_REVIEW_POLL_SECONDS")
+    except config.SettingError as exc:
         log.warning("%s; polling every 600 s", exc)
         return 600
 
