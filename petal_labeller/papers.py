@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from petal_labeller.instants import InstantError, parse_instant
 from petal_labeller.taxonomy import Taxonomy
@@ -70,6 +71,46 @@ def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
             raise _RepeatedKey(key)
         record[key] = value
     return record
+
+
+def bounded_lines(handle: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, at most `max_bytes` of the line, whether that is all of it) for each
+    line of a binary file, split on b"\\n" only.
+
+    Iterating a file reads a whole line into memory however long it is, and
+    str.splitlines() also breaks at U+2028 inside a paper's text; a hostile file can be
+    one line of gigabytes, so lines are read in bounded pieces, and the rest of a long
+    line is skipped only if the caller reads on. The one reader of every JSON Lines
+    file that comes from outside (staged input and model output, held-out output,
+    decision files, Ground Truth manifests).
+    """
+    number = 0
+    while raw := handle.readline(max_bytes + 1):
+        number += 1
+        whole = len(raw) <= max_bytes or raw.endswith(b"\n")
+        yield number, raw if whole else raw[:max_bytes], whole
+        tail = raw
+        while not whole and tail and not tail.endswith(b"\n"):
+            tail = handle.readline(max_bytes + 1)
+
+
+def json_objects(
+    handle: BinaryIO, max_bytes: int
+) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
+    """(line number, object or that line's LineError) for each non-blank line, read
+    by `bounded_lines` and decoded by `decode_line`."""
+    for number, raw, whole in bounded_lines(handle, max_bytes):
+        if not whole:
+            yield number, LineError(f"longer than {max_bytes} bytes")
+            continue
+        if not raw.strip():
+            continue
+        try:
+            record = decode_line(raw)
+        except LineError as exc:
+            yield number, exc
+            continue
+        yield number, record if isinstance(record, dict) else LineError("expected a JSON object")
 
 
 def decode_line(raw: bytes) -> object:

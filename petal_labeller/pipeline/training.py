@@ -8,7 +8,6 @@ the candidate and the production model are always scored on the same papers.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from petal_labeller.papers import LineError, json_objects
 from petal_labeller.store.connection import connect
 from petal_labeller.taxonomy import Taxonomy
 
@@ -121,23 +121,12 @@ class EvaluationError(ValueError):
 
 
 def _jsonl_lines(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each line; a line over MAX_RESULT_LINE_BYTES is refused."""
-    # Split on b"\n" only: str.splitlines() also breaks at U+2028/U+0085 inside a paper's text.
+    """(line number, object) for each line; the first bad line (over
+    MAX_RESULT_LINE_BYTES, not one JSON object) is the file's error, naming it."""
     with open(path, "rb") as handle:
-        for number in itertools.count(1):
-            raw = handle.readline(MAX_RESULT_LINE_BYTES + 1)
-            if not raw:
-                return
-            if len(raw) > MAX_RESULT_LINE_BYTES:
-                raise EvaluationError(f"{what} line {number}: over {MAX_RESULT_LINE_BYTES} bytes")
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError) as exc:
-                raise EvaluationError(f"{what} line {number}: not valid JSON: {exc}") from exc
-            if not isinstance(record, dict):
-                raise EvaluationError(f"{what} line {number}: expected a JSON object")
+        for number, record in json_objects(handle, MAX_RESULT_LINE_BYTES):
+            if isinstance(record, LineError):
+                raise EvaluationError(f"{what} line {number}: {record}")
             yield number, record
 
 

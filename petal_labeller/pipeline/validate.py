@@ -22,6 +22,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
+from petal_labeller.papers import LineError, json_objects
+
 T = TypeVar("T")
 
 
@@ -109,6 +111,11 @@ def _row(value: list[Any]) -> tuple[int, str, float]:
 MAX_OUTPUT_LINE_BYTES = 64 * 1024
 
 
+#: The staged input holds papers `stage` wrote from the store, which bounds no field:
+#: bounded only against a corrupted file, far above any paper.
+MAX_INPUT_LINE_BYTES = 1 << 30
+
+
 def max_output_bytes(papers: int) -> int:
     """The most bytes the inference output of `papers` staged papers may take."""
     return max(papers, 1) * (MAX_OUTPUT_LINE_BYTES + 1)
@@ -118,30 +125,12 @@ def _iter_lines(
     path: Path, what: str, max_line_bytes: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """The file's JSON objects one at a time, so a large backlog is never all in memory;
-    with `max_line_bytes`, a longer line is refused having read only that much of it."""
-    limit = -1 if max_line_bytes is None else max_line_bytes + 1
+    a line longer than `max_line_bytes` (default: MAX_INPUT_LINE_BYTES) is refused having
+    read only that much of it; the first bad line is the file's error, naming it."""
     with path.open("rb") as handle:
-        number = 0
-        while raw := handle.readline(limit):
-            number += 1
-            if max_line_bytes is not None and len(raw) > max_line_bytes:
-                raise OutputError(
-                    f"{what} {path.name} line {number}: longer than {max_line_bytes} bytes"
-                )
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise OutputError(f"{what} {path.name} line {number}: not UTF-8: {exc}") from exc
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise OutputError(
-                    f"{what} {path.name} line {number}: not valid JSON: {exc}"
-                ) from exc
-            if not isinstance(record, dict):
-                raise OutputError(f"{what} {path.name} line {number}: expected a JSON object")
+        for number, record in json_objects(handle, max_line_bytes or MAX_INPUT_LINE_BYTES):
+            if isinstance(record, LineError):
+                raise OutputError(f"{what} {path.name} line {number}: {record}")
             yield record
 
 

@@ -43,7 +43,14 @@ from typing import Any
 import psycopg2.extensions
 
 from petal_labeller.instants import InstantError, parse_instant
-from petal_labeller.papers import LineError, PaperError, Rejection, decode_line, normalise_doi
+from petal_labeller.papers import (
+    LineError,
+    PaperError,
+    Rejection,
+    bounded_lines,
+    decode_line,
+    normalise_doi,
+)
 from petal_labeller.rejects import RejectSink
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.store import reviews
@@ -99,7 +106,7 @@ def _rows(path: Path, fmt: str) -> Iterator[Row]:
         yield from _csv_rows(path)
         return
     with open(path, "rb") as handle:
-        for number, raw, whole in _bounded_lines(handle):
+        for number, raw, whole in bounded_lines(handle, MAX_LINE_BYTES):
             if number == 1 and raw.startswith(_BOM.encode()):
                 raw = raw[len(_BOM.encode()) :]  # Notepad's and Excel's UTF-8 mark
             if not raw.strip():
@@ -191,22 +198,6 @@ def _csv_rows(path: Path) -> Iterator[Row]:
                 yield start, shown, None, f"{len(cells)} cells, the header has {len(names)}"
             else:
                 yield start, shown, dict(zip(names, cells, strict=False)), None
-
-
-def _bounded_lines(handle) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, at most MAX_LINE_BYTES of the line, whether that is all of it).
-
-    Iterating a file reads a whole line into memory however long it is; a
-    hostile file could be one line of gigabytes, so lines are read in bounded pieces.
-    """
-    number = 0
-    while raw := handle.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        whole = len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n")
-        tail = raw
-        while not whole and tail and not tail.endswith(b"\n"):
-            tail = handle.readline(MAX_LINE_BYTES + 1)  # skip the rest of the long line
-        yield number, raw, whole
 
 
 def _known(field: str, value: list[str], taxonomy: Taxonomy) -> tuple[str, ...]:

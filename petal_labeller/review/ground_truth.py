@@ -26,6 +26,7 @@ from html import escape
 from importlib import resources
 from typing import Any, BinaryIO
 
+from petal_labeller.papers import LineError, bounded_lines, decode_line
 from petal_labeller.review.answers import (
     Answer,
     AnswerError,
@@ -34,7 +35,7 @@ from petal_labeller.review.answers import (
     shown_text,
     text_field,
 )
-from petal_labeller.review.decisions import MAX_LINE_BYTES, _bounded_lines
+from petal_labeller.review.decisions import MAX_LINE_BYTES
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.taxonomy import Taxonomy
 
@@ -169,9 +170,9 @@ def labeling_job_request(
 def _json_in_string(task: str, field: str, text: str) -> Any:
     """Ground Truth nests JSON in strings (the content, then the form's own field)."""
     try:
-        return json.loads(text)
-    except ValueError:
-        raise AnswerError(task, field, "is not JSON") from None
+        return decode_line(text.encode("utf-8", "surrogatepass"))
+    except LineError as exc:
+        raise AnswerError(task, field, f"is {exc}") from None
 
 
 def _content(task: str, value: Any) -> Mapping:
@@ -255,7 +256,7 @@ def read_answers(
     handle: BinaryIO, taxonomy: Taxonomy, now: datetime
 ) -> Iterator[Answer | AnswerError]:
     """Every answer in an output manifest (JSON lines), each line read bounded."""
-    for number, raw, whole in _bounded_lines(handle):
+    for number, raw, whole in bounded_lines(handle, MAX_LINE_BYTES):
         if not raw.strip():
             continue
         shown = raw[:2000].decode("utf-8", "backslashreplace")
@@ -263,9 +264,9 @@ def read_answers(
             yield AnswerError(None, "line", f"line {number} is over {MAX_LINE_BYTES} bytes", shown)
             continue
         try:
-            row = json.loads(raw)
-        except (ValueError, RecursionError):
-            yield AnswerError(None, "line", f"line {number} is not JSON", shown)
+            row = decode_line(raw)
+        except LineError as exc:
+            yield AnswerError(None, "line", f"line {number} is {exc}", shown)
             continue
         if not isinstance(row, Mapping):
             yield AnswerError(None, "line", f"line {number} is not a JSON object", shown)

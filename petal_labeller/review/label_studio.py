@@ -16,13 +16,13 @@ Every response is read bounded; the token is never part of a message.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from html import escape
 from typing import Any
 
+from petal_labeller.papers import LineError, decode_line
 from petal_labeller.review.answers import (
     Answer,
     AnswerError,
@@ -297,9 +297,9 @@ class LabelStudio:
         if not body:
             return None
         try:
-            return json.loads(body)
-        except ValueError:
-            raise LabelStudioError(f"{method} {path}: the response is not JSON") from None
+            return decode_line(bytes(body))
+        except LineError as exc:
+            raise LabelStudioError(f"{method} {path}: the response is {exc}") from None
 
     def project(self, title: str, config: str) -> int:
         """The id of the project named `title`, created with `config` when there is none;

@@ -89,8 +89,8 @@ def test_unparsable_deep_and_oversized_lines_are_refused(heldout, tmp_path):
     output = tmp_path / "out.jsonl"
     for line, message in [
         (b"{not json", "line 1: not valid JSON"),
-        (b"[" * 10_000 + b"]" * 10_000, "line 1: not valid JSON"),  # deep nesting
-        (b'{"pad": "' + b"x" * MAX_RESULT_LINE_BYTES + b'"}', f"over {MAX_RESULT_LINE_BYTES}"),
+        (b"[" * 10_000 + b"]" * 10_000, "line 1: not usable JSON: nested too deeply"),
+        (b'{"pad": "' + b"x" * MAX_RESULT_LINE_BYTES + b'"}', f"longer than {MAX_RESULT_LINE_BYTES}"),  # noqa: E501
     ]:
         output.write_bytes(line + b"\n")
         with pytest.raises(EvaluationError, match=message):

@@ -115,12 +115,15 @@ def test_invalid_json_names_the_line(tmp_path, staged):
 @pytest.mark.parametrize(
     "line",
     [b'{"paper_id": 1, "scores": {"move": 0.9}, "pad": "' + b"x" * 70_000 + b'"}\n',
-     b"x" * 200_000, b'{"paper_id": 1, "scores": {"move": 0.9}, "t": "\xff\xfe"}\n'],
-    ids=["long-object", "long-no-newline", "not-utf8"],
+     b"x" * 200_000, b'{"paper_id": 1, "scores": {"move": 0.9}, "t": "\xff\xfe"}\n',
+     b"[" * 30_000 + b"]" * 30_000 + b"\n", b'{"paper_id": 1, "paper_id": 2, "scores": {}}\n'],
+    ids=["long-object", "long-no-newline", "not-utf8", "nested-too-deeply", "a-key-twice"],
 )  # fmt: skip
 def test_an_overlong_or_undecodable_output_line_is_refused_naming_it(tmp_path, staged, line):
-    """A result line is a few KiB; a longer one is read no further than the bound."""
+    """A result line is a few KiB; a longer one is read no further than the bound. Nesting
+    that exhausts the decoder is the line's error, not a crash of the task."""
     out = tmp_path / "out.jsonl"
     out.write_bytes(line)
-    with pytest.raises(OutputError, match=r"inference output out\.jsonl line 1: (longer|not UTF)"):
+    pattern = r"inference output out\.jsonl line 1: (longer|not valid UTF|not usable JSON)"
+    with pytest.raises(OutputError, match=pattern):
         check_output(staged, out, LABELS)

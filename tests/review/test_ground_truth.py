@@ -221,7 +221,7 @@ def test_unanswered_and_failed_objects_are_no_answer():
         (_output_line(5, {"verdict": "maybe"}), "verdict", "must be 'labels'"),
         (_output_line(5, {"verdict": "irrelevant", "labels": ["heat"]}), "verdict", "which is"),
         (_output_line(5, '{"something": "else"}'), "petal_answer", "the form is not PeTaL's"),
-        (_output_line(5, "not json"), "content", "is not JSON"),
+        (_output_line(5, "not json"), "content", "is not valid JSON"),
         (_output_line(5, {"verdict": "labels"}, worker=None), "workerId", "is missing"),
         (_output_line(5, {"verdict": "labels"}, worker=["x"]), "workerId", "must be a string"),
         (_output_line(5, {"verdict": "labels", "labels": ["heat"] * 50}), "labels", "has 50"),
@@ -238,11 +238,11 @@ def test_each_hostile_answer_is_its_own_error_naming_the_task_and_field(line, fi
 @pytest.mark.parametrize(
     ("raw", "field", "reason"),
     [
-        (b"{not json", "line", "line 1 is not JSON"),
+        (b"{not json", "line", "line 1 is not valid JSON"),
         (b"[1, 2]", "line", "line 1 is not a JSON object"),
         (b'{"source": "x"}', "petal.paper_id", "not a line PeTaL sent"),
         (b'{"petal": {"paper_id": true}}', "petal.paper_id", "not a line PeTaL sent"),
-        (b"[" * 100_000 + b"]" * 100_000, "line", "line 1 is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "line", "line 1 is not usable JSON: nested too deeply"),
     ],
 )
 def test_hostile_lines_are_errors_too(raw, field, reason):

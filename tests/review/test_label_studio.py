@@ -238,7 +238,7 @@ def test_a_refusal_names_the_call_and_never_the_token(replying):
 
 def test_not_json_and_not_reachable_are_clear(replying):
     url, _ = replying(b"<html>proxy error</html>")
-    with pytest.raises(LabelStudioError, match="the response is not JSON"):
+    with pytest.raises(LabelStudioError, match="the response is not valid JSON"):
         LabelStudio(url, "t").export(1, [1])
     with pytest.raises(LabelStudioError, match="Label Studio unreachable"):
         LabelStudio(f"http://127.0.0.1:{_closed_port()}", "t", timeout=2).export(1, [1])
@@ -278,3 +278,9 @@ def test_publish_answer_collect_round_trip_on_a_real_label_studio(store, label_s
     assert (again.curated, again.answered, again.rejects.count) == (0, 0, 0)
     # The project is found again by name, not made twice.
     assert client.project("PeTaL review (test)", label_config(TREE)) == project
+
+
+def test_a_response_nested_too_deeply_is_refused_not_a_crash(replying):
+    url, _ = replying(b"[" * 50_000 + b"]" * 50_000)
+    with pytest.raises(LabelStudioError, match="response is not usable JSON: nested too deeply"):
+        LabelStudio(url, "legacy-token").export(1, [1])
