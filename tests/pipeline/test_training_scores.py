@@ -90,7 +90,10 @@ def test_unparsable_deep_and_oversized_lines_are_refused(heldout, tmp_path):
     for line, message in [
         (b"{not json", "line 1: not valid JSON"),
         (b"[" * 10_000 + b"]" * 10_000, "line 1: not usable JSON: nested too deeply"),
-        (b'{"pad": "' + b"x" * MAX_RESULT_LINE_BYTES + b'"}', f"longer than {MAX_RESULT_LINE_BYTES}"),  # noqa: E501
+        (
+            b'{"pad": "' + b"x" * MAX_RESULT_LINE_BYTES + b'"}',
+            f"longer than {MAX_RESULT_LINE_BYTES}",
+        ),
     ]:
         output.write_bytes(line + b"\n")
         with pytest.raises(EvaluationError, match=message):
