@@ -42,6 +42,8 @@ VERDICTS = {"irrelevant": "Not biomimicry relevant", "not_sure": "Not sure"}
 MAX_RESPONSE = 64 << 20
 #: Tasks imported per request.
 IMPORT_CHUNK = 500
+#: Pages of 100 projects looked through for ours by title.
+MAX_PROJECT_PAGES = 50
 TIMEOUT_S = 60
 MAX_ANNOTATIONS = 20  # per task: more is not a curator's work
 
@@ -304,9 +306,7 @@ class LabelStudio:
     def project(self, title: str, config: str) -> int:
         """The id of the project named `title`, created with `config` when there is none;
         an existing project gets `config` (the taxonomy may have changed)."""
-        found = self._request("GET", "/api/projects", params={"title": title, "page_size": 100})
-        items = found.get("results", []) if isinstance(found, Mapping) else found
-        for item in items if isinstance(items, list) else []:
+        for item in self._projects(title):
             if (
                 isinstance(item, Mapping)
                 and item.get("title") == title
@@ -320,6 +320,21 @@ class LabelStudio:
         if not isinstance(created, Mapping) or not isinstance(created.get("id"), int):
             raise LabelStudioError("Label Studio created a project without an id")
         return created["id"]
+
+    def _projects(self, title: str) -> Iterator[Any]:
+        """Every project the server lists for `title`, page by page (a server with many
+        projects must not get ours twice), at most MAX_PROJECT_PAGES pages."""
+        for page in range(1, MAX_PROJECT_PAGES + 1):
+            found = self._request(
+                "GET", "/api/projects", params={"title": title, "page": page, "page_size": 100}
+            )
+            items = found.get("results", []) if isinstance(found, Mapping) else found
+            if not isinstance(items, list):
+                return
+            yield from items
+            if not (isinstance(found, Mapping) and found.get("next")):
+                return
+        raise LabelStudioError(f"more than {MAX_PROJECT_PAGES * 100} projects listed")
 
     def import_tasks(self, project: int, tasks: list[dict]) -> list[int]:
         """Import the tasks; their Label Studio ids, in order."""

@@ -26,6 +26,7 @@ import pytest
 from petal_labeller.airflow.defaults import default_args
 from petal_labeller.config import SHARED_DATA_DIR
 from tests.fixtures.airflow import TINY_TRAINING, write_unlabelled_papers
+from tests.fixtures.docs import doc_blocks
 from tests.live.conftest import CATCHUP_DAYS, TODAY, VIEWER, Airflow
 
 pytestmark = pytest.mark.slow
@@ -388,18 +389,6 @@ def test_the_petal_page_for_a_viewer_shows_runs_and_no_server_paths(live: Airflo
     assert failed == [] or all(r["error"] for r in failed)
 
 
-def _doc_blocks(path: Path) -> list[str]:
-    """The indented command blocks of a Markdown file, continuation lines joined."""
-    blocks, current = [], []
-    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
-        if line.startswith("    ") and not line.lstrip().startswith("|"):
-            current.append(line[4:])
-        elif current:
-            blocks.append("\n".join(current))
-            current = []
-    return blocks
-
-
 def test_every_command_in_docs_airflow_md_works_as_written(
     live: Airflow, tmp_path: Path, request: pytest.FixtureRequest
 ):
@@ -417,7 +406,7 @@ def test_every_command_in_docs_airflow_md_works_as_written(
     production = _production(live)
     artefact = production[1] if production else request.getfixturevalue("tiny_model_tar")
     shutil.copyfile(artefact, work / ".petal" / "my-model" / "model.tar.gz")
-    blocks = _doc_blocks(repo / "docs" / "airflow.md")
+    blocks = doc_blocks(repo / "docs" / "airflow.md")
     # The laptop block ends in `airflow standalone`: keep its settings, not the server.
     setup = next(b for b in blocks if "airflow standalone" in b)
     exports = "\n".join(

@@ -284,3 +284,49 @@ def test_a_response_nested_too_deeply_is_refused_not_a_crash(replying):
     url, _ = replying(b"[" * 50_000 + b"]" * 50_000)
     with pytest.raises(LabelStudioError, match="response is not usable JSON: nested too deeply"):
         LabelStudio(url, "legacy-token").export(1, [1])
+
+
+class _Pages(http.server.BaseHTTPRequestHandler):
+    """Projects over two pages, ours on the second; records each call."""
+
+    calls: list
+
+    def _reply(self, body: dict) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def do_GET(self):
+        self.calls.append(("GET", self.path))
+        first = "page=1" in self.path
+        self._reply({
+            "results": [{"id": 1 if first else 7, "title": "other" if first else "PeTaL review"}],
+            "next": "http://ls/api/projects?page=2" if first else None,
+        })  # fmt: skip
+
+    def do_PATCH(self):
+        self.calls.append(("PATCH", self.path))
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self._reply({})
+
+    def do_POST(self):
+        self.calls.append(("POST", self.path))
+        self._reply({"id": 99})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_project_is_found_on_a_later_page_not_made_twice():
+    handler = type("Handler", (_Pages,), {"calls": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = LabelStudio(f"http://127.0.0.1:{server.server_port}", "legacy-token")
+        assert client.project("PeTaL review", label_config(TREE)) == 7
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [method for method, _ in handler.calls] == ["GET", "GET", "PATCH"]
+    assert handler.calls[-1] == ("PATCH", "/api/projects/7")
