@@ -84,17 +84,14 @@ def failed_tasks(context: dict[str, Any]) -> tuple[str, ...]:
 
 def _record(context: dict[str, Any], error: str) -> None:
     """A failed row with `error`, unless the run's row already ended (it keeps its error)."""
-    from petal_labeller.pipeline.write import record_failed_run
+    from petal_labeller.pipeline.write import RunRecord, record_failed_run
 
     start, end = data_window(context)
-    record_failed_run(
-        row_id(context),
-        None,
-        error,
-        airflow_run_id=context["run_id"],
-        interval_start=start,
+    run = RunRecord(
+        row_id(context), None, airflow_run_id=context["run_id"], interval_start=start,
         interval_end=end,
-    )
+    )  # fmt: skip
+    record_failed_run(run, error)
 
 
 def record_task_error(context: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from petal_labeller.pipeline.workspace import (
     workspace_for,
 )
 from petal_labeller.pipeline.write import (
+    RunRecord,
     RunSummary,
     record_empty_run,
     record_failed_run,
@@ -88,6 +89,14 @@ class StagedRun:
     def workspace(self) -> Workspace:
         return workspace_for(self.run_key)
 
+    def record(self, database_url: str | None = None) -> RunRecord:
+        """The run's row, as every write of this run addresses it."""
+        return RunRecord(
+            self.run_id, self.model_version, airflow_run_id=self.airflow_run_id,
+            interval_start=self.since, interval_end=self.until, started_at=self.started_at,
+            dry_run=self.dry_run, database_url=database_url,
+        )  # fmt: skip
+
     def to_xcom(self) -> dict[str, Any]:
         """JSON-safe form for XCom (datetimes as ISO strings)."""
         data = asdict(self)
@@ -151,9 +160,11 @@ def stage_run(
     except Exception as exc:
         workspace.remove()
         if not dry_run:
-            _record_quietly(
-                run_id, version, exc, started, airflow_run_id, since, until, database_url
-            )
+            record = RunRecord(
+                run_id, version, airflow_run_id=airflow_run_id, interval_start=since,
+                interval_end=until, started_at=started, database_url=database_url,
+            )  # fmt: skip
+            _record_quietly(record, exc)
         raise
     staged = StagedRun(
         run_id=run_id,
@@ -235,18 +246,7 @@ def _finish_run(
             "Dry run: would write %d label(s) for %d paper(s); nothing written",
             len(checked.rows), len(checked.labelled),
         )  # fmt: skip
-    summary = write_labels(
-        staged.run_id,
-        checked,
-        staged.model_version,
-        papers_selected=staged.count,
-        airflow_run_id=staged.airflow_run_id,
-        interval_start=staged.since,
-        interval_end=staged.until,
-        started_at=staged.started_at,
-        dry_run=staged.dry_run,
-        database_url=database_url,
-    )
+    summary = write_labels(staged.record(database_url), checked, papers_selected=staged.count)
     if quarantine:
         summary = RunSummary(**{**asdict(summary), "quarantine": str(quarantine)})
     log.info("Run summary: %s", summary)
@@ -284,16 +284,7 @@ def finish_empty_run(staged: StagedRun, database_url: str | None = None) -> RunS
     """Record a run that selected no paper as a finished success with zero counts
     (a dry run too, marked as one)."""
     log.info("No paper to label: recording run %s as done with 0 papers", staged.run_id)
-    summary = record_empty_run(
-        staged.run_id,
-        staged.model_version,
-        airflow_run_id=staged.airflow_run_id,
-        interval_start=staged.since,
-        interval_end=staged.until,
-        started_at=staged.started_at,
-        dry_run=staged.dry_run,
-        database_url=database_url,
-    )
+    summary = record_empty_run(staged.record(database_url))
     if not staged.dry_run:
         _check_coverage(staged, database_url=database_url)
     return summary
@@ -305,42 +296,15 @@ def record_failure(
     """Record the run as failed (error text redacted) unless it already finished or is a dry run."""
     if staged.dry_run:
         return
-    record_failed_run(
-        staged.run_id,
-        staged.model_version,
-        str(error),
-        airflow_run_id=staged.airflow_run_id,
-        interval_start=staged.since,
-        interval_end=staged.until,
-        started_at=staged.started_at,
-        database_url=database_url,
-    )
+    record_failed_run(staged.record(database_url), str(error))
 
 
-def _record_quietly(
-    run_id: str,
-    version: str | None,
-    exc: BaseException,
-    started: datetime,
-    airflow_run_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    database_url: str | None,
-) -> None:
+def _record_quietly(run: RunRecord, exc: BaseException) -> None:
     """Best effort: a database that is down cannot take the failure record either."""
     try:
-        record_failed_run(
-            run_id,
-            version,
-            f"{type(exc).__name__}: {exc}",
-            airflow_run_id=airflow_run_id,
-            interval_start=since,
-            interval_end=until,
-            started_at=started,
-            database_url=database_url,
-        )
+        record_failed_run(run, f"{type(exc).__name__}: {exc}")
     except Exception:
-        log.warning("Could not record the failure of run %s", run_id, exc_info=True)
+        log.warning("Could not record the failure of run %s", run.run_id, exc_info=True)
 
 
 def label_window(

@@ -23,6 +23,32 @@ from petal_labeller.store.connection import connect
 
 
 @dataclass(frozen=True)
+class RunRecord:
+    """Which `labelling_runs` row a write goes to, and where: the fields every write of a
+    run repeats (a success, an empty run, a failure), passed down whole.
+
+    `model_version` is None for a run that failed before it resolved a model.
+    """
+
+    run_id: str
+    model_version: str | None
+    airflow_run_id: str | None = None
+    interval_start: datetime | None = None
+    interval_end: datetime | None = None
+    started_at: datetime | None = None
+    dry_run: bool = False
+    database_url: str | None = None
+
+    def start(self, conn: psycopg2.extensions.connection) -> None:
+        """Open (or reopen) the row in the caller's transaction."""
+        runs.start_run(
+            conn, self.run_id, self.model_version, interval_start=self.interval_start,
+            interval_end=self.interval_end, airflow_run_id=self.airflow_run_id,
+            started_at=self.started_at, dry_run=self.dry_run, commit=False,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """The counts of one labelling run, as recorded in `labelling_runs`.
 
@@ -64,45 +90,27 @@ def _run_transaction(database_url: str | None) -> Iterator[psycopg2.extensions.c
         conn.close()
 
 
-def write_labels(
-    run_id: str,
-    checked: CheckedOutput,
-    model_version: str,
-    *,
-    papers_selected: int,
-    airflow_run_id: str | None = None,
-    interval_start: datetime | None = None,
-    interval_end: datetime | None = None,
-    started_at: datetime | None = None,
-    dry_run: bool = False,
-    database_url: str | None = None,
-) -> RunSummary:
+def write_labels(run: RunRecord, checked: CheckedOutput, *, papers_selected: int) -> RunSummary:
     """Upsert the checked labels and record the run; one commit for both.
 
     A dry run writes no label: its row, marked `dry_run`, says how many it would
     have written (`labels_proposed`), so it leaves a trace beyond its log.
     """
-    with _run_transaction(database_url) as conn:
-        runs.start_run(
-            conn,
-            run_id,
-            model_version,
-            interval_start=interval_start,
-            interval_end=interval_end,
-            airflow_run_id=airflow_run_id,
-            started_at=started_at,
-            dry_run=dry_run,
-            commit=False,
-        )
+    if run.model_version is None:
+        raise ValueError(f"run {run.run_id}: labels need the model version that wrote them")
+    dry_run = run.dry_run
+    with _run_transaction(run.database_url) as conn:
+        run.start(conn)
         written = changed = 0
         if not dry_run:
             report = labels.upsert_model_labels(
-                conn, checked.rows, model_version, run_id, paper_ids=checked.labelled, commit=False
-            )
+                conn, checked.rows, run.model_version, run.run_id, paper_ids=checked.labelled,
+                commit=False,
+            )  # fmt: skip
             written, changed = report.written, report.changed
         summary = RunSummary(
-            run_id=run_id,
-            model_version=model_version,
+            run_id=run.run_id,
+            model_version=run.model_version,
             papers_selected=papers_selected,
             papers_labelled=len(checked.labelled),
             papers_rejected=len(checked.rejected),
@@ -152,17 +160,7 @@ def fail_finished_run(run_id: str, error: str, database_url: str | None = None) 
         runs.finish_run(conn, run_id, "failed", error=error, commit=False)
 
 
-def record_empty_run(
-    run_id: str,
-    model_version: str,
-    *,
-    airflow_run_id: str | None = None,
-    interval_start: datetime | None = None,
-    interval_end: datetime | None = None,
-    started_at: datetime | None = None,
-    dry_run: bool = False,
-    database_url: str | None = None,
-) -> RunSummary:
+def record_empty_run(run: RunRecord) -> RunSummary:
     """Record a run that found nothing to label: a finished success with zero counts,
     so "succeeded doing nothing" shows as such, not as a missing run (a dry run too).
 
@@ -170,58 +168,32 @@ def record_empty_run(
     `--reprocess-behavior`) finds its window done: its row keeps the counts of the
     try that labelled it, since those labels carry this run id.
     """
-    with _run_transaction(database_url) as conn:
-        earlier = runs.get_run(conn, run_id)
+    with _run_transaction(run.database_url) as conn:
+        earlier = runs.get_run(conn, run.run_id)
         if earlier is not None and earlier.status == "success":
             return RunSummary(
-                run_id,
-                earlier.model_version or model_version,
+                run.run_id,
+                earlier.model_version or run.model_version,
                 earlier.papers_selected or 0,
                 earlier.papers_labelled or 0,
                 earlier.papers_rejected or 0,
                 earlier.labels_written or 0,
                 papers_changed=earlier.papers_changed or 0,
             )
-        runs.start_run(
-            conn,
-            run_id,
-            model_version,
-            interval_start=interval_start,
-            interval_end=interval_end,
-            airflow_run_id=airflow_run_id,
-            started_at=started_at,
-            dry_run=dry_run,
-            commit=False,
-        )
-        summary = RunSummary(run_id, model_version, 0, 0, 0, 0, dry_run=dry_run)
-        _finish_success(conn, summary, labels_proposed=0 if dry_run else None)
+        run.start(conn)
+        summary = RunSummary(run.run_id, run.model_version, 0, 0, 0, 0, dry_run=run.dry_run)
+        _finish_success(conn, summary, labels_proposed=0 if run.dry_run else None)
     return summary
 
 
-def record_failed_run(
-    run_id: str,
-    model_version: str | None,
-    error: str,
-    *,
-    airflow_run_id: str | None = None,
-    interval_start: datetime | None = None,
-    interval_end: datetime | None = None,
-    started_at: datetime | None = None,
-    database_url: str | None = None,
-) -> bool:
+def record_failed_run(run: RunRecord, error: str) -> bool:
     """Record a run that wrote no labels (error redacted), unless it already ended."""
-    with _run_transaction(database_url) as conn:
+    with _run_transaction(run.database_url) as conn:
         return runs.fail_run(
-            conn,
-            run_id,
-            model_version,
-            error,
-            interval_start=interval_start,
-            interval_end=interval_end,
-            airflow_run_id=airflow_run_id,
-            started_at=started_at,
-            commit=False,
-        )
+            conn, run.run_id, run.model_version, error, interval_start=run.interval_start,
+            interval_end=run.interval_end, airflow_run_id=run.airflow_run_id,
+            started_at=run.started_at, commit=False,
+        )  # fmt: skip
 
 
 def _rejection_note(checked: CheckedOutput) -> str | None:

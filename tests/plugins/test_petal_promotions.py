@@ -42,7 +42,7 @@ def promoted(labelling_database) -> list[int]:
     """tiny labelled 11 papers; tiny-2, approved by ana, relabelled them changing one;
     tiny-3 was rejected by bo and stays registered."""
     from petal_labeller.pipeline.validate import CheckedOutput
-    from petal_labeller.pipeline.write import write_labels
+    from petal_labeller.pipeline.write import RunRecord, write_labels
     from petal_labeller.store import promotions, runs
     from petal_labeller.store.connection import connect
     from petal_labeller.store.models import register_model_version
@@ -54,8 +54,8 @@ def promoted(labelling_database) -> list[int]:
             ids = [row[0] for row in cur.fetchall()]
         rows = [(paper, "move", 0.9) for paper in ids]
         runs.start_run(conn, DAILY, "tiny", airflow_run_id="scheduled__d1")
-        write_labels(DAILY, CheckedOutput(rows, ids), "tiny", papers_selected=11,
-                     database_url=url)  # fmt: skip
+        write_labels(RunRecord(DAILY, "tiny", database_url=url), CheckedOutput(rows, ids),
+                     papers_selected=11)  # fmt: skip
         for version in ("tiny-2", "tiny-3"):
             register_model_version(conn, version, base_model="m", artefact_uri="x")
         register_model_version(conn, "tiny-2", base_model="m", artefact_uri="x", promote=True)
@@ -67,8 +67,9 @@ def promoted(labelling_database) -> list[int]:
         runs.start_run(conn, RELABEL, "tiny-2", airflow_run_id="manual__r2")
     changed = [(ids[0], "attach", 0.8), *rows[1:]]
     summary = write_labels(
-        RELABEL, CheckedOutput(changed, ids), "tiny-2", papers_selected=11, database_url=url
-    )
+        RunRecord(RELABEL, "tiny-2", database_url=url), CheckedOutput(changed, ids),
+        papers_selected=11,
+    )  # fmt: skip
     assert summary.papers_changed == 1
     return ids
 

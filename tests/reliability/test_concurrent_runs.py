@@ -10,7 +10,7 @@ import pytest
 
 from petal_labeller.pipeline.stage import stage_pending
 from petal_labeller.pipeline.validate import CheckedOutput
-from petal_labeller.pipeline.write import write_labels
+from petal_labeller.pipeline.write import RunRecord, write_labels
 from petal_labeller.store.connection import connect
 from petal_labeller.store.models import register_model_version
 from tests.reliability.conftest import (
@@ -37,7 +37,9 @@ def _run(url, run_id, version, limit, staged_barrier, tmp_path, everything: Chec
     checked = CheckedOutput(
         rows=[row for row in everything.rows if row[0] in mine], labelled=sorted(mine)
     )
-    return write_labels(run_id, checked, version, papers_selected=batch.count, database_url=url)
+    return write_labels(
+        RunRecord(run_id, version, database_url=url), checked, papers_selected=batch.count
+    )
 
 
 def _labels(url: str, version: str) -> list[tuple]:

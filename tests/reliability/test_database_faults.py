@@ -13,7 +13,7 @@ from contextlib import closing
 import psycopg2
 import pytest
 
-from petal_labeller.pipeline.write import write_labels
+from petal_labeller.pipeline.write import RunRecord, write_labels
 from petal_labeller.store.connection import connect
 from petal_labeller.store.papers import import_papers
 from tests.reliability.conftest import (
@@ -37,8 +37,9 @@ TRIALS = 8
 
 def _write(url: str, run_id: str, checked) -> object:
     return write_labels(
-        run_id, checked, VERSION, papers_selected=len(checked.labelled), database_url=url
-    )
+        RunRecord(run_id, VERSION, database_url=url), checked,
+        papers_selected=len(checked.labelled),
+    )  # fmt: skip
 
 
 def test_connection_killed_while_the_write_is_open_leaves_the_tables_as_before(seeded_url):

@@ -8,7 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 from petal_labeller.pipeline.validate import CheckedOutput
-from petal_labeller.pipeline.write import write_labels
+from petal_labeller.pipeline.write import RunRecord, write_labels
 from petal_labeller.store.connection import connect
 from petal_labeller.store.labels import export_papers, model_labels
 from petal_labeller.store.models import register_model_version
@@ -46,7 +46,7 @@ def test_hostile_strings_are_stored_and_read_back_verbatim(seeded_url, tmp_path)
     label = taxonomy().ids[0]
     checked = CheckedOutput(rows=[(i, label, 0.5) for i in ids], labelled=ids)
 
-    write_labels(run_id, checked, version, papers_selected=len(ids), database_url=url)
+    write_labels(RunRecord(run_id, version, database_url=url), checked, papers_selected=len(ids))
 
     with closing(connect(url)) as conn:
         exported = list(export_papers(conn))

@@ -8,7 +8,7 @@ reader of "the labels of version V" sees them through the mark.
 import pytest
 
 from petal_labeller.pipeline.validate import CheckedOutput
-from petal_labeller.pipeline.write import write_labels
+from petal_labeller.pipeline.write import RunRecord, write_labels
 from petal_labeller.store import labels as store_labels
 from petal_labeller.store.labels import (
     SCORE_TOLERANCE,
@@ -176,8 +176,9 @@ def test_the_run_row_records_how_many_papers_changed(db_conn, three, migrated_da
     )
 
     summary = write_labels(
-        "relabel-1", checked, "v2", papers_selected=3, database_url=migrated_database_url
-    )
+        RunRecord("relabel-1", "v2", database_url=migrated_database_url), checked,
+        papers_selected=3,
+    )  # fmt: skip
 
     assert (summary.papers_labelled, summary.papers_changed) == (3, 1)
     assert get_run(db_conn, "relabel-1").papers_changed == 1
