@@ -64,9 +64,13 @@ def _tree_node(driver, title: str):
     return WebDriverWait(driver, WAIT_S).until(lambda d: d.find_element(By.XPATH, xpath))
 
 
-def curate_in_the_browser(server, task_id: int, project: int, profile: Path) -> None:
-    """What a curator does: sign in, open the task, add Move > Swim to the model's
-    labels in the taxonomy tree, submit."""
+def curate_in_the_browser(
+    server, task_id: int, project: int, profile: Path, add: tuple[str, str],
+    shown: str | None = None,
+) -> None:  # fmt: skip
+    """What a curator does: sign in, open the task, keep the model's pre-filled labels
+    (`shown`, the first chip's title, when given), open `add` = (parent, child) in the
+    taxonomy tree and tick the child, submit."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -79,14 +83,14 @@ def curate_in_the_browser(server, task_id: int, project: int, profile: Path) -> 
         _wait(driver, "button[type='submit']").click()
         WebDriverWait(driver, WAIT_S).until(lambda d: "/user/login" not in d.current_url)
         driver.get(f"{server.url}/projects/{project}/data?task={task_id}")
-        # The model's labels are pre-filled (the prediction): the curator keeps them.
-        chip = _wait(driver, ".htx-taxonomy .ant-select-selection-item", clickable=False)
-        assert chip.get_attribute("title") == "Protect from harm / Protect from temperature"
+        if shown is not None:  # the model's labels, pre-filled (the prediction)
+            chip = _wait(driver, ".htx-taxonomy .ant-select-selection-item", clickable=False)
+            assert chip.get_attribute("title") == shown
         _wait(driver, ".htx-taxonomy .ant-select-selector").click()
-        move = _tree_node(driver, "Move")
-        move.find_element(By.CSS_SELECTOR, ".ant-select-tree-switcher").click()
-        swim = _tree_node(driver, "Swim")
-        swim.find_element(By.CSS_SELECTOR, ".ant-select-tree-checkbox").click()
+        parent, child = add
+        switcher, checkbox = ".ant-select-tree-switcher", ".ant-select-tree-checkbox"
+        _tree_node(driver, parent).find_element(By.CSS_SELECTOR, switcher).click()
+        _tree_node(driver, child).find_element(By.CSS_SELECTOR, checkbox).click()
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
         submit = WebDriverWait(driver, WAIT_S).until(
             lambda d: d.find_element(By.XPATH, "//button[normalize-space()='Submit']")
@@ -132,7 +136,10 @@ def test_a_curator_answers_in_label_studio_and_the_run_collects_it(
                     time.sleep(1)
                 [batch] = batches
                 [task] = review_tasks.batch_tasks(mine, "label_studio", batch)
-            curate_in_the_browser(label_studio, int(task), int(batch), tmp_path / "chromium")
+            curate_in_the_browser(
+                label_studio, int(task), int(batch), tmp_path / "chromium", add=("Move", "Swim"),
+                shown="Protect from harm / Protect from temperature",
+            )  # fmt: skip
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
 

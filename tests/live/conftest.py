@@ -304,6 +304,8 @@ def _environment(home: Path, meta_url: str, store_url: str, port: int, smtp: Smt
             "PETAL_ALERT_TO": "petal-team@petal.test",
             # SageMaker status polls (on moto, in test_live_deferral) every 2 s, not 30.
             "PETAL_SAGEMAKER_POLL_SECONDS": "2",
+            # The review sensor looks for answers every 2 s (test_live_review), not 10 min.
+            "PETAL_REVIEW_POLL_SECONDS": "2",
             "PETAL_START_DATE": f"{START_DATE:%Y-%m-%d}",
             "PETAL_AIRFLOW_URL": url,
             "PETAL_AIRFLOW_USER": ADMIN,
