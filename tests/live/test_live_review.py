@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.dags.test_review_label_studio_browser import curate_in_the_browser
+from tests.fixtures.label_studio_browser import curate_in_the_browser
 from tests.live.conftest import Airflow
 from tests.live.test_live_views import labelled as labelled
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 REVIEW, TRAIN = "petal_review_papers", "petal_train_model"
 PROJECT = "PeTaL review (live)"
 #: The run collects what is answered after this long (the curator answers one paper).
-TIMEOUT_HOURS = 0.05
+TIMEOUT_HOURS = 0.04
 
 
 @pytest.fixture
@@ -43,10 +43,11 @@ def on_label_studio(labelled: Airflow, label_studio):
 
 
 def test_a_curator_answers_in_label_studio_and_the_scheduled_run_collects_it(
-    on_label_studio: Airflow, label_studio, tmp_path
+    on_label_studio: Airflow, label_studio, tmp_path, monkeypatch
 ):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("no chromium/chromedriver")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager downloads nothing
     live = on_label_studio
     live.set_paused(TRAIN, False)  # no weekly run is due: only the Asset starts one
     trains_before = len(live.runs(TRAIN))
