@@ -30,7 +30,8 @@ LABEL, RELABEL = "petal_label_papers", "petal_relabel_papers"
 TRANSFORM = "sagemaker.transform"
 #: The fake transform stays InProgress this long: time to see the task deferred.
 TRANSFORM_S = 30.0
-#: A day no other live test ingests papers on: the run labels exactly this test's papers.
+#: A day no other live test ingests papers on: the run labels exactly this test's papers
+#: (papers of their own, `tag`: the docs test imports the whole shared file first).
 DAY = datetime(2021, 3, 15, tzinfo=UTC)
 
 
@@ -110,7 +111,7 @@ def test_a_transform_waits_deferred_then_the_run_labels_and_leaves_nothing_in_aw
     live = on_moto
     moto_sagemaker.min_runtime_s = TRANSFORM_S
     day = DAY
-    papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=960, count=3)
+    papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=960, count=3, tag="deferral")
     run_id = _import_and_trigger(live, papers, day)
     _wait_deferred(live, run_id)
     # Deferred: no worker slot is held while SageMaker works. Airflow's own accounting
@@ -151,7 +152,7 @@ def test_a_run_marked_failed_while_its_transform_is_deferred_stops_the_job_and_d
     """`on_kill` does not run for a deferred task: the teardown's sweep by name must."""
     live = on_moto
     moto_sagemaker.min_runtime_s = 600  # still running when the run is marked failed
-    papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=970, count=2)
+    papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=970, count=2, tag="deferral")
     day = DAY + timedelta(days=1)
     run_id = _import_and_trigger(live, papers, day)
     _wait_deferred(live, run_id)
