@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from petal_labeller.cli import EXIT_REJECTED, CommandError, connection
+from petal_labeller.review.label_studio import DEFAULT_PROJECT
+from petal_labeller.review.queue import MAX_QUEUE
+from petal_labeller.review.selection import SELECTIONS
 
 #: Where Label Studio lives, and its API token (read from the environment only: an
 #: option's value would show in `ps` and shell history; never printed).
 LABEL_STUDIO_URL_ENV = "PETAL_LABEL_STUDIO_URL"
 LABEL_STUDIO_TOKEN_ENV = "PETAL_LABEL_STUDIO_TOKEN"
-DEFAULT_PROJECT = "PeTaL review"
 CLI_BACKENDS = ("files", "label_studio")
 
 
@@ -87,8 +89,13 @@ def apply(
         f"already so; {report.labels_added} curator labels added, {report.labels_removed} "
         f"removed; {read.skipped} lines without a decision; {sink.count} rejected"
     )
+    _exit_on_rejects(ctx, sink, "line ")
+
+
+def _exit_on_rejects(ctx: click.Context, sink, where: str) -> None:
+    """The first 20 rejections on stderr, and exit 1 if there were any."""
     for item in sink.first[:20]:
-        click.echo(f"  rejected line {item.line}: {item.reason}", err=True)
+        click.echo(f"  rejected {where}{item.line}: {item.reason}", err=True)
     if sink.count > 20:
         click.echo(f"  ... and {sink.count - 20} more", err=True)
     if sink.count:
@@ -132,9 +139,9 @@ def _backend_options(command, *, project: bool = False):
 
 
 @review.command()
-@click.option("--papers", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--papers", default=50, show_default=True, type=click.IntRange(1, MAX_QUEUE))
 @click.option(
-    "--selection", type=click.Choice(["uncertain", "diverse", "mixed"]), default="mixed",
+    "--selection", type=click.Choice(list(SELECTIONS)), default="mixed",
     show_default=True, help="diverse: k-means over TF-IDF; mixed: diverse among the unsure.",
 )  # fmt: skip
 @click.option(
@@ -237,7 +244,4 @@ def collect(ctx, queue_file, rejects, backend, label_studio_url):
         f"answers applied, {sum(r.irrelevant for r in reports)} not relevant, "
         f"{sum(r.not_sure for r in reports)} not sure; {sink.count} rejected"
     )
-    for item in sink.first[:20]:
-        click.echo(f"  rejected {item.line}: {item.reason}", err=True)
-    if sink.count:
-        ctx.exit(EXIT_REJECTED)
+    _exit_on_rejects(ctx, sink, "")

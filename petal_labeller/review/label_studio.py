@@ -34,6 +34,8 @@ from petal_labeller.review.answers import (
 from petal_labeller.review.errors import ReviewError
 from petal_labeller.taxonomy import Taxonomy
 
+#: The project a batch goes to when none is named (Variable or --project).
+DEFAULT_PROJECT = "PeTaL review"
 TAXONOMY = "labels"
 VERDICT = "verdict"
 TEXT = "abstract"

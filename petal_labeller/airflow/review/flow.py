@@ -34,7 +34,6 @@ from petal_labeller.review.selection import SELECTIONS
 log = logging.getLogger(__name__)
 
 BACKENDS = ("label_studio", "ground_truth", "files")
-DEFAULT_PROJECT = "PeTaL review"
 #: The sensor's own limit, past any `timeout_hours` the Param allows.
 MAX_WAIT = timedelta(days=31)
 MAX_TIMEOUT_HOURS = 24 * 30
@@ -202,6 +201,8 @@ def publish(backend: str, records: list[dict[str, Any]], **context: Any) -> dict
                 "Queue file %s: curators fill it in as %s", path, path.with_suffix(".answers.jsonl")
             )
         elif backend == "label_studio":
+            from petal_labeller.review.label_studio import DEFAULT_PROJECT
+
             project_name = _variable(variables.LABEL_STUDIO_PROJECT, DEFAULT_PROJECT)
             project, ids = sending.publish_label_studio(
                 conn, label_studio_client(), project_name, records, taxonomy
