@@ -253,6 +253,36 @@ def test_a_run_whose_upload_failed_cleans_up_without_aws_and_alerts_once(
     assert "sagemaker.upload_input" in subject and "InternalError" in body
 
 
+def test_a_training_run_whose_upload_failed_cleans_up_only_its_staging_and_alerts_once(
+    airflow_db, curated_database, petal_home, moto_sagemaker, proxy, smtp_server
+):
+    """Training's cleanup follows labelling's design (`run_cleanup`): the upload said it
+    was about to write under its prefix, so that prefix is deleted; no SageMaker job or
+    model can exist before `train` ran, so SageMaker is never called."""
+    proxy.rules = [Rule(_first("s3:PUT"), "InternalError", times=None)]
+    dag = load_dag("petal_train_model")
+    dag.get_task("sagemaker.upload_training_data").retries = 0
+
+    run = dag.test(
+        logical_date=RUN_DATE,
+        run_conf={"backend": "sagemaker", "model_version": "unsent", "dry_run": False},
+    )
+
+    states = _states(run)
+    assert run.state == "failed", states
+    assert states["sagemaker.upload_training_data"] == "failed"
+    assert states["sagemaker.train"] == "upstream_failed"
+    assert states["cleanup"] == "success"
+    operations = proxy.operations()
+    assert not [op for op in operations if op.startswith("sagemaker:")], operations
+    assert f"s3:GET /{BUCKET}" in operations, "the cleanup lists the staging to delete it"
+    staged = _client("s3", moto_sagemaker).list_objects_v2(Bucket=BUCKET, Prefix="petal/training/")
+    assert staged.get("KeyCount", 0) == 0
+    assert query(curated_database, "SELECT count(*) FROM model_versions") == [(0,)]
+    subject, body = _alert(smtp_server)
+    assert "sagemaker.upload_training_data" in subject and "InternalError" in body
+
+
 def test_an_s3_workspace_that_throttles_and_fails_once_is_retried_and_labels_once(
     airflow_db, labelling_database, petal_home, moto_sagemaker, proxy, monkeypatch
 ):

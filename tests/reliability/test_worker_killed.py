@@ -97,6 +97,19 @@ def _stored_labels(url: str) -> set[tuple]:
     }
 
 
+def _found(root: Path, name: str) -> list[Path]:
+    """Files called `name` under `root`, as far as a walk racing the worker can see.
+
+    The worker creates and renames folders while the test looks (the artefact
+    cache unpacks into a temporary folder, then moves it), so a folder listed a
+    moment ago may be gone: that is "not yet", not an error.
+    """
+    try:
+        return list(root.rglob(name))
+    except FileNotFoundError:
+        return []
+
+
 def _rerun_equals_clean_run(url: str, tmp_path: Path) -> None:
     run = load_dag("petal_label_papers").test(logical_date=RUN_DATE)
     assert run.state == "success"
@@ -113,7 +126,7 @@ def test_worker_killed_during_inference_then_rerun_equals_clean_run(
     before = snapshot(url)
     worker = _start_worker(tmp_path)
     try:
-        wait_for(lambda: list(petal_home.rglob("predictions.jsonl.partial")), timeout=180)
+        wait_for(lambda: _found(petal_home / "runs", "predictions.jsonl.partial"), timeout=180)
         _kill(worker)
     finally:
         if worker.poll() is None:

@@ -43,11 +43,6 @@ def stop_jobs(kind: str, name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> li
     return stopped
 
 
-def stop_transform_jobs(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
-    """Stop every in-progress transform job whose name starts with `name_prefix`."""
-    return stop_jobs("transform", name_prefix, aws_conn_id)
-
-
 def delete_models(name_prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
     """Delete every SageMaker model whose name starts with `name_prefix` (any try's)."""
     client = SageMakerHook(aws_conn_id=aws_conn_id).conn

@@ -26,7 +26,7 @@ from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import variables
-from petal_labeller.airflow.aws import s3_layout, s3_staging, sagemaker_configs
+from petal_labeller.airflow.aws import run_cleanup, s3_layout, s3_staging, sagemaker_configs
 from petal_labeller.airflow.aws.workspace_storage import use_workspace_storage
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import (
@@ -35,8 +35,7 @@ from petal_labeller.airflow.flow_parts import (
     job_operator_kwargs,
     sagemaker_group,
 )
-from petal_labeller.airflow.labelling import cleanup as labelling_cleanup
-from petal_labeller.airflow.names import run_key, sagemaker_name_prefix
+from petal_labeller.airflow.names import run_key
 from petal_labeller.airflow.params import DEFAULT_INSTANCE_TYPE, instance_type_template
 from petal_labeller.pipeline.run import StagedRun
 from petal_labeller.pipeline.validate import max_output_bytes
@@ -48,6 +47,13 @@ EVERYTHING = "everything"  # every paper the chosen model has not labelled
 
 _UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_input')"
 _MODEL_NAME = "{{ ti.xcom_pull(task_ids='sagemaker.create_model')['Model']['ModelName'] }}"
+#: What a sagemaker run may create, for its cleanup to find (names from `job_name`).
+RESOURCES = run_cleanup.Resources(
+    upload_task="sagemaker.upload_input",
+    creating_tasks=("sagemaker.create_model",),
+    jobs=(("transform", "transform"),),
+    models=("model",),
+)
 
 
 def labelling_run_id(dag_id: str, run_id: str, clear_number: int | None = 0) -> str:
@@ -208,7 +214,7 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
     """Put the model artefact (once per version) and this run's papers in S3.
 
     The run's prefix goes to XCom just before the first write under it, so the
-    cleanup knows whether there is any S3 staging to delete (`labelling_cleanup`).
+    cleanup knows whether there is any S3 staging to delete (`run_cleanup`).
     """
     run = StagedRun.from_xcom(staged)
     use_workspace_storage()
@@ -220,7 +226,7 @@ def upload_input(staged: dict[str, Any], **context: Any) -> dict[str, str]:
     model_data_url = s3_staging.ensure_model_in_s3(
         hook, run.artefact_uri, bucket, run.model_version
     )
-    context["ti"].xcom_push(key=labelling_cleanup.STAGING_KEY, value=prefix)
+    run_cleanup.record_staging(context, prefix)
     return {
         "bucket": bucket,
         "prefix": prefix,
@@ -268,16 +274,11 @@ def cleanup(staged: dict[str, Any], **context: Any) -> None:
     from petal_labeller.pipeline.run import record_failure
 
     use_workspace_storage()
-    run, dag_run = StagedRun.from_xcom(staged), context["dag_run"]
+    run = StagedRun.from_xcom(staged)
     steps: list[tuple[str, Any]] = [("remove the workspace", run.workspace.remove)]
     if run.backend == "sagemaker":
-        created = labelling_cleanup.created_by(context)
-        if created.nothing:
-            log.info("Cleanup: this run created nothing in S3 or SageMaker")
-        steps += labelling_cleanup.aws_steps(
-            created,
-            bucket=lambda: Variable.get(variables.BUCKET),
-            name_prefix=lambda kind: sagemaker_name_prefix(kind, dag_run.dag_id, dag_run.run_id),
+        steps += run_cleanup.cleanup_steps(
+            RESOURCES, context, bucket=lambda: Variable.get(variables.BUCKET)
         )
     if run.count:
         message = "the run ended before its labels were written; see the Airflow task logs"

@@ -28,10 +28,10 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from petal_labeller.airflow import variables
 from petal_labeller.airflow.assets import PRODUCTION_MODEL
-from petal_labeller.airflow.aws import s3_layout, s3_staging
+from petal_labeller.airflow.aws import run_cleanup, s3_staging
 from petal_labeller.airflow.cleanup_steps import run_cleanup_steps
 from petal_labeller.airflow.flow_parts import check_config_task
-from petal_labeller.airflow.names import run_digest, run_key, sagemaker_name_prefix
+from petal_labeller.airflow.names import run_digest, run_key
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_TRAINING_INSTANCE_TYPE,
@@ -313,52 +313,17 @@ def record_decision(
     return {"version": evaluation.version, "decision": decision, "by": by, "comment": comment}
 
 
-def _sagemaker_cleanup_steps(run: RetrainRun, dag_id: str, run_id: str) -> list:
-    """Delete the run's S3 prefix and every SageMaker model it made; stop any job still running.
-
-    Finished training and transform jobs are records, not resources: SageMaker has no
-    delete call for them and bills nothing once they stop.
-    """
-    from petal_labeller.airflow.aws.sagemaker_cleanup import delete_models, stop_jobs
-
-    def prefix(kind: str) -> str:
-        return sagemaker_name_prefix(kind, dag_id, run_id)
-
-    sm = training_sagemaker
-    steps: list[tuple[str, Any]] = [
-        (
-            "delete the S3 training data",
-            lambda: s3_staging.delete_prefix(
-                s3_staging.s3_hook(),
-                Variable.get(variables.BUCKET),
-                s3_layout.training_prefix(run.run_key),
-            ),
-        ),
-        (
-            "stop training jobs still running",
-            lambda: stop_jobs("training", prefix(sm.TRAINING_KIND)),
-        ),
-    ]
-    for kind in sm.TRANSFORM_KINDS:
-        steps.append(
-            (f"stop {kind} transform jobs", lambda k=kind: stop_jobs("transform", prefix(k)))
-        )
-    for kind in sm.MODEL_KINDS:
-        steps.append(
-            (f"delete {kind}s left by earlier tries", lambda k=kind: delete_models(prefix(k)))
-        )
-    return steps
-
-
 @task
 def cleanup(exported: dict[str, Any], **context: Any) -> None:
-    """Remove the workspace, and for a sagemaker run everything it made there (the promoted
-    artefact was copied out); every step is tried."""
+    """Remove the workspace, and for a sagemaker run what it made there (the promoted
+    artefact was copied out); every step is tried, AWS only for what the run's tasks
+    may have created (`run_cleanup`, the design labelling's cleanup shares)."""
     run = RetrainRun.from_xcom(exported)
     steps = [("remove the workspace", run.workspace.remove)]
     if run.backend == "sagemaker":
-        dag_run = context["dag_run"]
-        steps += _sagemaker_cleanup_steps(run, dag_run.dag_id, dag_run.run_id)
+        steps += run_cleanup.cleanup_steps(
+            training_sagemaker.RESOURCES, context, bucket=lambda: Variable.get(variables.BUCKET)
+        )
     run_cleanup_steps(steps)
 
 

@@ -29,7 +29,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.sdk import TaskGroup, Variable, task
 
 from petal_labeller.airflow import variables
-from petal_labeller.airflow.aws import s3_layout, s3_staging, sagemaker_configs
+from petal_labeller.airflow.aws import run_cleanup, s3_layout, s3_staging, sagemaker_configs
 from petal_labeller.airflow.flow_parts import job_name, job_operator_kwargs
 from petal_labeller.airflow.params import (
     DEFAULT_INSTANCE_TYPE,
@@ -47,6 +47,13 @@ MODELS = ("candidate", "production")
 TRAINING_KIND = "train"
 MODEL_KINDS = tuple(f"{which}-model" for which in MODELS)
 TRANSFORM_KINDS = tuple(f"{which}-eval" for which in MODELS)
+#: What a sagemaker run may create, for its cleanup to find (names from `job_name`).
+RESOURCES = run_cleanup.Resources(
+    upload_task="sagemaker.upload_training_data",
+    creating_tasks=("sagemaker.train", *(f"sagemaker.create_{which}_model" for which in MODELS)),
+    jobs=(("training", TRAINING_KIND), *(("transform", kind) for kind in TRANSFORM_KINDS)),
+    models=MODEL_KINDS,
+)
 
 _UPLOADED = "{{ ti.xcom_pull(task_ids='sagemaker.upload_training_data')"
 _TRAINED_MODEL = (
@@ -71,6 +78,7 @@ def upload_training_data(exported: dict[str, Any], **context: Any) -> dict[str, 
     hook = s3_staging.s3_hook()
     bucket = Variable.get(variables.BUCKET)
     prefix = s3_layout.training_prefix(run.run_key)
+    run_cleanup.record_staging(context, prefix)
     for name in ("papers.jsonl", "taxonomy.json"):
         s3_staging.upload(hook, run.train_dir / name, bucket, f"{prefix}/train/{name}")
     heldout_key = f"{prefix}/evaluation/input/heldout.jsonl"
