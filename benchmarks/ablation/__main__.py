@@ -195,6 +195,52 @@ def retune_rows(ctx: s.Context):
         )
 
 
+def round_three_rows(ctx: s.Context):
+    """Issue 28: the production 4-base stack with the hierarchy applied three ways at ranking
+    time (lever 5), and with label prototypes as a fifth base (lever 2); `--round3`."""
+    parents = s.parent_index(ctx.data)
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    cap = lambda x: s.cap_by_parent(x, parents)  # noqa: E731
+    lift = lambda x: s.propagate_max(x, parents)  # noqa: E731
+    cache: dict = {}
+    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
+    production = st.stacked(four, "logistic", cache, levels)
+    yield (
+        "STACK-LR 4 bases + cap (production)",
+        production,
+        cap,
+        threshold_metrics(production, parents, cap),
+    )
+    yield "STACK-LR 4 bases, no hierarchy", production, None
+    yield "STACK-LR 4 bases + parent=max(children)", production, lift
+    yield (
+        "STACK-LR 4 bases + parent=max(children), then cap",
+        production,
+        lambda x: cap(lift(x)),
+    )
+    for with_names in (False, True):
+        name = f"prototype{'_names' if with_names else ''}_minilm"
+        bases = {**four, name: s.prototype(with_names)}
+        stacker = st.stacked(bases, "logistic", cache, levels)
+        what = "papers + path name" if with_names else "papers"
+        yield (
+            f"STACK-LR 4 bases + label prototypes ({what}) + cap",
+            stacker,
+            cap,
+            threshold_metrics(stacker, parents, cap),
+        )
+    if "mpnet" in ctx.embeddings:
+        bases = {
+            **{k: v for k, v in four.items() if not k.startswith("knn")},
+            "knn_mpnet_k20_T0.1": s.knn(20, 0.1, "mpnet"),
+        }
+        yield (
+            "STACK-LR 4 bases, kNN on mpnet instead of MiniLM, + cap",
+            st.stacked(bases, "logistic", cache, levels),
+            cap,
+        )
+
+
 def finetune_rows(data: data_module.Dataset) -> list[dict]:
     """Fine-tuning results written by `python -m benchmarks.ablation.finetune`, a fold at a time."""
     found = []
@@ -213,11 +259,15 @@ def main() -> None:
     parser.add_argument(
         "--retune", action="store_true", help="only the stack with data-size knobs moved"
     )
+    parser.add_argument(
+        "--round3", action="store_true", help="issue 28: hierarchy at ranking time, prototypes"
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
     args = parser.parse_args()
     with_mpnet = bool(os.environ.get("PETAL_MPNET_DIR"))
     # The retune rows read only the title + abstract embeddings.
-    ctx = build_context(with_mpnet, ("title_abstract",) if args.retune else ENCODER_VARIANTS)
+    only_main_text = args.retune or args.round3
+    ctx = build_context(with_mpnet, ("title_abstract",) if only_main_text else ENCODER_VARIANTS)
     print(
         f"# Ablation, {len(ctx.y)} papers, {ctx.y.shape[1]} labels, "
         f"5-fold CV (seed {data_module.FOLD_SEED})"
@@ -230,7 +280,14 @@ def main() -> None:
     print(header())
     results: list[Result] = []
     started = time.perf_counter()
-    for row in retune_rows(ctx) if args.retune else rows(ctx, args.quick):
+    table = (
+        retune_rows(ctx)
+        if args.retune
+        else round_three_rows(ctx)
+        if args.round3
+        else rows(ctx, args.quick)
+    )
+    for row in table:
         name, scorer, post = row[:3]
         extra = row[3] if len(row) > 3 else None
         result = cross_validate(name, scorer, ctx, post, extra)
@@ -257,7 +314,7 @@ def main() -> None:
     parents = s.parent_index(ctx.data)
     costs = (
         {}
-        if args.retune
+        if only_main_text
         else cost.measure(
             ctx,
             lambda: st.stacked(best_bases(), "logistic", {}, levels, persist=False),

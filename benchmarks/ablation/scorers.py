@@ -99,6 +99,22 @@ def zero_shot(embedding: str = "title_abstract") -> Scorer:
     return fit_predict
 
 
+def prototype(with_names: bool = False, embedding: str = "title_abstract") -> Scorer:
+    """Cosine to each label's prototype: the mean embedding of the training papers that carry
+    it (closed upwards, so a parent's prototype includes its children's papers), plus its
+    path name's embedding with `with_names` (round three, lever 2)."""
+
+    def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        x, gold = ctx.embeddings[embedding], ctx.data.gold[train]
+        centre = (gold.T @ x[train]) / np.maximum(gold.sum(0)[:, None], 1)
+        if with_names:
+            centre = centre + ctx.label_vectors
+        centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-9)
+        return x[test] @ centre.T
+
+    return fit_predict
+
+
 def venue(smoothing: float = 2.0) -> Scorer:
     """P(label | venue) from training co-occurrence, shrunk to the prior; mean over venues."""
 
