@@ -93,8 +93,11 @@ def tune(
     lr: float,
     max_length: int,
     seed: int,
+    loss_name: str = "mnrl",
 ):
-    """MiniLM tuned on `triplets` with the library's MNRL loss.
+    """MiniLM tuned on `triplets` with the library's MNRL loss (`triplet`: TripletLoss, which
+    sees only each anchor's own negative: in a batch of multi-label papers, "the rest of the
+    batch" often shares a level-1 label with the anchor, a false negative for MNRL).
 
     The loop is ours because SentenceTransformerTrainer needs `datasets` and
     `accelerate`, which nothing else here uses; loss, tokenising and pooling are
@@ -102,13 +105,16 @@ def tune(
     """
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+        TripletLoss,
+    )
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
     model = SentenceTransformer(str(emb.minilm_path()), device="cpu")
     model.max_seq_length = max_length
-    loss = MultipleNegativesRankingLoss(model)
+    loss = (TripletLoss if loss_name == "triplet" else MultipleNegativesRankingLoss)(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
     steps = epochs * ((len(triplets) + batch_size - 1) // batch_size)
     schedule = get_linear_schedule_with_warmup(optimiser, int(0.1 * steps), steps)
@@ -127,7 +133,7 @@ def tune(
             optimiser.step()
             schedule.step()
             total += value.item() * len(batch)
-        print(f"    epoch {epoch + 1}: MNRL {total / len(order):.3f}", flush=True)
+        print(f"    epoch {epoch + 1}: {loss_name} {total / len(order):.3f}", flush=True)
     model.eval()
     return model
 
@@ -137,13 +143,17 @@ def tuned_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(papers, label names) encoded by the encoder tuned on fold `fold`; seconds tuning."""
     tag = f"e{args.epochs}_b{args.batch_size}_lr{args.lr:g}_l{args.train_length}"
+    if args.loss != "mnrl":
+        tag += f"_{args.loss}"
     path = data_module.cache_dir() / f"contrastive_{tag}_fold{fold}_{data.digest}.npz"
     if path.exists():
         saved = np.load(path)
         return saved["papers"], saved["labels"], float(saved["train_s"])
     started = time.perf_counter()
     triplets = training_triplets(data, train, seed=fold)
-    model = tune(triplets, args.epochs, args.batch_size, args.lr, args.train_length, seed=fold)
+    model = tune(
+        triplets, args.epochs, args.batch_size, args.lr, args.train_length, fold, args.loss
+    )
     train_s = time.perf_counter() - started
     print(f"  fold {fold}: tuned on {len(triplets)} triplets in {train_s:.0f} s", flush=True)
     model.max_seq_length = 256
@@ -197,6 +207,7 @@ def main() -> None:
     parser.add_argument("--frozen-only", action="store_true", help="skip the tuning (lever 1)")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(data_module.N_FOLDS)))
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--loss", choices=("mnrl", "triplet"), default="mnrl")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--train-length", type=int, default=128)
@@ -212,7 +223,7 @@ def main() -> None:
     print(
         f"# {platform.node()}, {os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"tuning {args.epochs} epoch(s), batch {args.batch_size}, lr {args.lr:g}, "
-        f"{args.train_length} tokens"
+        f"{args.train_length} tokens, {args.loss} loss"
     )
     per_row: dict[str, list[dict[str, float]]] = {}
     tuning_s = []
@@ -223,7 +234,7 @@ def main() -> None:
         encoders = {f"frozen {args.encoder}": (frozen, frozen_names)}
         if not args.frozen_only and args.encoder == "minilm":
             papers, labels, train_s = tuned_embeddings(data, fold, train, args)
-            encoders["tuned minilm"] = (papers, labels)
+            encoders[f"tuned minilm ({args.loss})"] = (papers, labels)
             tuning_s.append(train_s)
         for encoder, (x, names) in encoders.items():
             for scorer, scores in fold_scores(x, names, data, train, test).items():

@@ -59,19 +59,38 @@ def _await_input(live: Airflow, run_id: str, timeout: float = 600) -> dict:
         time.sleep(2)
 
 
+def _asking_process_ended(live: Airflow, run_id: str, timeout: float = 120) -> None:
+    """Wait until the scheduler logged the exit of the process that asked (its executor
+    event for the approve task's current try), then a moment more."""
+    try_number = live.task_instances(TRAIN, run_id)["approve"]["try_number"]
+    event = f"task_id='approve', run_id='{run_id}', try_number={try_number},"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with live.logs["scheduler"].open(errors="replace") as log:
+            if any("Received executor event" in line and event in line for line in log):
+                break
+        live.check_alive()
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the scheduler never saw approve try {try_number} end: {event}")
+    time.sleep(1)
+
+
 def _answer(live: Airflow, run_id: str, option: str, comment: str) -> dict:
     """Answer the approve task's request as a person would: a moment after it appears.
 
-    Airflow 3.3 can lose an answer that lands within about a second of the request (seen
-    here: the task resumed while its first process was still ending, was killed, and its
-    retry asked again, unanswered). A person cannot answer that fast; a script can. So
-    the answer comes after a pause, and a fresh unanswered request is answered again.
+    Airflow 3.3 loses an answer that lands before the process that asked has ended (seen
+    here: the task resumed while that process was still ending, the scheduler then took
+    the old process's exit for the new try's and failed it; on a loaded machine the
+    process took 5 s to end). A person cannot answer that fast; a script can. So the
+    answer waits until the scheduler has seen the asking process end, and a fresh
+    unanswered request is answered again.
     """
     path = f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     answer = {"chosen_options": [option], "params_input": {"comment": comment}}
-    time.sleep(3)
     detail = live.ok("GET", path)
     for _ in range(3):
+        _asking_process_ended(live, run_id)
         live.ok("PATCH", path, json=answer)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
