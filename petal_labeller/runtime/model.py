@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from petal_labeller.runtime.combine import StackCombiner, cap_by_parent, choose_labels
+from petal_labeller.runtime.combine import StackCombiner, apply_hierarchy, choose_labels
 from petal_labeller.runtime.network import LabellerNet, load_encoder
 from petal_labeller.runtime.precision import check_precision, verified_precision
 from petal_labeller.runtime.scorers import VenueScorer, knn_scores, sigmoid, zero_shot_scores
@@ -175,16 +175,16 @@ class LoadedModel:
         raise KeyError(f"unknown stack base scorer {name!r}")
 
     def blend(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """Weighted sum of the scorers (or the stack's probabilities), then the hierarchy cap."""
+        """Weighted sum of the scorers (or the stack's probabilities), then the hierarchy
+        (labeller.json "hierarchy"; artefacts from before it was written were capped)."""
         if self.stacked:
             scores = self.stack.probabilities(parts)
         else:
             weights = self.settings.get("scorers", {"head": 1.0})
             scores = sum(weights[name] * part for name, part in parts.items() if weights.get(name))
             scores = np.asarray(scores, dtype=np.float32)
-        if self.settings.get("hierarchy", "cap") == "cap":
-            scores = cap_by_parent(scores, self.parent_index, self.order)
-        return scores
+        mode = self.settings.get("hierarchy", "cap")
+        return apply_hierarchy(scores, mode, self.parent_index, self.order)
 
     def score(self, records: list[dict[str, Any]]) -> np.ndarray:
         """Final hierarchy-consistent scores, one row per record, columns in label order."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from petal_labeller.papers import PaperError
+from petal_labeller.runtime.combine import HIERARCHIES
 from petal_labeller.runtime.errors import ArtefactError
 from petal_labeller.runtime.text import validate_paper
 
@@ -205,6 +206,9 @@ def check_settings(settings: Any) -> dict[str, Any]:
         raise ArtefactError(f"{where}: 'combiner' must be one of {COMBINERS}")
     if settings.get("pooling", "mean") not in POOLINGS:
         raise ArtefactError(f"{where}: 'pooling' must be one of {POOLINGS}")
+    hierarchy = settings.get("hierarchy", "cap")
+    if not isinstance(hierarchy, str) or hierarchy not in HIERARCHIES:
+        raise ArtefactError(f"{where}: 'hierarchy' must be one of {tuple(HIERARCHIES)}")
     _number(settings.get("max_length"), f"{where}: 'max_length'", 1, 8192)
     scorers = settings.get("scorers", {"head": 1.0})
     if not isinstance(scorers, dict) or not scorers:

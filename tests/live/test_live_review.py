@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.fixtures.airflow import write_unlabelled_papers
 from tests.fixtures.label_studio_browser import curate_in_the_browser
 from tests.live.conftest import Airflow
 from tests.live.test_live_views import labelled as labelled
@@ -18,16 +19,44 @@ from tests.live.test_live_views import labelled as labelled
 # `labelled` above is a fixture (a production model and model-labelled papers).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-REVIEW, TRAIN = "petal_review_papers", "petal_train_model"
+REVIEW, TRAIN, RELABEL = "petal_review_papers", "petal_train_model", "petal_relabel_papers"
 PROJECT = "PeTaL review (live)"
 #: The run collects what is answered after this long (the curator answers one paper).
 TIMEOUT_HOURS = 0.04
 
 
+def _waiting_for_review(live: Airflow) -> int:
+    """Papers the production model labelled that no curator has seen (what a review sends)."""
+    return live.query(
+        "SELECT count(*) FROM paper_labelling l JOIN model_versions m "
+        "ON m.version = l.model_version AND m.is_production "
+        "WHERE NOT EXISTS (SELECT 1 FROM paper_labels c WHERE c.paper_id = l.paper_id "
+        "AND c.origin = 'curator') AND NOT EXISTS (SELECT 1 FROM paper_reviews r "
+        "WHERE r.paper_id = l.paper_id)"
+    )[0][0]
+
+
 @pytest.fixture
-def on_label_studio(labelled: Airflow, label_studio):
-    """Connection `petal_label_studio` (the docs' form) and the Variables, put back after."""
+def reviewable(labelled: Airflow, tmp_path_factory) -> Airflow:
+    """Papers for the review to send, whatever ran before: a test that promoted a model
+    trained on curated papers leaves a production model that labelled none of them."""
     live = labelled
+    if not _waiting_for_review(live):
+        papers = write_unlabelled_papers(
+            tmp_path_factory.mktemp("review") / "papers.jsonl", start=980, count=6, tag="review"
+        )
+        live.petal("papers", "import", str(papers), "--ingested-at", "2020-01-01")
+        before = len(live.runs(RELABEL))
+        live.ok("POST", f"/api/v2/dags/{RELABEL}/dagRuns", json={"logical_date": None})
+        live.wait_for_runs(RELABEL, before + 1, timeout=300)
+        assert _waiting_for_review(live), "the relabelling run labelled no new paper"
+    return live
+
+
+@pytest.fixture
+def on_label_studio(reviewable: Airflow, label_studio):
+    """Connection `petal_label_studio` (the docs' form) and the Variables, put back after."""
+    live = reviewable
     before = live.settings()
     live.ok("POST", "/api/v2/connections", json={
         "connection_id": "petal_label_studio", "conn_type": "generic",

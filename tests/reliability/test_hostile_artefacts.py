@@ -413,3 +413,14 @@ def test_a_member_too_large_to_keep_is_refused_by_name_not_a_key_error(tmp_path,
     tar_path = pack_unchecked(folder, tmp_path / "model.tar.gz")
     with pytest.raises(ArtefactError, match=r"check_papers\.json is too large to read"):
         verify_artefact(tar_path, TREE)
+
+
+@pytest.mark.parametrize("hierarchy", ["lifted", "", None, 1, ["cap"]])
+def test_an_unknown_hierarchy_is_refused_not_read_as_none(tmp_path, hierarchy):
+    """A model whose labeller.json names a rule this runtime does not know would
+    otherwise be served with no hierarchy at all, silently."""
+    folder = skeleton(tmp_path / "model")
+    settings = json.loads((folder / "labeller.json").read_text())
+    (folder / "labeller.json").write_text(json.dumps({**settings, "hierarchy": hierarchy}))
+    with pytest.raises(ArtefactError, match="'hierarchy' must be one of"):
+        model_fn(folder)
