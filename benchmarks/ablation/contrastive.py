@@ -167,23 +167,13 @@ def tuned_embeddings(
     return papers, labels, train_s
 
 
-def prototypes(x: np.ndarray, gold: np.ndarray, names: np.ndarray | None) -> np.ndarray:
-    """Each label's unit prototype: the mean of its papers' vectors (plus its name's)."""
-    counts = gold.sum(0)[:, None]
-    centre = (gold.T @ x) / np.maximum(counts, 1)
-    if names is not None:
-        centre = centre + names
-    norms = np.linalg.norm(centre, axis=1, keepdims=True)
-    return centre / np.maximum(norms, 1e-9)
-
-
 def fold_scores(
     x: np.ndarray, names: np.ndarray, data: data_module.Dataset, train, test
 ) -> dict[str, np.ndarray]:
     """Every scorer of the table on one fold, from one encoder's vectors."""
     from petal_labeller.runtime.scorers import knn_scores
 
-    gold = data.gold[train]
+    gold, prototypes = data.gold[train], s.label_prototypes
     return {
         "kNN k=20 T=0.1": knn_scores(x[test], x[train], data.y[train], KNN_K, KNN_T),
         "zero-shot: label path names": x[test] @ names.T,

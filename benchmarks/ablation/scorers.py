@@ -105,14 +105,19 @@ def prototype(with_names: bool = False, embedding: str = "title_abstract") -> Sc
     path name's embedding with `with_names` (round three, lever 2)."""
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        x, gold = ctx.embeddings[embedding], ctx.data.gold[train]
-        centre = (gold.T @ x[train]) / np.maximum(gold.sum(0)[:, None], 1)
-        if with_names:
-            centre = centre + ctx.label_vectors
-        centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-9)
-        return x[test] @ centre.T
+        x = ctx.embeddings[embedding]
+        names = ctx.label_vectors if with_names else None
+        return x[test] @ label_prototypes(x[train], ctx.data.gold[train], names).T
 
     return fit_predict
+
+
+def label_prototypes(x: np.ndarray, gold: np.ndarray, names: np.ndarray | None) -> np.ndarray:
+    """Each label's unit prototype: the mean of its papers' vectors (plus its name's)."""
+    centre = (gold.T @ x) / np.maximum(gold.sum(0)[:, None], 1)
+    if names is not None:
+        centre = centre + names
+    return centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-9)
 
 
 def venue(smoothing: float = 2.0) -> Scorer:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.ablation import contrastive, self_training
+from benchmarks.ablation import contrastive, scorers, self_training
 from benchmarks.ablation import data as data_module
 from benchmarks.ablation import embeddings as emb
 
@@ -41,10 +41,10 @@ def test_triplets_come_from_the_training_papers_and_pair_by_label(data):
 def test_prototypes_are_unit_means_of_their_papers():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     gold = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
-    proto = contrastive.prototypes(x, gold, None)
+    proto = scorers.label_prototypes(x, gold, None)
     np.testing.assert_allclose(proto[0], [2**-0.5, 2**-0.5])
     np.testing.assert_allclose(proto[1], np.array([1.0, 2.0]) / 5**0.5)
-    named = contrastive.prototypes(x, gold, np.array([[-10.0, 0.0], [0.0, 0.0]]))
+    named = scorers.label_prototypes(x, gold, np.array([[-10.0, 0.0], [0.0, 0.0]]))
     assert named[0][0] < 0, "the name's vector is added before normalising"
 
 
