@@ -37,6 +37,7 @@ def build_context(with_mpnet: bool, variants=ENCODER_VARIANTS) -> s.Context:
     ctx.label_vectors = emb.label_embeddings(data, with_ancestors=True)
     if with_mpnet:
         ctx.embeddings["mpnet"] = emb.paper_embeddings(data, "title_abstract", 256, encoder="mpnet")
+        ctx.other_label_vectors["mpnet"] = emb.label_embeddings(data, True, encoder="mpnet")
     return ctx
 
 
@@ -242,6 +243,37 @@ def round_three_rows(ctx: s.Context):
         )
 
 
+def mpnet_rows(ctx: s.Context):
+    """Issue 28 lever 3: all-mpnet-base-v2 in MiniLM's place for every embedding base (kNN and
+    zero-shot), alone and in the production stack with the production hierarchy (lift);
+    `--mpnet`, needs PETAL_MPNET_DIR."""
+    if "mpnet" not in ctx.embeddings:
+        raise SystemExit("--mpnet needs PETAL_MPNET_DIR (see docs/quality-research.md)")
+    parents = s.parent_index(ctx.data)
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    lift = lambda x: s.propagate_max(x, parents)  # noqa: E731
+    cache: dict = {}
+    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
+    on_mpnet = {
+        "svm_wc_C0.5": four["svm_wc_C0.5"],
+        "knn_mpnet_k20_T0.1": s.knn(20, 0.1, "mpnet"),
+        "zeroshot_mpnet": s.zero_shot("mpnet"),
+        "venue_s2": four["venue_s2"],
+    }
+    yield "kNN MiniLM k=20 T=0.1 + lift", s.knn(20, 0.1), lift
+    yield "kNN all-mpnet-base-v2 k=20 T=0.1 + lift", s.knn(20, 0.1, "mpnet"), lift
+    yield "zero-shot MiniLM", s.zero_shot(), None
+    yield "zero-shot all-mpnet-base-v2", s.zero_shot("mpnet"), None
+    for name, bases in (("MiniLM (production)", four), ("all-mpnet-base-v2", on_mpnet)):
+        stacker = st.stacked(bases, "logistic", cache, levels)
+        yield (
+            f"STACK-LR 4 bases on {name} + lift",
+            stacker,
+            lift,
+            threshold_metrics(stacker, parents, lift),
+        )
+
+
 def finetune_rows(data: data_module.Dataset) -> list[dict]:
     """Fine-tuning results written by `python -m benchmarks.ablation.finetune`, a fold at a time."""
     found = []
@@ -263,11 +295,14 @@ def main() -> None:
     parser.add_argument(
         "--round3", action="store_true", help="issue 28: hierarchy at ranking time, prototypes"
     )
+    parser.add_argument(
+        "--mpnet", action="store_true", help="issue 28 lever 3: all-mpnet-base-v2 for MiniLM"
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/ablation.json"))
     args = parser.parse_args()
     with_mpnet = bool(os.environ.get("PETAL_MPNET_DIR"))
     # The retune rows read only the title + abstract embeddings.
-    only_main_text = args.retune or args.round3
+    only_main_text = args.retune or args.round3 or args.mpnet
     ctx = build_context(with_mpnet, ("title_abstract",) if only_main_text else ENCODER_VARIANTS)
     print(
         f"# Ablation, {len(ctx.y)} papers, {ctx.y.shape[1]} labels, "
@@ -286,6 +321,8 @@ def main() -> None:
         if args.retune
         else round_three_rows(ctx)
         if args.round3
+        else mpnet_rows(ctx)
+        if args.mpnet
         else rows(ctx, args.quick)
     )
     for row in table:

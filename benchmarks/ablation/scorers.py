@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from petal_labeller.runtime.combine import cap_by_parent as runtime_cap
+from petal_labeller.runtime.combine import lift_to_children
+
 from .data import Dataset
 from .embeddings import paper_text
 
@@ -24,6 +27,8 @@ class Context:
     data: Dataset
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     label_vectors: np.ndarray | None = None  # label-name embeddings (n_labels, dim)
+    #: Label-name embeddings by another encoder (its paper embeddings' key), for zero-shot.
+    other_label_vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def y(self) -> np.ndarray:
@@ -91,10 +96,12 @@ def logreg(C: float = 4.0, embedding: str = "title_abstract") -> Scorer:
 
 
 def zero_shot(embedding: str = "title_abstract") -> Scorer:
-    """Cosine similarity between a paper and each label's name (with its ancestors' names)."""
+    """Cosine similarity between a paper and each label's name (with its ancestors' names),
+    both by the encoder of `embedding` (MiniLM unless it names another encoder's vectors)."""
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        return ctx.embeddings[embedding][test] @ ctx.label_vectors.T
+        labels = ctx.other_label_vectors.get(embedding, ctx.label_vectors)
+        return ctx.embeddings[embedding][test] @ labels.T
 
     return fit_predict
 
@@ -145,18 +152,21 @@ def venue(smoothing: float = 2.0) -> Scorer:
     return fit_predict
 
 
-def propagate_max(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:
-    """Parent score = max(parent, children), bottom-up: a paper about a child is about its parent.
+def parents_first(parents: np.ndarray) -> np.ndarray:
+    """Columns ordered by depth in the tree (roots first): the order the runtime's
+    hierarchy rules take."""
+    depth = np.zeros(len(parents), dtype=int)
+    for j in range(len(parents)):
+        p = parents[j]
+        while p >= 0:
+            depth[j] += 1
+            p = parents[p]
+    return np.argsort(depth, kind="stable")
 
-    `parents[j]` is the column of label j's parent or -1; `levels` order is handled by
-    repeating twice (the tree is 3 levels deep).
-    """
-    out = scores.copy()
-    for _ in range(2):
-        for j, p in enumerate(parents):
-            if p >= 0:
-                out[:, p] = np.maximum(out[:, p], out[:, j])
-    return out
+
+def propagate_max(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """Parent score = max(parent, children): the runtime's `hierarchy: lift`, the same code."""
+    return lift_to_children(scores, parents, parents_first(parents))
 
 
 def parent_index(data: Dataset) -> np.ndarray:
@@ -231,10 +241,5 @@ def tfidf_embedding_svm(
 
 
 def cap_by_parent(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:
-    """Child score = min(child, parent), top-down (as `Taxonomy.cap_scores` does)."""
-    out = scores.copy()
-    for _ in range(2):
-        for j, p in enumerate(parents):
-            if p >= 0:
-                out[:, j] = np.minimum(out[:, j], out[:, p])
-    return out
+    """Child score = min(child, parent): the runtime's `hierarchy: cap`, the same code."""
+    return runtime_cap(scores, parents, parents_first(parents))
