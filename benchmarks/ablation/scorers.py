@@ -40,26 +40,40 @@ def prior(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     return np.tile(ctx.y[train].mean(0), (len(test), 1))
 
 
+def svm_margins(
+    texts: list[str],
+    train: np.ndarray,
+    y_train: np.ndarray,
+    test: np.ndarray,
+    C: float = 0.5,
+    char: bool = True,
+    sample_weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """TF-IDF (word 1-2 grams, optionally char_wb 2-5 grams) fit on the `train` texts, then
+    one LinearSVC per label; the `test` texts' margins (-10 where a label is constant)."""
+    from scipy.sparse import hstack
+    from sklearn.svm import LinearSVC
+
+    from petal_labeller.model.baseline import tfidf_vectorizers
+
+    vectorizers = tfidf_vectorizers(char)
+    x_train = hstack([v.fit_transform([texts[i] for i in train]) for v in vectorizers]).tocsr()
+    x_test = hstack([v.transform([texts[i] for i in test]) for v in vectorizers]).tocsr()
+    scores = np.full((len(test), y_train.shape[1]), -10.0, dtype=np.float32)
+    for j in range(y_train.shape[1]):
+        if 0 < y_train[:, j].sum() < len(train):
+            svm = LinearSVC(C=C, class_weight="balanced")
+            svm.fit(x_train, y_train[:, j], sample_weight=sample_weight)
+            scores[:, j] = svm.decision_function(x_test)
+    return scores
+
+
 def tfidf_svm(C: float = 0.5, char: bool = True, variant: str = "title_abstract_venue") -> Scorer:
-    """TF-IDF (word 1-2 grams, optionally char_wb 2-5 grams) + one-vs-rest LinearSVC margins."""
+    """TF-IDF + one-vs-rest LinearSVC margins (`svm_margins`) on `variant`'s text."""
 
     def fit_predict(ctx: Context, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        from scipy.sparse import hstack
-        from sklearn.svm import LinearSVC
-
-        from petal_labeller.model.baseline import tfidf_vectorizers
-
         texts = [paper_text(p, variant) for p in ctx.data.papers]
-        vectorizers = tfidf_vectorizers(char)
-        x_train = hstack([v.fit_transform([texts[i] for i in train]) for v in vectorizers]).tocsr()
-        x_test = hstack([v.transform([texts[i] for i in test]) for v in vectorizers]).tocsr()
-        y_train = ctx.y[train]
-        scores = np.full((len(test), y_train.shape[1]), -10.0, dtype=np.float32)
-        for j in range(y_train.shape[1]):
-            if 0 < y_train[:, j].sum() < len(train):
-                svm = LinearSVC(C=C, class_weight="balanced").fit(x_train, y_train[:, j])
-                scores[:, j] = svm.decision_function(x_test)
-        return scores
+        return svm_margins(texts, train, ctx.y[train], test, C, char)
 
     return fit_predict
 

@@ -55,21 +55,7 @@ def knn_fit_predict(x, bank_rows, bank_labels, weights, query_rows):
 
 
 def svm_fit_predict(texts, bank_rows, bank_labels, weights, query_rows, c=0.5):
-    from scipy.sparse import hstack
-    from sklearn.svm import LinearSVC
-
-    from petal_labeller.model.baseline import tfidf_vectorizers
-
-    vectorizers = tfidf_vectorizers(True)
-    x_train = hstack([v.fit_transform([texts[i] for i in bank_rows]) for v in vectorizers]).tocsr()
-    x_test = hstack([v.transform([texts[i] for i in query_rows]) for v in vectorizers]).tocsr()
-    out = np.full((len(query_rows), bank_labels.shape[1]), -10.0, dtype=np.float32)
-    for j in range(bank_labels.shape[1]):
-        if 0 < bank_labels[:, j].sum() < len(bank_rows):
-            svm = LinearSVC(C=c, class_weight="balanced")
-            svm.fit(x_train, bank_labels[:, j], sample_weight=weights)
-            out[:, j] = svm.decision_function(x_test)
-    return out
+    return s.svm_margins(texts, bank_rows, bank_labels, query_rows, c, True, weights)
 
 
 def main() -> None:
