@@ -130,7 +130,16 @@ class Airflow:
         self.ok("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=id")["dag_runs"]
+        """Every run of `dag_id`, oldest first, read a page at a time (the API gives 100 at
+        most: a test counting runs, or waiting for its own, must see past the 100th)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={
+                "limit": 100, "offset": len(found), "order_by": "id",
+            })  # fmt: skip
+            found += page["dag_runs"]
+            if not page["dag_runs"] or len(found) >= page["total_entries"]:
+                return found
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         found = self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")

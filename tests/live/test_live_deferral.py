@@ -146,6 +146,53 @@ def test_a_transform_waits_deferred_then_the_run_labels_and_leaves_nothing_in_aw
     assert staged.get("KeyCount", 0) == 0
 
 
+@pytest.fixture
+def one_slot(on_moto: Airflow) -> Iterator[Airflow]:
+    """The default pool, every task's, down to one slot; its size put back after."""
+    live = on_moto
+    before = live.ok("GET", "/api/v2/pools/default_pool")["slots"]
+    live.ok("PATCH", "/api/v2/pools/default_pool", params={"update_mask": "slots"},
+            json={"slots": 1})  # fmt: skip
+    try:
+        yield live
+    finally:
+        live.ok("PATCH", "/api/v2/pools/default_pool", params={"update_mask": "slots"},
+                json={"slots": before})  # fmt: skip
+
+
+def test_with_one_slot_another_dags_run_goes_while_a_transform_is_deferred(
+    one_slot: Airflow, moto_sagemaker, tmp_path
+):
+    """What deferral buys a small MWAA environment: one worker slot, a SageMaker wait that
+    lasts, and a second DAG's run (a relabelling dry run) still runs to its end meanwhile."""
+    live = one_slot
+    moto_sagemaker.min_runtime_s = 1200  # SageMaker "works" until the other run has ended
+    papers = write_unlabelled_papers(tmp_path / "papers.jsonl", start=975, count=2, tag="deferral")
+    day = DAY + timedelta(days=2)
+    run_id = _import_and_trigger(live, papers, day)
+    _wait_deferred(live, run_id)
+
+    other = live.ok("POST", f"/api/v2/dags/{RELABEL}/dagRuns", json={
+        "logical_date": None, "conf": {"dry_run": True},
+    })["dag_run_id"]  # fmt: skip
+    [ended] = live.wait_for_runs(RELABEL, 1, lambda r: r["dag_run_id"] == other, timeout=600)
+    other_tis = live.task_instances(RELABEL, other)
+    assert ended["state"] == "success", {t: ti["state"] for t, ti in other_tis.items()}
+    assert other_tis["infer_local"]["state"] == "success"
+    # All of it ran while the transform still waited, deferred, in the triggerer.
+    assert _state_of(live, run_id, TRANSFORM) == "deferred"
+    pool = live.ok("GET", "/api/v2/pools/default_pool")
+    assert pool["slots"] == 1 and pool["deferred_slots"] >= 1, pool
+
+    moto_sagemaker.min_runtime_s = 0  # the job completes; the transform resumes and ends
+    [done] = live.wait_for_runs(LABEL, 1, lambda r: r["dag_run_id"] == run_id, timeout=480)
+    tis = live.task_instances(LABEL, run_id)
+    assert done["state"] == "success", {t: ti["state"] for t, ti in tis.items()}
+    assert live.query(
+        "SELECT papers_labelled FROM labelling_runs WHERE airflow_run_id = %s", (run_id,)
+    ) == [(2,)]
+
+
 def test_a_run_marked_failed_while_its_transform_is_deferred_stops_the_job_and_deletes_the_model(
     on_moto: Airflow, moto_sagemaker, tmp_path
 ):
