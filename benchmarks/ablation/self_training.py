@@ -81,8 +81,9 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {}
 
     def score(name: str, test: np.ndarray, scores: np.ndarray) -> None:
-        capped = s.cap_by_parent(scores, parents)
-        rows.setdefault(name, []).append(ranking_metrics(data.gold[test], capped))
+        # Scored as the production model ranks: the hierarchy lifted (TrainConfig's default).
+        lifted = s.propagate_max(scores, parents)
+        rows.setdefault(name, []).append(ranking_metrics(data.gold[test], lifted))
 
     for fold, (train, test) in enumerate(data_module.folds(len(data.papers))):
         rng = np.random.default_rng(fold)
