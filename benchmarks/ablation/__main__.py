@@ -164,14 +164,21 @@ def rows(ctx: s.Context, quick: bool):
             )
 
 
+def production_stack_parts(ctx: s.Context) -> tuple[np.ndarray, np.ndarray, dict]:
+    """What the production-stack rows start from: each label's parent column, each label's
+    level, and the production stack's four bases (the recommended ones less logreg)."""
+    parents = s.parent_index(ctx.data)
+    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
+    return parents, levels, four
+
+
 def retune_rows(ctx: s.Context):
     """The recommended 4-base stack (+ cap) with each data-size-dependent knob moved one step:
     the SVM's C, kNN's k and temperature (`--retune`, for a grown data set)."""
-    parents = s.parent_index(ctx.data)
-    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    parents, levels, four = production_stack_parts(ctx)
     cap = lambda x: s.cap_by_parent(x, parents)  # noqa: E731
     cache: dict = {}
-    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
     variants = {
         "as measured on 630 (SVM C=0.5, kNN k=20 T=0.1)": {},
         # kNN first: cheap once the SVM's scores are cached; the SVM refits take longest.
@@ -199,12 +206,10 @@ def retune_rows(ctx: s.Context):
 def round_three_rows(ctx: s.Context):
     """Issue 28: the production 4-base stack with the hierarchy applied three ways at ranking
     time (lever 5), and with label prototypes as a fifth base (lever 2); `--round3`."""
-    parents = s.parent_index(ctx.data)
-    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    parents, levels, four = production_stack_parts(ctx)
     cap = lambda x: s.cap_by_parent(x, parents)  # noqa: E731
     lift = lambda x: s.propagate_max(x, parents)  # noqa: E731
     cache: dict = {}
-    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
     production = st.stacked(four, "logistic", cache, levels)
     yield (
         "STACK-LR 4 bases + cap (production)",
@@ -249,11 +254,9 @@ def mpnet_rows(ctx: s.Context):
     `--mpnet`, needs PETAL_MPNET_DIR."""
     if "mpnet" not in ctx.embeddings:
         raise SystemExit("--mpnet needs PETAL_MPNET_DIR (see docs/quality-research.md)")
-    parents = s.parent_index(ctx.data)
-    levels = np.array([ctx.data.taxonomy.level(label) for label in ctx.data.labels])
+    parents, levels, four = production_stack_parts(ctx)
     lift = lambda x: s.propagate_max(x, parents)  # noqa: E731
     cache: dict = {}
-    four = {k: v for k, v in best_bases().items() if not k.startswith("logreg")}
     on_mpnet = {
         "svm_wc_C0.5": four["svm_wc_C0.5"],
         "knn_mpnet_k20_T0.1": s.knn(20, 0.1, "mpnet"),
