@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import closing
 
+import psycopg2
 import pytest
 
+from petal_labeller.store.reviews import review_candidates
 from tests.fixtures.airflow import write_unlabelled_papers
 from tests.fixtures.label_studio_browser import curate_in_the_browser
 from tests.live.conftest import Airflow
@@ -26,14 +29,12 @@ TIMEOUT_HOURS = 0.04
 
 
 def _waiting_for_review(live: Airflow) -> int:
-    """Papers the production model labelled that no curator has seen (what a review sends)."""
-    return live.query(
-        "SELECT count(*) FROM paper_labelling l JOIN model_versions m "
-        "ON m.version = l.model_version AND m.is_production "
-        "WHERE NOT EXISTS (SELECT 1 FROM paper_labels c WHERE c.paper_id = l.paper_id "
-        "AND c.origin = 'curator') AND NOT EXISTS (SELECT 1 FROM paper_reviews r "
-        "WHERE r.paper_id = l.paper_id)"
-    )[0][0]
+    """Papers a review would send now: the library's own candidates of the production model."""
+    production = live.query("SELECT version FROM model_versions WHERE is_production")
+    if not production:
+        return 0
+    with closing(psycopg2.connect(live.store_url)) as conn:
+        return sum(1 for _ in review_candidates(conn, production[0][0]))
 
 
 @pytest.fixture
