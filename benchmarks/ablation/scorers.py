@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from petal_labeller.runtime.combine import cap_by_parent as runtime_cap
-from petal_labeller.runtime.combine import lift_to_children
+from petal_labeller.runtime.combine import lift_to_children, parents_first
 
 from .data import Dataset
 from .embeddings import paper_text
@@ -164,18 +164,6 @@ def venue(smoothing: float = 2.0) -> Scorer:
         return scores
 
     return fit_predict
-
-
-def parents_first(parents: np.ndarray) -> np.ndarray:
-    """Columns ordered by depth in the tree (roots first): the order the runtime's
-    hierarchy rules take."""
-    depth = np.zeros(len(parents), dtype=int)
-    for j in range(len(parents)):
-        p = parents[j]
-        while p >= 0:
-            depth[j] += 1
-            p = parents[p]
-    return np.argsort(depth, kind="stable")
 
 
 def propagate_max(scores: np.ndarray, parents: np.ndarray) -> np.ndarray:

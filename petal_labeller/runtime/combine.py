@@ -9,6 +9,19 @@ import numpy as np
 from petal_labeller.runtime.scorers import sigmoid
 
 
+def parents_first(parent_index: np.ndarray) -> np.ndarray:
+    """Columns by depth in the tree, roots first (stable): the `order` the rules below take.
+
+    A walk stops after as many steps as there are labels, so a parent cycle ends it
+    (loaders refuse cycles before this; the bound keeps any caller from looping)."""
+    depth = np.zeros(len(parent_index), dtype=np.int64)
+    for column in range(len(parent_index)):
+        parent = parent_index[column]
+        while parent >= 0 and depth[column] <= len(parent_index):
+            depth[column], parent = depth[column] + 1, parent_index[parent]
+    return np.argsort(depth, kind="stable")
+
+
 def cap_by_parent(scores: np.ndarray, parent_index: np.ndarray, order: np.ndarray) -> np.ndarray:
     """No label scores above its parent (columns visited parents first)."""
     capped = scores.copy()

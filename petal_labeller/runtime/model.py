@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from petal_labeller.runtime.combine import StackCombiner, apply_hierarchy, choose_labels
+from petal_labeller.runtime.combine import (
+    StackCombiner,
+    apply_hierarchy,
+    choose_labels,
+    parents_first,
+)
 from petal_labeller.runtime.network import LabellerNet, load_encoder
 from petal_labeller.runtime.precision import check_precision, verified_precision
 from petal_labeller.runtime.scorers import VenueScorer, knn_scores, sigmoid, zero_shot_scores
@@ -59,8 +64,7 @@ class LoadedModel:
         self.parent_index = np.array(
             [position.get(label.get("parent"), -1) for label in self.labels], dtype=np.int64
         )
-        depth = [self._depth(i) for i in range(len(self.labels))]
-        self.order = np.argsort(depth, kind="stable")
+        self.order = parents_first(self.parent_index)
         self.ancestors = []
         for i in range(len(self.labels)):
             chain, parent = [], self.parent_index[i]
@@ -68,12 +72,6 @@ class LoadedModel:
                 chain.append(int(parent))
                 parent = self.parent_index[parent]
             self.ancestors.append(chain)
-
-    def _depth(self, column: int) -> int:
-        depth, parent = 0, self.parent_index[column]
-        while parent >= 0 and depth <= len(self.labels):
-            depth, parent = depth + 1, self.parent_index[parent]
-        return depth
 
     @property
     def max_length(self) -> int:
